@@ -1,0 +1,143 @@
+"""Reads and writes of the local catalog.
+
+Writes validate every row first and commit in one transaction, so bad input is refused
+whole with a message naming the value, and nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from recon_pipeline.catalog.schema import metadata, products
+
+INTERVALS = ("day", "week", "month", "year")
+# Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500.
+MAX_METADATA_KEYS = 50
+MAX_METADATA_KEY_LENGTH = 40
+MAX_METADATA_VALUE_LENGTH = 500
+MAX_NAME_LENGTH = 250
+
+
+class InvalidProduct(ValueError):
+    """A catalog row Stripe would refuse; the message names the product, the field and the value."""
+
+
+@dataclass(frozen=True)
+class CatalogProduct:
+    id: str
+    name: str
+    description: str | None = None
+    active: bool = True
+    metadata: dict[str, str] = field(default_factory=dict)
+    unit_amount: int | None = None
+    currency: str | None = None
+    recurring_interval: str | None = None
+    updated_at: dt.datetime | None = None
+
+    def as_row(self, now: dt.datetime) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "active": self.active,
+            "metadata": dict(self.metadata),
+            "unit_amount": self.unit_amount,
+            "currency": self.currency.lower() if self.currency else None,
+            "recurring_interval": self.recurring_interval,
+            "updated_at": self.updated_at or now,
+        }
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the catalog URL; a SQLite file's folder is created on first use."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the Dagster UI read while a run writes; busy_timeout waits instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def init_schema(engine: Engine) -> None:
+    """Create the catalog's tables if they do not exist (safe to run any number of times)."""
+    metadata.create_all(engine)
+
+
+def validate_product(product: CatalogProduct) -> None:
+    """Raise InvalidProduct if Stripe would refuse this product or its price."""
+
+    def bad(field_name: str, value: Any, fix: str) -> InvalidProduct:
+        return InvalidProduct(f"product {product.id!r}: {field_name}={value!r} {fix}")
+
+    if not isinstance(product.id, str) or not product.id.strip():
+        raise InvalidProduct(f"product id {product.id!r} must be a non-empty string")
+    if not isinstance(product.name, str) or not product.name.strip():
+        raise bad("name", product.name, "must be a non-empty string")
+    if len(product.name) > MAX_NAME_LENGTH:
+        raise bad("name", product.name[:40] + "…", f"is longer than {MAX_NAME_LENGTH} characters")
+    meta = product.metadata or {}
+    if not isinstance(meta, Mapping):
+        raise bad("metadata", meta, "must be a mapping of strings")
+    if len(meta) > MAX_METADATA_KEYS:
+        raise bad("metadata", f"{len(meta)} keys", f"has more than Stripe's {MAX_METADATA_KEYS} keys")
+    for key, value in meta.items():
+        if len(str(key)) > MAX_METADATA_KEY_LENGTH:
+            raise bad("metadata key", key, f"is longer than {MAX_METADATA_KEY_LENGTH} characters")
+        if value is not None and len(str(value)) > MAX_METADATA_VALUE_LENGTH:
+            raise bad(f"metadata[{key}]", str(value)[:40] + "…", f"is longer than {MAX_METADATA_VALUE_LENGTH} characters")
+    if product.unit_amount is not None:
+        if isinstance(product.unit_amount, bool) or not isinstance(product.unit_amount, int):
+            raise bad("unit_amount", product.unit_amount, "must be a whole number of the currency's smallest unit (e.g. cents)")
+        if product.unit_amount < 0:
+            raise bad("unit_amount", product.unit_amount, "must not be negative")
+        currency = product.currency
+        if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isalpha()):
+            raise bad("currency", currency, "must be a three-letter ISO currency code such as 'usd'")
+    if product.recurring_interval is not None and product.recurring_interval not in INTERVALS:
+        raise bad("recurring_interval", product.recurring_interval, f"must be one of {', '.join(INTERVALS)} or empty")
+
+
+def upsert_products(engine: Engine, items: Iterable[CatalogProduct], now: dt.datetime | None = None) -> int:
+    """Insert or update products in one transaction, after validating every one of them."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    rows = []
+    for item in items:
+        validate_product(item)
+        rows.append(item.as_row(now))
+    if not rows:
+        return 0
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(engine.dialect.name)
+    if insert is None:
+        raise NotImplementedError(f"catalog writes support SQLite and PostgreSQL, not {engine.dialect.name}")
+    stmt = insert(products)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[products.c.id],
+        set_={c.name: stmt.excluded[c.name] for c in products.columns if c.name != "id"},
+    )
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 1000):
+            conn.execute(stmt, rows[start : start + 1000])
+    return len(rows)
+
+
+def read_products_frame(engine: Engine) -> pd.DataFrame:
+    """Every catalog product as a DataFrame (one row per product, ordered by id)."""
+    with engine.connect() as conn:
+        result = conn.execute(select(products).order_by(products.c.id))
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return frame

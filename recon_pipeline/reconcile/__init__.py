@@ -1,0 +1,39 @@
+"""Reconciliation logic: canonical frames of both sides and the drift between them (no Dagster)."""
+
+from recon_pipeline.reconcile.diff import (
+    DRIFT_COLUMNS,
+    DRIFT_KINDS,
+    FIELD_MISMATCH,
+    MISSING_IN_STRIPE,
+    ORPHAN_IN_STRIPE,
+    DuplicateProductIds,
+    diff_catalog,
+    empty_drift,
+    summarize_drift,
+)
+from recon_pipeline.reconcile.frames import (
+    COMPARED_FIELDS,
+    FRAME_COLUMNS,
+    canonical_metadata,
+    local_frame,
+    stripe_frame,
+    stripe_product_id,
+)
+
+__all__ = [
+    "COMPARED_FIELDS",
+    "DRIFT_COLUMNS",
+    "DRIFT_KINDS",
+    "FIELD_MISMATCH",
+    "FRAME_COLUMNS",
+    "MISSING_IN_STRIPE",
+    "ORPHAN_IN_STRIPE",
+    "DuplicateProductIds",
+    "canonical_metadata",
+    "diff_catalog",
+    "empty_drift",
+    "local_frame",
+    "stripe_frame",
+    "stripe_product_id",
+    "summarize_drift",
+]
