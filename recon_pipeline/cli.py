@@ -1,0 +1,196 @@
+"""`recon-pipeline`: the project's command line.
+
+    recon-pipeline init                      create the catalog schema (idempotent)
+    recon-pipeline emulator [--port 12111]   run the bundled Stripe emulator on 127.0.0.1
+    recon-pipeline demo                      seed drift, run reconcile_catalog, print the drift
+    recon-pipeline dev                       the Dagster UI on 127.0.0.1:3000 with the emulator
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from recon_pipeline.settings import (
+    DATA_DIR,
+    EMULATOR_HOST,
+    EMULATOR_PORT,
+    PROJECT_ROOT,
+    Settings,
+    SettingsError,
+    emulator_url,
+)
+
+EMULATOR_STATE = DATA_DIR / "stripe-emulator.db"
+
+
+def ensure_dagster_home() -> Path:
+    """DAGSTER_HOME, defaulting to the project's .dagster_home with the project's dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    project_config = PROJECT_ROOT / "dagster.yaml"
+    if project_config.exists() and not (home / "dagster.yaml").exists():
+        shutil.copy(project_config, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def emulator_is_up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_emulator/faults", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def running_emulator(port: int = EMULATOR_PORT, state_path: Path = EMULATOR_STATE):
+    """The emulator at 127.0.0.1:port: the one already running there, or one started here."""
+    url = emulator_url(port)
+    if emulator_is_up(url):
+        yield url
+        return
+    from recon_pipeline.emulator import EmulatorServer
+
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    with EmulatorServer(host=EMULATOR_HOST, port=port, state_path=str(state_path)) as server:
+        yield server.url
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from recon_pipeline.catalog import init_schema, make_engine
+
+    settings = Settings.from_env()
+    init_schema(make_engine(settings.catalog_url))
+    print(f"catalog schema ready at {_redact_url(settings.catalog_url)}")
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    from recon_pipeline.emulator import Faults, serve
+
+    faults = Faults(
+        rate_limit=args.rate_limit,
+        endpoint_rate_limit=args.endpoint_rate_limit,
+        failure_rate=args.failure_rate,
+        latency_ms=args.latency_ms,
+        outage=args.outage,
+        retry_after=args.retry_after,
+    )
+    if args.state:
+        Path(args.state).parent.mkdir(parents=True, exist_ok=True)
+    print(f"Stripe emulator on http://{args.host}:{args.port} (state: {args.state or 'in memory'})", flush=True)
+    serve(host=args.host, port=args.port, state_path=args.state, faults=faults)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from recon_pipeline.catalog import make_engine
+    from recon_pipeline.demo import plan_demo, seed_demo
+
+    for name in ("RECON_CATALOG_URL", "STRIPE_API_KEY", "STRIPE_API_BASE"):
+        if os.environ.get(name):
+            raise SettingsError(
+                f"{name} is set, but the demo seeds (and overwrites) the embedded SQLite catalog and the "
+                f"bundled emulator only; unset {name} to run the demo."
+            )
+    ensure_dagster_home()
+    settings = Settings.from_env()
+    data = plan_demo(n_products=args.products, seed=args.seed)
+    with running_emulator(args.port) as url:
+        os.environ["STRIPE_API_BASE"] = url
+        print(f"Seeding {len(data.catalog):,} catalog products and {len(data.stripe):,} Stripe products ({url}) ...")
+        seed_demo(make_engine(settings.catalog_url), url, data)
+        from recon_pipeline.demo_report import print_report, run_reconcile
+
+        result = run_reconcile()
+    return print_report(result, data)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    ensure_dagster_home()
+    env = dict(os.environ)
+    emulator: subprocess.Popen | None = None
+    if not os.environ.get("STRIPE_API_KEY"):
+        url = emulator_url(args.emulator_port)
+        env["STRIPE_API_BASE"] = url
+        if not emulator_is_up(url):
+            EMULATOR_STATE.parent.mkdir(parents=True, exist_ok=True)
+            emulator = subprocess.Popen(
+                [sys.executable, "-m", "recon_pipeline.cli", "emulator", "--port", str(args.emulator_port), "--state", str(EMULATOR_STATE)]
+            )
+            for _ in range(100):
+                if emulator_is_up(url):
+                    break
+                time.sleep(0.1)
+    try:
+        return subprocess.call(
+            ["dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)],
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if emulator is not None:
+            emulator.terminate()
+            emulator.wait(timeout=10)
+
+
+def _redact_url(url: str) -> str:
+    # Never print a catalog password.
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recon-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("init", help="create the catalog schema (idempotent)").set_defaults(func=cmd_init)
+
+    emulator = commands.add_parser("emulator", help="run the bundled Stripe emulator")
+    emulator.add_argument("--host", default=EMULATOR_HOST)
+    emulator.add_argument("--port", type=int, default=EMULATOR_PORT)
+    emulator.add_argument("--state", help="SQLite file that keeps the emulator's state across restarts")
+    emulator.add_argument("--rate-limit", type=float, help="global requests/s before answering 429")
+    emulator.add_argument("--endpoint-rate-limit", type=float, help="requests/s per endpoint before answering 429")
+    emulator.add_argument("--failure-rate", type=float, default=0.0, help="fraction of requests answered 500")
+    emulator.add_argument("--latency-ms", type=int, default=0, help="latency added to every API request")
+    emulator.add_argument("--outage", action="store_true", help="answer every API request 503")
+    emulator.add_argument("--retry-after", type=float, help="send Retry-After (seconds) with 429s")
+    emulator.set_defaults(func=cmd_emulator)
+
+    demo = commands.add_parser("demo", help="seed drift into a demo catalog and the emulator, reconcile, print it")
+    demo.add_argument("--products", type=int, default=1000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--port", type=int, default=EMULATOR_PORT, help="the emulator's port")
+    demo.set_defaults(func=cmd_demo)
+
+    dev = commands.add_parser("dev", help="the Dagster UI with the emulator running")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--emulator-port", type=int, default=EMULATOR_PORT)
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as error:
+        print(f"recon-pipeline: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

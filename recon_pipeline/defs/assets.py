@@ -1,0 +1,200 @@
+"""Reconciliation assets: both sides snapshotted, and the drift between them.
+
+    local_products ──┐
+                     ├──> catalog_drift
+    stripe_products ─┘
+
+Each asset guards itself with blocking checks (ids unique, snapshot complete, drift rate
+under the threshold), so a bad snapshot never produces a drift table that a repair would
+act on.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+import pandas as pd
+
+from recon_pipeline.catalog import read_products_frame
+from recon_pipeline.defs.resources import CatalogResource, StripeResource
+from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame, summarize_drift
+from recon_pipeline.settings import Settings
+from recon_pipeline.stripe_api import fetch_products_snapshot
+
+GROUP = "reconciliation"
+PREVIEW_ROWS = 20
+
+
+def _duplicate_ids(frame: pd.DataFrame) -> list[str]:
+    ids = frame["product_id"]
+    return sorted(ids[ids.duplicated()].unique().tolist())
+
+
+def _ids_unique_result(asset: str, frame: pd.DataFrame) -> dg.AssetCheckResult:
+    dupes = _duplicate_ids(frame)
+    return dg.AssetCheckResult(
+        check_name="ids_unique",
+        asset_key=asset,
+        passed=not dupes,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "duplicate_ids": dg.MetadataValue.int(len(dupes)),
+            "examples": dg.MetadataValue.text(", ".join(map(str, dupes[:20])) or "none"),
+        },
+        description=None if not dupes else f"{len(dupes)} product ids appear more than once in {asset}",
+    )
+
+
+def _ids_unique_spec(asset: str, side: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        "ids_unique",
+        asset=asset,
+        blocking=True,
+        description=f"Every product id appears once in {side}; duplicates make matching ambiguous, so the diff does not run.",
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"sql", "pandas"},
+    check_specs=[_ids_unique_spec("local_products", "the catalog")],
+)
+def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource):
+    """Every product of the local catalog, in the canonical frame shape the diff compares.
+
+    One row per product: product_id, name, description, active, metadata (canonical JSON),
+    unit_amount, currency, interval. Read from the catalog database (RECON_CATALOG_URL).
+    """
+    started = time.perf_counter()
+    frame = local_frame(read_products_frame(catalog.engine()))
+    yield dg.Output(
+        frame,
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(frame)),
+            "active": dg.MetadataValue.int(int(frame["active"].sum())),
+            "with_price": dg.MetadataValue.int(int(frame["unit_amount"].notna().sum())),
+            "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+        },
+    )
+    yield _ids_unique_result("local_products", frame)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"stripe", "pandas"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "snapshot_complete",
+            asset="stripe_products",
+            blocking=True,
+            description="Every created-range of the product list was paged to the end (has_more=false) "
+            "and no product came back twice, so the snapshot is the whole account.",
+        ),
+        _ids_unique_spec("stripe_products", "the Stripe snapshot"),
+    ],
+)
+def stripe_products(context: dg.AssetExecutionContext, stripe: StripeResource):
+    """Every Stripe product with its default price, expanded in the same list request.
+
+    The list is split over `created` ranges fetched concurrently, within the account's rate
+    limits (global and per endpoint), with retries and backoff on 429/5xx.
+    """
+    gateway = stripe.gateway()
+    snapshot = fetch_products_snapshot(gateway, concurrency=stripe.snapshot_concurrency)
+    frame = stripe_frame(snapshot.products)
+    stats = gateway.stats
+    yield dg.Output(
+        frame,
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(frame)),
+            "pages": dg.MetadataValue.int(snapshot.pages),
+            "requests": dg.MetadataValue.int(snapshot.requests),
+            "retries": dg.MetadataValue.int(int(stats.get("retries", 0))),
+            "rate_limited": dg.MetadataValue.int(int(stats.get("rate_limited", 0))),
+            "duration_s": dg.MetadataValue.float(round(snapshot.seconds, 3)),
+            "products_per_s": dg.MetadataValue.float(round(len(frame) / snapshot.seconds, 1) if snapshot.seconds else 0.0),
+            "api_base": dg.MetadataValue.url(stripe.api_base) if stripe.api_base.startswith("http") else stripe.api_base,
+        },
+    )
+    complete = snapshot.complete and snapshot.duplicates == 0 and frame["product_id"].is_unique
+    yield dg.AssetCheckResult(
+        check_name="snapshot_complete",
+        asset_key="stripe_products",
+        passed=bool(complete),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "products": dg.MetadataValue.int(len(frame)),
+            "pages": dg.MetadataValue.int(snapshot.pages),
+            "duplicates": dg.MetadataValue.int(snapshot.duplicates),
+            "ranges_exhausted": dg.MetadataValue.bool(bool(snapshot.complete)),
+        },
+        description=None if complete else "the product list was not paged to the end, or returned a product twice",
+    )
+    yield _ids_unique_result("stripe_products", frame)
+
+
+def _drift_metadata(drift: pd.DataFrame, summary: dict) -> dict[str, dg.MetadataValue]:
+    metadata = {f"drift/{kind}": dg.MetadataValue.int(summary[kind]) for kind in ("missing_in_stripe", "orphan_in_stripe", "field_mismatch", "total")}
+    metadata.update(
+        {
+            f"drift/field_mismatch/{field}": dg.MetadataValue.int(count)
+            for field, count in summary["field_mismatch_by_field"].items()
+        }
+    )
+    metadata.update(
+        {
+            "drift_rate": dg.MetadataValue.float(round(summary["drift_rate"], 6)),
+            "products_with_drift": dg.MetadataValue.int(summary["products_with_drift"]),
+            "products_total": dg.MetadataValue.int(summary["products_total"]),
+            "dagster/row_count": dg.MetadataValue.int(len(drift)),
+            "preview": dg.MetadataValue.md(
+                drift.head(PREVIEW_ROWS).to_markdown(index=False) if len(drift) else "_No drift: both sides agree._"
+            ),
+        }
+    )
+    return metadata
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"pandas"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "drift_rate_below_threshold",
+            asset="catalog_drift",
+            blocking=True,
+            description="Share of products with any drift is at most RECON_MAX_DRIFT_RATE (default 1%). "
+            "Fails with ERROR above it: look at the drift preview, then repair.",
+        )
+    ],
+)
+def catalog_drift(context: dg.AssetExecutionContext, local_products: pd.DataFrame, stripe_products: pd.DataFrame):
+    """Every discrepancy between the catalog and Stripe, one row each.
+
+    Columns: product_id, kind (missing_in_stripe | orphan_in_stripe | field_mismatch),
+    field, local_value, stripe_value. Metadata counts each kind and shows the first rows.
+    """
+    drift = diff_catalog(local_products, stripe_products)
+    summary = summarize_drift(drift, len(local_products), len(stripe_products))
+    yield dg.Output(drift, metadata=_drift_metadata(drift, summary))
+
+    threshold = Settings.from_env().max_drift_rate
+    rate = summary["drift_rate"]
+    yield dg.AssetCheckResult(
+        check_name="drift_rate_below_threshold",
+        passed=rate <= threshold,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "drift_rate": dg.MetadataValue.float(round(rate, 6)),
+            "threshold": dg.MetadataValue.float(threshold),
+            "products_with_drift": dg.MetadataValue.int(summary["products_with_drift"]),
+            "products_total": dg.MetadataValue.int(summary["products_total"]),
+        },
+        description=(
+            None
+            if rate <= threshold
+            else f"{summary['products_with_drift']} of {summary['products_total']} products drifted "
+            f"({rate:.2%} > {threshold:.2%})"
+        ),
+    )
