@@ -52,6 +52,11 @@ def test_missing_in_stripe_and_orphan_in_stripe():
     assert kinds(drift) == [("a", "missing_in_stripe", None), ("z", "orphan_in_stripe", None)]
 
 
+def test_an_archived_stripe_product_unknown_to_the_catalog_is_retired_not_an_orphan():
+    drift = diff_catalog(catalog_rows({"id": "a"}), stripe_products({"id": "a"}, {"id": "old", "active": False}, {"id": "z"}))
+    assert kinds(drift) == [("z", "orphan_in_stripe", None)]
+
+
 def test_field_mismatch_gives_one_row_per_differing_field_with_both_values():
     drift = diff_catalog(
         catalog_rows({"id": "a", "name": "New name", "active": True, "unit_amount": 2000}),

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Integer,
     Column,
     DateTime,
     Index,
@@ -34,3 +35,40 @@ products = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 Index("ix_products_updated_at", products.c.updated_at)
+
+# Every write made to Stripe, whatever its outcome: the record naive webhook sync lacks.
+sync_ledger = Table(
+    "sync_ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("source", String(32), nullable=False, comment="repair | outbox | ..."),
+    Column("run_id", String(64), nullable=True),
+    Column("product_id", String(64), nullable=True),
+    Column("method", String(8), nullable=False),
+    Column("path", String(255), nullable=False),
+    Column("idempotency_key", String(80), nullable=True),
+    Column("request", JSON, nullable=True, comment="The request's parameters (never credentials)"),
+    Column("status", Integer, nullable=True, comment="HTTP status of the final attempt; NULL if no response"),
+    Column("object_id", String(255), nullable=True, comment="Id of the Stripe object written"),
+    Column("error", Text, nullable=True),
+)
+Index("ix_sync_ledger_product", sync_ledger.c.product_id)
+Index("ix_sync_ledger_key", sync_ledger.c.idempotency_key)
+
+# What exhausted its retries, with the reason; replayable until resolved.
+dead_letter = Table(
+    "dead_letter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("product_id", String(64), nullable=True),
+    Column("action", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("resolution", Text, nullable=True),
+)
+Index("ix_dead_letter_open", dead_letter.c.resolved_at)

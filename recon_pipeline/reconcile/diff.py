@@ -5,8 +5,9 @@ one row per discrepancy:
 
     product_id | kind | field | local_value | stripe_value
 
-kind is `missing_in_stripe` (in the catalog, not in Stripe), `orphan_in_stripe` (in
-Stripe, not in the catalog) or `field_mismatch` (one row per differing field).
+kind is `missing_in_stripe` (in the catalog, not in Stripe), `orphan_in_stripe` (active
+in Stripe, not in the catalog; an archived one is retired, not drift) or `field_mismatch`
+(one row per differing field).
 
 Why it is fast: instead of an outer merge (which copies every column of both sides
 into a joined frame), ids are matched once with pandas' hash index on the catalog side
@@ -101,8 +102,11 @@ def diff_catalog(local: pd.DataFrame, stripe: pd.DataFrame) -> pd.DataFrame:
     local_pos = pc.fill_null(pc.index_in(stripe_ids, value_set=local_ids), -1).to_numpy()
     matched_stripe = np.flatnonzero(local_pos >= 0)
     matched_local = local_pos[matched_stripe]
-    orphans = np.flatnonzero(local_pos < 0)
-    orphan_ids = stripe_ids.take(pa.array(orphans)).to_pylist()
+    unmatched = np.flatnonzero(local_pos < 0)
+    orphan_ids = stripe_ids.take(pa.array(unmatched)).to_pylist()
+    # An archived Stripe product the catalog does not know is retired, not drift (that is
+    # also where the `archive` orphan policy leaves it); only active ones are orphans.
+    orphans = unmatched[stripe["active"].to_numpy(dtype=bool)[unmatched]]
     # A catalog position hit twice means a Stripe id repeated; no second hash table needed.
     hits = np.bincount(matched_local, minlength=len(local_ids))
     if (len(hits) and hits.max() > 1) or len(set(orphan_ids)) != len(orphan_ids):
@@ -116,7 +120,7 @@ def diff_catalog(local: pd.DataFrame, stripe: pd.DataFrame) -> pd.DataFrame:
     if len(missing):
         pieces.append(_rows(local_ids_at(missing), MISSING_IN_STRIPE, None, None, None))
     if len(orphans):
-        pieces.append(_rows(orphan_ids, ORPHAN_IN_STRIPE, None, None, None))
+        pieces.append(_rows(stripe_ids.take(pa.array(orphans)).to_pylist(), ORPHAN_IN_STRIPE, None, None, None))
 
     local_at, stripe_at = pa.array(matched_local), pa.array(matched_stripe)
     for field in COMPARED_FIELDS:

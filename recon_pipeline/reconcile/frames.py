@@ -28,6 +28,9 @@ COMPARED_FIELDS = ("name", "description", "active", "metadata", "unit_amount", "
 FRAME_COLUMNS = ("product_id", *COMPARED_FIELDS)
 # Columns kept beside the compared fields of the Stripe side, for repair and for the UI.
 STRIPE_EXTRA_COLUMNS = ("stripe_id", "default_price_id", "lookup_key", "created")
+# Kept beside the compared fields of the catalog side: when the row last changed (repair
+# keys its idempotent writes on it, so a new edit is a new write and a re-run is a replay).
+LOCAL_EXTRA_COLUMNS = ("updated_at",)
 TEXT_COLUMNS = ("product_id", "name", "description", "metadata", "currency", "interval")
 
 
@@ -78,8 +81,9 @@ def local_frame(rows: pd.DataFrame) -> pd.DataFrame:
             "unit_amount": pd.array(rows["unit_amount"], dtype="Int64"),
             "currency": rows["currency"].map(canonical_text).str.lower(),
             "interval": rows["recurring_interval"].map(canonical_text),
+            "updated_at": pd.to_datetime(rows["updated_at"], utc=True) if "updated_at" in rows else pd.NaT,
         },
-        columns=list(FRAME_COLUMNS),
+        columns=[*FRAME_COLUMNS, *LOCAL_EXTRA_COLUMNS],
     )
     return _with_text_dtype(frame.reset_index(drop=True))
 
