@@ -4,6 +4,7 @@
     recon-pipeline emulator [--port 12111]   run the bundled Stripe emulator on 127.0.0.1
     recon-pipeline demo                      seed drift, run reconcile_catalog, print the drift
     recon-pipeline dev                       the Dagster UI on 127.0.0.1:3000 with the emulator
+    recon-pipeline dead-letters list|replay  what exhausted its retries; replay it now
 """
 
 from __future__ import annotations
@@ -144,6 +145,39 @@ def cmd_dev(args: argparse.Namespace) -> int:
             emulator.wait(timeout=10)
 
 
+def _gateway(settings: Settings):
+    from recon_pipeline.stripe_api import StripeGateway
+
+    return StripeGateway(
+        api_key=settings.stripe_api_key,
+        api_base=settings.stripe_api_base,
+        global_rate=settings.global_rate,
+        endpoint_rate=settings.endpoint_rate,
+    )
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from recon_pipeline.catalog import init_schema, make_engine
+    from recon_pipeline.repair.dead_letters import list_dead_letters, replay_dead_letters
+
+    settings = Settings.from_env()
+    engine = make_engine(settings.catalog_url)
+    init_schema(engine)
+    if args.action == "list":
+        letters = list_dead_letters(engine, include_resolved=args.all)
+        for letter in letters:
+            state = f"resolved {letter['resolved_at']:%Y-%m-%d %H:%M}" if letter["resolved_at"] else "open"
+            print(f"#{letter['id']:<5} {letter['product_id']:<24} {letter['action']:<16} attempts={letter['attempts']:<3} {state}: {letter['reason']}")
+        print(f"{len(letters)} dead letters" + ("" if args.all else " open"))
+        return 0
+    results = replay_dead_letters(engine, _gateway(settings), ids=args.ids or None)
+    for result in results:
+        print(f"#{result['id']:<5} {result['product_id']:<24} {'resolved' if result['resolved'] else 'still failing'}: {result['detail']}")
+    still = sum(not r["resolved"] for r in results)
+    print(f"replayed {len(results)}, resolved {len(results) - still}, still failing {still}")
+    return 1 if still else 0
+
+
 def _redact_url(url: str) -> str:
     # Never print a catalog password.
     from sqlalchemy.engine import make_url
@@ -180,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--emulator-port", type=int, default=EMULATOR_PORT)
     dev.set_defaults(func=cmd_dev)
+    letters = commands.add_parser("dead-letters", help="list or replay what exhausted its retries")
+    letters.add_argument("action", choices=["list", "replay"])
+    letters.add_argument("ids", nargs="*", type=int, help="replay only these dead letter ids")
+    letters.add_argument("--all", action="store_true", help="list resolved ones too")
+    letters.set_defaults(func=cmd_dead_letters)
     return parser
 
 

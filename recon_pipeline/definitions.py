@@ -1,12 +1,21 @@
-"""The project's Dagster Definitions: every asset, check, job and resource, in one place."""
+"""The project's Dagster Definitions: every asset, check, job, schedule, sensor and resource."""
 
 import dagster as dg
 
-from recon_pipeline.defs import assets, jobs
+from recon_pipeline.defs import assets, jobs, repair, sensors
 from recon_pipeline.defs.resources import build_resources
 
-defs = dg.Definitions(
-    assets=[assets.local_products, assets.stripe_products, assets.catalog_drift],
-    jobs=[jobs.reconcile_catalog],
-    resources=build_resources(),
-)
+
+def build_defs() -> dg.Definitions:
+    """Definitions with resources configured from the environment as it is now."""
+    return dg.Definitions(
+        assets=[assets.local_products, assets.stripe_products, assets.catalog_drift, repair.catalog_repair],
+        asset_checks=[*assets.catalog_drift_freshness],
+        jobs=[jobs.reconcile_catalog, jobs.repair_catalog],
+        schedules=[jobs.reconcile_hourly],
+        sensors=[sensors.drift_repair_sensor, sensors.alert_sensor, assets.freshness_checks_sensor],
+        resources=build_resources(),
+    )
+
+
+defs = build_defs()

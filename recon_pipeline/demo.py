@@ -28,16 +28,17 @@ NOUNS = ["Plan", "Seat", "Add-on", "Bundle", "Licence", "Support", "Storage", "C
 CATEGORIES = ["software", "service", "hardware", "training"]
 
 # How many products get each kind of drift (disjoint sets of products).
+# 60 of 1,000 products: above the 1% drift check, below the 10% mass-drift breaker.
 DRIFT_PLAN = {
-    "missing_in_stripe": 25,
-    "orphan_in_stripe": 12,
-    "name": 15,
-    "description": 10,
-    "active": 8,
-    "metadata": 10,
-    "unit_amount": 12,
-    "currency": 3,
-    "interval": 5,
+    "missing_in_stripe": 15,
+    "orphan_in_stripe": 8,
+    "name": 10,
+    "description": 6,
+    "active": 5,
+    "metadata": 6,
+    "unit_amount": 6,
+    "currency": 2,
+    "interval": 2,
 }
 PRICE_FIELDS = ("unit_amount", "currency", "interval")
 FIELD_KINDS = ("name", "description", "active", "metadata", *PRICE_FIELDS)

@@ -11,12 +11,16 @@ from recon_pipeline.demo import FIELD_KINDS, DemoData
 from recon_pipeline.reconcile import DRIFT_KINDS
 
 
-def run_reconcile() -> dg.ExecuteInProcessResult:
-    """One run of reconcile_catalog, recorded in DAGSTER_HOME so the UI shows it."""
-    from recon_pipeline.definitions import defs
+def run_job(name: str, run_config: dict | None = None, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """One run of a project job, recorded in the instance (DAGSTER_HOME) so the UI shows it."""
+    from recon_pipeline.definitions import build_defs
 
-    job = defs.resolve_job_def("reconcile_catalog")
-    return job.execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
+    job = build_defs().resolve_job_def(name)
+    return job.execute_in_process(run_config=run_config, instance=instance or dg.DagsterInstance.get(), raise_on_error=False)
+
+
+def run_reconcile(instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    return run_job("reconcile_catalog", instance=instance)
 
 
 def check_lines(result: dg.ExecuteInProcessResult) -> list[str]:

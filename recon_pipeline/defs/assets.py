@@ -11,6 +11,7 @@ act on.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import dagster as dg
@@ -156,9 +157,15 @@ def _drift_metadata(drift: pd.DataFrame, summary: dict) -> dict[str, dg.Metadata
     return metadata
 
 
+# The hourly schedule refreshes catalog_drift; two hours without it means the scheduler or
+# the daemon is silent, and that is itself an alert (catalog_drift_freshness below).
+DRIFT_FRESHNESS = dt.timedelta(hours=2)
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas"},
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=DRIFT_FRESHNESS, warn_window=dt.timedelta(minutes=75)),
     check_specs=[
         dg.AssetCheckSpec(
             "drift_rate_below_threshold",
@@ -198,3 +205,13 @@ def catalog_drift(context: dg.AssetExecutionContext, local_products: pd.DataFram
             f"({rate:.2%} > {threshold:.2%})"
         ),
     )
+
+
+catalog_drift_freshness = dg.build_last_update_freshness_checks(
+    assets=[catalog_drift], lower_bound_delta=DRIFT_FRESHNESS, severity=dg.AssetCheckSeverity.ERROR
+)
+freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
+    freshness_checks=catalog_drift_freshness,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)

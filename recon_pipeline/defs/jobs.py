@@ -9,3 +9,20 @@ reconcile_catalog = dg.define_asset_job(
     selection=dg.AssetSelection.groups(GROUP),
     description="Snapshot the catalog and Stripe, derive catalog_drift and run its checks.",
 )
+
+repair_catalog = dg.define_asset_job(
+    "repair_catalog",
+    selection=dg.AssetSelection.assets("catalog_repair"),
+    description="Plan writes from catalog_drift, apply them (idempotent, retried, recorded in sync_ledger; "
+    "failures to dead_letter), and verify the repaired products have no drift left.",
+)
+
+reconcile_hourly = dg.ScheduleDefinition(
+    name="reconcile_hourly",
+    job=reconcile_catalog,
+    cron_schedule="0 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every hour on the hour (UTC): snapshot both sides and derive catalog_drift. "
+    "Drift then triggers repair_catalog through drift_repair_sensor.",
+)

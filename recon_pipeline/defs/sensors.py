@@ -1,0 +1,101 @@
+"""Sensors: drift found becomes a repair run; failed checks and runs become alerts.
+
+Both run by default (`make dev` / the daemon); stop either from the UI's Automation page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+
+from recon_pipeline.alerts import check_alert, post_alert, run_alert
+from recon_pipeline.defs.jobs import repair_catalog
+
+# On the very first evaluation, look back this far rather than alerting on all history.
+FIRST_LOOKBACK_S = 3600
+BATCH = 100
+
+
+@dg.asset_sensor(
+    asset_key=dg.AssetKey("catalog_drift"),
+    job=repair_catalog,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def drift_repair_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """Requests one `repair_catalog` run for each `catalog_drift` materialization that has drift.
+
+    The run's mass-drift breaker still decides whether to write: above its share of the
+    catalog it refuses, fails the `mass_drift_breaker` check and the alert sensor reports it.
+    """
+    materialization = asset_event.asset_materialization
+    total = materialization.metadata.get("drift/total") if materialization else None
+    drift_rows = int(getattr(total, "value", 0) or 0)
+    if drift_rows == 0:
+        return dg.SkipReason(f"catalog_drift from run {asset_event.run_id[:8]} has no drift")
+    return dg.RunRequest(
+        run_key=f"catalog_drift:{asset_event.run_id}",
+        tags={"recon/trigger": "drift_repair_sensor", "recon/drift_rows": str(drift_rows)},
+    )
+
+
+def _alert_for(record: dg.EventLogRecord) -> dict | None:
+    """The alert for one event record, or None when it is not a failure."""
+    entry = record.event_log_entry
+    event = entry.dagster_event
+    if event.event_type == dg.DagsterEventType.RUN_FAILURE:
+        return run_alert(entry.run_id, event.job_name or "?", event.message or None)
+    evaluation = event.event_specific_data
+    if isinstance(evaluation, AssetCheckEvaluation) and not evaluation.passed:
+        return check_alert(
+            asset=evaluation.asset_key.to_user_string(),
+            check=evaluation.check_name,
+            severity=evaluation.severity.value,
+            description=evaluation.description,
+            metadata=evaluation.metadata,
+            run_id=entry.run_id,
+        )
+    return None
+
+
+WATCHED = {"checks": dg.DagsterEventType.ASSET_CHECK_EVALUATION, "runs": dg.DagsterEventType.RUN_FAILURE}
+
+
+@dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def alert_sensor(context: dg.SensorEvaluationContext):
+    """Posts every failed asset check (ERROR and WARN) and every failed run to ALERT_WEBHOOK_URL.
+
+    Slack-compatible JSON (`text`) plus structured fields (asset, check, value, threshold,
+    run id, UI link), once per failure, retried with backoff. Watches the check evaluations
+    themselves: a failed check does not fail its run, so a run-failure sensor alone would
+    miss it. Without ALERT_WEBHOOK_URL it only logs the alerts.
+    """
+    state = json.loads(context.cursor) if context.cursor else {}
+    url = os.environ.get("ALERT_WEBHOOK_URL", "").strip()
+    sent = 0
+    for name, event_type in WATCHED.items():
+        after = state.get(name)
+        filter_ = dg.EventRecordsFilter(
+            event_type=event_type,
+            after_cursor=after,
+            after_timestamp=None if after else time.time() - FIRST_LOOKBACK_S,
+        )
+        for record in context.instance.get_event_records(filter_, limit=BATCH, ascending=True):
+            payload = _alert_for(record)
+            if payload is not None:
+                if not url:
+                    context.log.info(f"ALERT_WEBHOOK_URL is not set; alert not sent: {payload['text']}")
+                elif post_alert(url, payload):
+                    sent += 1
+                else:
+                    # Keep the cursor before this failure: the next tick tries it again.
+                    context.log.warning(f"alert webhook did not accept {payload['dedup_key']}; retrying next tick")
+                    break
+            state[name] = record.storage_id
+
+    context.update_cursor(json.dumps(state))
+    return dg.SkipReason(f"posted {sent} alerts" if sent else "no new failed checks or runs")

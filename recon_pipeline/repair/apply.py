@@ -1,0 +1,302 @@
+"""Applying a repair plan to Stripe: idempotent writes, a ledger row each, dead letters.
+
+Crash safety comes from three things, so a run killed at any point and run again converges
+with no duplicate product or price:
+- the Stripe product id is derived from the catalog id, so creating it twice is refused
+  (`resource_already_exists`) instead of duplicating it, and repair carries on;
+- every write carries a deterministic Idempotency-Key built from the operation, the object
+  and the catalog row's version, so a re-run within Stripe's 24 h window replays;
+- before creating a price, repair looks for an active price of the product that already
+  has the wanted amount, currency and interval, and reuses it; after switching the default
+  it archives every other active price, which also cleans up after a run killed midway.
+
+One product failing (after the client's retries) goes to `dead_letter` with the reason;
+the others go on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import stripe
+from sqlalchemy import Engine, insert
+
+from recon_pipeline.catalog import CatalogProduct, upsert_products
+from recon_pipeline.catalog.schema import dead_letter, sync_ledger
+from recon_pipeline.repair.plan import (
+    ADOPT_ORPHAN,
+    ARCHIVE_ORPHAN,
+    CHANGE_PRICE,
+    CREATE_PRODUCT,
+    REPORT_ORPHAN,
+    UPDATE_PRODUCT,
+    DesiredProduct,
+    RepairAction,
+    RepairPlan,
+)
+from recon_pipeline.stripe_api import StripeGateway, idempotency_key
+
+log = logging.getLogger(__name__)
+
+APPLIED, REPORTED, DRY_RUN, DEAD_LETTER = "applied", "reported", "dry_run", "dead_letter"
+
+
+@dataclass
+class Outcome:
+    product_id: str
+    action: str
+    status: str
+    writes: int = 0
+    detail: str = ""
+    error: str | None = None
+
+
+@dataclass
+class RepairResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def count(self, status: str | None = None, action: str | None = None) -> int:
+        return sum((status is None or o.status == status) and (action is None or o.action == action) for o in self.outcomes)
+
+    @property
+    def writes(self) -> int:
+        return sum(o.writes for o in self.outcomes)
+
+    @property
+    def touched_products(self) -> list[str]:
+        return sorted({o.product_id for o in self.outcomes if o.status == APPLIED})
+
+
+def lookup_key_for(product_id: str) -> str:
+    """The lookup_key of a product's current price; it moves to each new price."""
+    return f"{product_id}:default"
+
+
+class Repairer:
+    """Applies repair actions through the one Stripe client wrapper, recording every write."""
+
+    def __init__(self, gateway: StripeGateway, engine: Engine, run_id: str | None = None, source: str = "repair"):
+        self.gateway = gateway
+        self.engine = engine
+        self.run_id = run_id
+        self.source = source
+
+    # -- the ledger ---------------------------------------------------------------------
+    def write(self, product_id: str, method: str, path: str, params: dict[str, Any], version: str) -> dict[str, Any]:
+        """One write to Stripe with a deterministic key, recorded in sync_ledger whatever happens."""
+        key = idempotency_key(f"{method} {path}", product_id, {**params, "_version": version})
+        status, object_id, error = None, None, None
+        try:
+            response = self.gateway.request(method, path, params=params, idempotency_key=key)
+            status, object_id = 200, response.get("id")
+            return response
+        except stripe.StripeError as exc:
+            status, error = exc.http_status, _error_text(exc)
+            raise
+        finally:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    insert(sync_ledger).values(
+                        at=dt.datetime.now(dt.timezone.utc),
+                        source=self.source,
+                        run_id=self.run_id,
+                        product_id=product_id,
+                        method=method.upper(),
+                        path=path,
+                        idempotency_key=key,
+                        request=params,
+                        status=status,
+                        object_id=object_id,
+                        error=error,
+                    )
+                )
+
+    # -- actions --------------------------------------------------------------------------
+    def apply(self, action: RepairAction) -> Outcome:
+        handler: dict[str, Callable[[RepairAction], int]] = {
+            CREATE_PRODUCT: self._create_product,
+            UPDATE_PRODUCT: self._update_product,
+            CHANGE_PRICE: self._change_price,
+            ARCHIVE_ORPHAN: self._archive_orphan,
+            ADOPT_ORPHAN: self._adopt_orphan,
+        }
+        if action.action == REPORT_ORPHAN:
+            return Outcome(action.product_id, action.action, REPORTED, 0, "in Stripe, not in the catalog (orphan policy: report)")
+        try:
+            writes = handler[action.action](action)
+            return Outcome(action.product_id, action.action, APPLIED, writes, action.describe())
+        except stripe.StripeError as exc:
+            return Outcome(action.product_id, action.action, DEAD_LETTER, 0, action.describe(), _error_text(exc))
+
+    def dead_letter(self, action: RepairAction, reason: str) -> None:
+        """Park a failed action in dead_letter with the reason, replayable later."""
+        log.warning("dead letter: %s %s: %s", action.action, action.product_id, reason)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(dead_letter).values(
+                    source=self.source,
+                    product_id=action.product_id,
+                    action=action.action,
+                    payload={"product_id": action.product_id, "action": action.action, "fields": list(action.fields)},
+                    reason=reason,
+                    attempts=self.gateway.retry.max_attempts,
+                    failed_at=dt.datetime.now(dt.timezone.utc),
+                )
+            )
+
+    def _product_params(self, desired: DesiredProduct, stripe_metadata: dict[str, str] | None) -> dict[str, Any]:
+        metadata: dict[str, str] = dict(desired.metadata)
+        for key in stripe_metadata or {}:
+            metadata.setdefault(key, "")  # an empty value removes a key Stripe has and the catalog does not
+        return {
+            "name": desired.name,
+            "description": desired.description or "",
+            "active": desired.active,
+            "metadata": metadata,
+        }
+
+    def _create_product(self, action: RepairAction) -> int:
+        desired = action.desired
+        stripe_id = action.product_id
+        params: dict[str, Any] = {"id": stripe_id, "name": desired.name, "active": desired.active, "metadata": desired.metadata}
+        if desired.description:
+            params["description"] = desired.description
+        writes = 1
+        try:
+            self.write(action.product_id, "post", "/v1/products", params, desired.version)
+        except stripe.InvalidRequestError as exc:
+            if exc.code != "resource_already_exists":
+                raise
+            # Created by an earlier, interrupted run: make its fields right instead.
+            current = self.gateway.request("get", f"/v1/products/{stripe_id}")
+            self.write(action.product_id, "post", f"/v1/products/{stripe_id}", self._product_params(desired, current.get("metadata")), desired.version)
+            writes += 1
+        if desired.price is not None:
+            writes += self._set_price(action.product_id, stripe_id, desired)
+        return writes
+
+    def _update_product(self, action: RepairAction) -> int:
+        desired, state = action.desired, action.stripe
+        params = self._product_params(desired, state.metadata)
+        wanted = {f: params[f] for f in action.fields}
+        self.write(action.product_id, "post", f"/v1/products/{state.stripe_id}", wanted, desired.version)
+        return 1
+
+    def _change_price(self, action: RepairAction) -> int:
+        return self._set_price(action.product_id, action.stripe.stripe_id, action.desired)
+
+    def _set_price(self, product_id: str, stripe_id: str, desired: DesiredProduct) -> int:
+        active_prices = list(self.gateway.list_all("/v1/prices", params={"product": stripe_id, "active": "true", "limit": 100}))
+        writes = 0
+        new_price_id = None
+        if desired.price is not None:
+            amount, currency, interval = desired.price
+            reusable = [p for p in active_prices if _price_matches(p, amount, currency, interval)]
+            if reusable:
+                new_price_id = reusable[0]["id"]
+            else:
+                params: dict[str, Any] = {
+                    "product": stripe_id,
+                    "unit_amount": amount,
+                    "currency": currency,
+                    "lookup_key": lookup_key_for(product_id),
+                    "transfer_lookup_key": True,
+                }
+                if interval:
+                    params["recurring"] = {"interval": interval}
+                new_price_id = self.write(product_id, "post", "/v1/prices", params, desired.version)["id"]
+                writes += 1
+        self.write(product_id, "post", f"/v1/products/{stripe_id}", {"default_price": new_price_id or ""}, desired.version)
+        writes += 1
+        for price in active_prices:
+            if price["id"] != new_price_id:
+                self.write(product_id, "post", f"/v1/prices/{price['id']}", {"active": False}, desired.version)
+                writes += 1
+        return writes
+
+    def _archive_orphan(self, action: RepairAction) -> int:
+        self.write(action.product_id, "post", f"/v1/products/{action.stripe.stripe_id}", {"active": False}, "orphan")
+        return 1
+
+    def _adopt_orphan(self, action: RepairAction) -> int:
+        state = action.stripe
+        upsert_products(
+            self.engine,
+            [
+                CatalogProduct(
+                    id=action.product_id,
+                    name=state.name,
+                    description=state.description,
+                    active=state.active,
+                    metadata=state.metadata,
+                    unit_amount=state.unit_amount,
+                    currency=state.currency,
+                    recurring_interval=state.interval,
+                )
+            ],
+        )
+        return 0
+
+    # -- the plan ---------------------------------------------------------------------------
+    def apply_plan(self, plan: RepairPlan, concurrency: int = 8, dry_run: bool = False) -> RepairResult:
+        """Apply every action; products in parallel, each product's actions in order."""
+        if dry_run:
+            return RepairResult([Outcome(a.product_id, a.action, DRY_RUN, 0, a.describe()) for a in plan.actions])
+        by_product: dict[str, list[RepairAction]] = {}
+        for action in plan.actions:
+            by_product.setdefault(action.product_id, []).append(action)
+
+        def run(actions: list[RepairAction]) -> list[Outcome]:
+            outcomes = []
+            for action in actions:
+                outcome = self.apply(action)
+                outcomes.append(outcome)
+                if outcome.status == DEAD_LETTER:
+                    self.dead_letter(action, outcome.error or "")
+                    break  # later actions of this product depend on this one
+            return outcomes
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            results = list(pool.map(run, by_product.values()))
+        return RepairResult([o for outcomes in results for o in outcomes])
+
+
+def _price_matches(price: dict[str, Any], amount: int, currency: str, interval: str | None) -> bool:
+    recurring = price.get("recurring") or {}
+    return (
+        price.get("unit_amount") == amount
+        and (price.get("currency") or "").lower() == currency.lower()
+        and (recurring.get("interval") or None) == (interval or None)
+    )
+
+
+def _error_text(exc: stripe.StripeError) -> str:
+    """The server's own message and code, never the request's credentials."""
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "user_message", None) or str(exc)
+    status = getattr(exc, "http_status", None)
+    return f"{status or 'no response'} {code or type(exc).__name__}: {message}"
+
+
+def ids_in_chunks(ids: Iterable[str], size: int = 100) -> Iterable[list[str]]:
+    chunk: list[str] = []
+    for product_id in ids:
+        chunk.append(product_id)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def fetch_products_by_id(gateway: StripeGateway, stripe_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The given products with their default price expanded, 100 ids a request."""
+    products: list[dict[str, Any]] = []
+    for chunk in ids_in_chunks(stripe_ids):
+        page = gateway.request("get", "/v1/products", params={"ids": chunk, "limit": 100, "expand": ["data.default_price"]})
+        products.extend(page["data"])
+    return products
