@@ -72,3 +72,25 @@ dead_letter = Table(
     Column("resolution", Text, nullable=True),
 )
 Index("ix_dead_letter_open", dead_letter.c.resolved_at)
+
+# Changes to push to Stripe, written in the same transaction as the catalog change. A push
+# always sends the product's *current* catalog state, so several pending rows of one
+# product coalesce into one push and order within a product cannot be violated.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("product_id", String(64), nullable=False),
+    Column("change", String(32), nullable=False, comment="create | update | archive | change_price"),
+    Column("fields", JSON, nullable=True, comment="What changed, for the audit trail"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, default="pending", comment="pending | in_flight | done | dead"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Column("done_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+)
+Index("ix_outbox_pending", outbox.c.status, outbox.c.next_attempt_at)
+Index("ix_outbox_product", outbox.c.product_id, outbox.c.status)

@@ -1,0 +1,17 @@
+"""The one Stripe client wrapper (rate limits, retries, idempotency) and the products snapshot."""
+
+from recon_pipeline.stripe_api.client import RetryPolicy, StripeGateway, idempotency_key, should_retry
+from recon_pipeline.stripe_api.ratelimit import RateLimiter, TokenBucket, endpoint_key
+from recon_pipeline.stripe_api.snapshot import ProductsSnapshot, fetch_products_snapshot
+
+__all__ = [
+    "ProductsSnapshot",
+    "RateLimiter",
+    "RetryPolicy",
+    "StripeGateway",
+    "TokenBucket",
+    "endpoint_key",
+    "fetch_products_snapshot",
+    "idempotency_key",
+    "should_retry",
+]

@@ -1,0 +1,150 @@
+"""The one Stripe client wrapper every path uses: rate limits, retries, idempotency.
+
+Built on the official SDK (`stripe.StripeClient.raw_request`), created with
+`max_network_retries=0` because the SDK alone does not retry a plain 429 and ignores
+`Retry-After`; retrying here, we:
+
+- wait for a token of the account-wide and the per-endpoint bucket before each request;
+- retry 429, 409, 5xx and connection errors with exponential backoff and full jitter,
+  never sooner than `Retry-After`, never when Stripe says `Stripe-Should-Retry: false`,
+  always when it says `true`;
+- send the caller's deterministic Idempotency-Key on writes, so a retry or a re-run
+  replays instead of writing twice.
+
+After the last attempt the SDK's own error is raised, with the server's message, code and
+status kept. The API key never appears in logs, errors or repr().
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping
+
+import stripe
+
+from recon_pipeline.stripe_api.ratelimit import RateLimiter, endpoint_key
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    base_delay: float = 0.25
+    max_delay: float = 20.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(max_delay, base * 2**attempt)]."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+def idempotency_key(operation: str, object_id: str, params: Mapping[str, Any]) -> str:
+    """A stable key for a write: same operation, object and parameters -> same key."""
+    canonical = json.dumps([operation, object_id, params], sort_keys=True, separators=(",", ":"), default=str)
+    return "recon-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
+def _header(error: stripe.StripeError, name: str) -> str | None:
+    headers = error.headers or {}
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def should_retry(error: stripe.StripeError) -> bool:
+    verdict = _header(error, "stripe-should-retry")
+    if verdict == "false":
+        return False
+    if verdict == "true":
+        return True
+    if isinstance(error, stripe.APIConnectionError):
+        return True
+    return error.http_status in RETRY_STATUSES
+
+
+def retry_after(error: stripe.StripeError) -> float:
+    value = _header(error, "retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+
+
+class StripeGateway:
+    """Requests to one Stripe account (or the emulator), within its limits, retried."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str,
+        global_rate: float | None = None,
+        endpoint_rate: float | None = 25.0,
+        retry: RetryPolicy | None = None,
+        timeout: float = 30.0,
+    ):
+        self._api_key = api_key
+        self.api_base = api_base.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.limiter = RateLimiter(global_rate, endpoint_rate)
+        http_client = stripe.RequestsClient(timeout=timeout)
+        self._client = stripe.StripeClient(
+            api_key, base_addresses={"api": self.api_base}, max_network_retries=0, http_client=http_client
+        )
+        self._stats = {"requests": 0, "retries": 0, "rate_limited": 0, "server_errors": 0, "throttle_wait_s": 0.0}
+        self._stats_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"StripeGateway(api_base={self.api_base!r})"
+
+    @property
+    def stats(self) -> dict[str, float]:
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def _count(self, name: str, amount: float = 1) -> None:
+        with self._stats_lock:
+            self._stats[name] += amount
+
+    def request(self, method: str, path: str, params: Mapping[str, Any] | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+        """One API call, as a plain dict; retried as described in the module docstring."""
+        endpoint = endpoint_key(method, path)
+        params = dict(params or {})
+        if idempotency_key:
+            params["idempotency_key"] = idempotency_key  # an SDK request option, not a form field
+        for attempt in range(self.retry.max_attempts):
+            self._count("throttle_wait_s", self.limiter.acquire(endpoint))
+            self._count("requests")
+            try:
+                response = self._client.raw_request(method.lower(), path, **params)
+                return json.loads(response.body)
+            except stripe.StripeError as error:
+                if error.http_status == 429:
+                    self._count("rate_limited")
+                elif error.http_status and error.http_status >= 500:
+                    self._count("server_errors")
+                if attempt + 1 >= self.retry.max_attempts or not should_retry(error):
+                    raise
+                delay = max(self.retry.backoff(attempt), retry_after(error))
+                log.info("%s answered %s (%s); retry %d in %.2fs", endpoint, error.http_status, error.code, attempt + 1, delay)
+                self._count("retries")
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def list_all(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        """Every object of a list endpoint, following has_more/starting_after."""
+        params = {"limit": 100, **(params or {})}
+        while True:
+            page = self.request("get", path, params)
+            yield from page["data"]
+            if not page.get("has_more") or not page["data"]:
+                return
+            params["starting_after"] = page["data"][-1]["id"]
