@@ -9,7 +9,6 @@ under the threshold), so a bad snapshot never produces a drift table that a repa
 act on.
 """
 
-from __future__ import annotations
 
 import datetime as dt
 import time

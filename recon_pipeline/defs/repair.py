@@ -4,7 +4,6 @@
                                         mass_drift_breaker, dead_letters_empty)
 """
 
-from __future__ import annotations
 
 import os
 import time

@@ -4,7 +4,6 @@ Configured from the environment by `build_resources()`; secrets are passed as
 `EnvVar`, so they never appear in run config, the UI or logs.
 """
 
-from __future__ import annotations
 
 import os
 

@@ -3,7 +3,6 @@
 Both run by default (`make dev` / the daemon); stop either from the UI's Automation page.
 """
 
-from __future__ import annotations
 
 import json
 import os

@@ -1,0 +1,215 @@
+"""The emulator's HTTP face: Stripe's routes, auth, idempotency and faults, as an ASGI app.
+
+Order of a request, as Stripe's edge would have it: auth (401), outage (503), rate limits
+(429), injected failure (500), latency, then idempotency replay or execution. Only
+requests that executed store an idempotent result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+from collections import Counter
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from recon_pipeline.emulator import errors
+from recon_pipeline.emulator.faults import Faults
+from recon_pipeline.emulator.params import decode
+from recon_pipeline.emulator.resources import API_VERSION, Account, expand_list
+from recon_pipeline.emulator.state import EmulatorState
+from recon_pipeline.stripe_api.ratelimit import endpoint_key
+
+RATE_LIMIT_MESSAGE = (
+    "Request rate limit exceeded. You can learn more about rate limits here https://stripe.com/docs/rate-limits."
+)
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def _check_auth(request: Request) -> None:
+    header = request.headers.get("authorization", "")
+    key = ""
+    if header.lower().startswith("bearer "):
+        key = header[7:].strip()
+    elif header.lower().startswith("basic "):
+        import base64
+
+        try:
+            key = base64.b64decode(header[6:]).decode().split(":", 1)[0]
+        except ValueError:
+            key = ""
+    if not key:
+        raise errors.StripeApiError(
+            401,
+            "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+        )
+    if not key.startswith(("sk_test_", "rk_test_")):
+        raise errors.StripeApiError(401, f"Invalid API Key provided: {key[:8]}{'*' * 4}{key[-4:]}")
+
+
+def _expand(account: Account, obj: dict[str, Any], paths: list[str], prefix: str = "") -> dict[str, Any]:
+    """Replace ids by objects for the expand[] paths that apply to this object."""
+    out = obj
+    for path in paths:
+        if prefix:
+            if not path.startswith(prefix):
+                continue
+            path = path[len(prefix):]
+        if path == "default_price" and obj.get("object") == "product" and obj.get("default_price"):
+            out = {**out, "default_price": account.state.get("price", obj["default_price"])}
+        elif path == "product" and obj.get("object") == "price":
+            out = {**out, "product": account.state.get("product", obj["product"])}
+    return out
+
+
+def create_app(state: EmulatorState | None = None, faults: Faults | None = None) -> Starlette:
+    state = state if state is not None else EmulatorState()
+    faults = faults if faults is not None else Faults()
+    account = Account(state)
+    stats: Counter = Counter()
+
+    async def params_of(request: Request) -> dict[str, Any]:
+        pairs = parse_qsl(request.url.query, keep_blank_values=True)
+        if request.method in ("POST", "DELETE"):
+            try:
+                body = (await request.body()).decode("utf-8")
+            except UnicodeDecodeError:
+                raise errors.StripeApiError(400, "Invalid request: the body is not valid UTF-8 form data.") from None
+            pairs += parse_qsl(body, keep_blank_values=True)
+        return decode(pairs)
+
+    def api(method: str, path: str, handler: Callable[..., Any], list_path: str | None = None):
+        async def endpoint(request: Request) -> Response:
+            request_id = "req_" + secrets.token_hex(7)
+            headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
+            key = endpoint_key(request.method, request.url.path)
+            stats["requests"] += 1
+            stats[key] += 1
+            try:
+                _check_auth(request)
+                if faults.outage:
+                    raise errors.StripeApiError(503, "Stripe is temporarily unavailable (emulated outage).", type_="api_error", headers={"Stripe-Should-Retry": "true"})
+                if not faults.admit(key):
+                    extra = {"Retry-After": str(faults.retry_after)} if faults.retry_after else {}
+                    raise errors.StripeApiError(429, RATE_LIMIT_MESSAGE, code="rate_limit", headers=extra)
+                if faults.should_fail():
+                    raise errors.StripeApiError(500, "An unknown error occurred (emulated failure).", type_="api_error")
+                if faults.latency_ms:
+                    await asyncio.sleep(faults.latency_ms / 1000)
+                params = await params_of(request)
+                idem_key = request.headers.get("idempotency-key") if request.method in ("POST", "DELETE") else None
+                if idem_key:
+                    fingerprint = hashlib.sha256(json.dumps([request.method, request.url.path, params], sort_keys=True).encode()).hexdigest()
+                    stored = state.idempotent_result(idem_key)
+                    if stored is not None:
+                        if stored[0] != fingerprint:
+                            raise errors.StripeApiError(
+                                400,
+                                f"Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{idem_key}' if you meant to execute a different request.",
+                                type_="idempotency_error",
+                            )
+                        stats["status_200" if stored[1] == 200 else f"status_{stored[1]}"] += 1
+                        return Response(stored[2], status_code=stored[1], media_type="application/json", headers={**headers, "Idempotent-Replayed": "true", "Idempotency-Key": idem_key})
+                    headers["Idempotency-Key"] = idem_key
+                meta = {"id": request_id, "idempotency_key": idem_key}
+                expand = expand_list(params)
+                params.pop("expand", None)
+                with state.lock:
+                    try:
+                        result = handler(request.path_params, params, meta)
+                        status, body = 200, _render(account, result, expand, list_path or request.url.path)
+                    except errors.StripeApiError as error:
+                        status, body = error.status, error.body()
+                    text = json.dumps(body)
+                    if idem_key and status < 500:
+                        state.remember(idem_key, fingerprint, status, text)
+                stats[f"status_{status}"] += 1
+                return Response(text, status_code=status, media_type="application/json", headers=headers)
+            except errors.StripeApiError as error:
+                stats[f"status_{error.status}"] += 1
+                return _json(error.status, error.body(), {**headers, **error.headers})
+
+        return Route(path, endpoint, methods=[method])
+
+    def _render(account: Account, result: Any, expand: list[str], url: str) -> Any:
+        if hasattr(result, "has_more"):
+            return {
+                "object": "list",
+                "data": [_expand(account, obj, expand, "data.") for obj in result.data],
+                "has_more": result.has_more,
+                "url": url,
+            }
+        return _expand(account, result, expand)
+
+    def admin_faults_get(request: Request) -> Response:
+        return JSONResponse(faults.as_dict())
+
+    async def admin_faults_post(request: Request) -> Response:
+        try:
+            faults.update(await request.json())
+        except (ValueError, TypeError) as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse(faults.as_dict())
+
+    async def admin_fixtures(request: Request) -> Response:
+        body = await request.json()
+        with state.lock:
+            loaded = account.load_fixtures(body.get("products", []))
+        return JSONResponse({"products": loaded})
+
+    def admin_stats(request: Request) -> Response:
+        status_counts = {k.removeprefix("status_"): v for k, v in stats.items() if k.startswith("status_")}
+        endpoints = {k: v for k, v in stats.items() if " " in k}
+        return JSONResponse(
+            {
+                "requests": stats["requests"],
+                "status_counts": status_counts,
+                "rate_limited": status_counts.get("429", 0),
+                "server_errors": status_counts.get("500", 0),
+                "endpoints": endpoints,
+                "objects": {kind: sum(1 for _ in state.all(kind)) for kind in ("product", "price", "event")},
+            }
+        )
+
+    def admin_reset(request: Request) -> Response:
+        state.reset()
+        stats.clear()
+        return JSONResponse({"reset": True})
+
+    routes = [
+        api("POST", "/v1/products", lambda pp, p, m: account.create_product(p, m)),
+        api("GET", "/v1/products", lambda pp, p, m: account.list_products(p)),
+        api("GET", "/v1/products/{id}", lambda pp, p, m: account.product(pp["id"])),
+        api("POST", "/v1/products/{id}", lambda pp, p, m: account.update_product(pp["id"], p, m)),
+        api("DELETE", "/v1/products/{id}", lambda pp, p, m: account.delete_product(pp["id"], m)),
+        api("POST", "/v1/prices", lambda pp, p, m: account.create_price(p, m)),
+        api("GET", "/v1/prices", lambda pp, p, m: account.list_prices(p)),
+        api("GET", "/v1/prices/{id}", lambda pp, p, m: account.price(pp["id"])),
+        api("POST", "/v1/prices/{id}", lambda pp, p, m: account.update_price(pp["id"], p, m)),
+        api("GET", "/v1/events", lambda pp, p, m: account.list_events(p)),
+        api("GET", "/v1/events/{id}", lambda pp, p, m: account.event(pp["id"])),
+        Route("/_emulator/faults", admin_faults_get, methods=["GET"]),
+        Route("/_emulator/faults", admin_faults_post, methods=["POST"]),
+        Route("/_emulator/fixtures", admin_fixtures, methods=["POST"]),
+        Route("/_emulator/stats", admin_stats, methods=["GET"]),
+        Route("/_emulator/reset", admin_reset, methods=["POST"]),
+    ]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        error = errors.StripeApiError(404, f"Unrecognized request URL ({request.method}: {request.url.path}).")
+        return _json(404, error.body())
+
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app.state.account = account
+    app.state.faults = faults
+    return app

@@ -1,0 +1,62 @@
+"""Fault injection: rate limits (global and per endpoint), a failure rate, latency, an outage.
+
+Live-adjustable: the server reads the same `Faults` object on every request, and the
+admin endpoint `POST /_emulator/faults` changes it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULT_FIELDS = ("rate_limit", "endpoint_rate_limit", "failure_rate", "latency_ms", "outage", "retry_after")
+
+
+@dataclass
+class Faults:
+    rate_limit: float | None = None
+    endpoint_rate_limit: float | None = None
+    failure_rate: float = 0.0
+    latency_ms: int = 0
+    outage: bool = False
+    retry_after: float | None = None
+    _buckets: dict[str, list[float]] = field(default_factory=dict, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in FAULT_FIELDS}
+
+    def update(self, values: dict[str, Any]) -> None:
+        unknown = set(values) - set(FAULT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULT_FIELDS)}")
+        with self._lock:
+            for name, value in values.items():
+                setattr(self, name, value)
+            self._buckets.clear()  # new limits start with full buckets
+
+    def _take(self, key: str, rate: float) -> bool:
+        # A token bucket with burst = rate, as Stripe's limiter allows short bursts.
+        now = time.monotonic()
+        tokens, updated = self._buckets.get(key, [rate, now])
+        tokens = min(rate, tokens + (now - updated) * rate)
+        if tokens < 1:
+            self._buckets[key] = [tokens, now]
+            return False
+        self._buckets[key] = [tokens - 1, now]
+        return True
+
+    def admit(self, endpoint: str) -> bool:
+        """False when this request is over the global or the endpoint's rate limit."""
+        with self._lock:
+            if self.endpoint_rate_limit and not self._take(endpoint, float(self.endpoint_rate_limit)):
+                return False
+            if self.rate_limit and not self._take("*", float(self.rate_limit)):
+                return False
+            return True
+
+    def should_fail(self) -> bool:
+        return self.failure_rate > 0 and random.random() < self.failure_rate

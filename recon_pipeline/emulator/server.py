@@ -1,0 +1,71 @@
+"""Running the emulator: `serve()` for the CLI, `EmulatorServer` in a thread for tests and the demo."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+
+from recon_pipeline.emulator.app import create_app
+from recon_pipeline.emulator.faults import Faults
+from recon_pipeline.emulator.state import EmulatorState
+
+
+def _config(app, host: str, port: int, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="off", http="httptools")
+
+
+def serve(host: str = "127.0.0.1", port: int = 12111, state_path: str | None = None, faults: Faults | None = None, log_level: str = "warning") -> None:
+    """Run the emulator in the foreground until interrupted."""
+    state = EmulatorState(state_path)
+    try:
+        uvicorn.Server(_config(create_app(state, faults or Faults()), host, port, log_level)).run()
+    finally:
+        state.close()
+
+
+class EmulatorServer:
+    """The emulator on a real port, served from a background thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, state_path: str | None = None, faults: Faults | None = None):
+        self.host = host
+        self.port = port or _free_port(host)
+        self.state = EmulatorState(state_path)
+        self.faults = faults or Faults()
+        self.app = create_app(self.state, self.faults)
+        self._server = uvicorn.Server(_config(self.app, self.host, self.port, "warning"))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "EmulatorServer":
+        self._thread = threading.Thread(target=self._server.run, name=f"stripe-emulator-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the Stripe emulator did not start on {self.url} (is the port in use?)")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.state.close()
+
+    def __enter__(self) -> "EmulatorServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
