@@ -38,7 +38,7 @@ class StripeResource(dg.ConfigurableResource):
     global_rate: float
     endpoint_rate: float
     snapshot_concurrency: int = 8
-    max_attempts: int = 6
+    max_attempts: int = 8
 
     _gateway: StripeGateway | None = PrivateAttr(default=None)
 

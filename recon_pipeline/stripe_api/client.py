@@ -37,9 +37,9 @@ RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 6
+    max_attempts: int = 8
     base_delay: float = 0.25
-    max_delay: float = 20.0
+    max_delay: float = 30.0
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max_delay, base * 2**attempt)]."""
