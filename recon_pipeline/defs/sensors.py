@@ -61,9 +61,6 @@ def _alert_for(record: dg.EventLogRecord) -> dict | None:
     return None
 
 
-WATCHED = {"checks": dg.DagsterEventType.ASSET_CHECK_EVALUATION, "runs": dg.DagsterEventType.RUN_FAILURE}
-
-
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def alert_sensor(context: dg.SensorEvaluationContext):
     """Posts every failed asset check (ERROR and WARN) and every failed run to ALERT_WEBHOOK_URL.
@@ -76,25 +73,48 @@ def alert_sensor(context: dg.SensorEvaluationContext):
     state = json.loads(context.cursor) if context.cursor else {}
     url = os.environ.get("ALERT_WEBHOOK_URL", "").strip()
     sent = 0
-    for name, event_type in WATCHED.items():
-        after = state.get(name)
-        filter_ = dg.EventRecordsFilter(
-            event_type=event_type,
-            after_cursor=after,
-            after_timestamp=None if after else time.time() - FIRST_LOOKBACK_S,
+
+    def deliver(record: dg.EventLogRecord) -> bool:
+        nonlocal sent
+        payload = _alert_for(record)
+        if payload is None:
+            return True
+        if not url:
+            context.log.info(f"ALERT_WEBHOOK_URL is not set; alert not sent: {payload['text']}")
+            return True
+        if post_alert(url, payload):
+            sent += 1
+            return True
+        # The cursor stays before this failure: the next tick tries it again.
+        context.log.warning(f"alert webhook did not accept {payload['dedup_key']}; retrying next tick")
+        return False
+
+    # Failed checks, by timestamp (storage-id cursors are refused by Dagster's default,
+    # run-sharded SQLite storage); the ids seen at the last timestamp avoid re-sending.
+    seen = state.get("checks") or {"ts": time.time() - FIRST_LOOKBACK_S, "ids": []}
+    checks = dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_timestamp=seen["ts"] - 0.001)
+    for record in context.instance.get_event_records(checks, limit=BATCH, ascending=True):
+        timestamp = record.event_log_entry.timestamp
+        if record.storage_id in seen["ids"] or timestamp < seen["ts"]:
+            continue
+        if not deliver(record):
+            break
+        seen = {"ts": timestamp, "ids": [*seen["ids"], record.storage_id]} if timestamp == seen["ts"] else {"ts": timestamp, "ids": [record.storage_id]}
+    state["checks"] = seen
+
+    # Failed runs: run-status events, read one at a time so the cursor moves past exactly
+    # what was delivered (this API also works on Dagster's run-sharded SQLite storage).
+    for _ in range(BATCH):
+        page = context.instance.fetch_run_status_changes(
+            dg.DagsterEventType.RUN_FAILURE, limit=1, cursor=state.get("runs"), ascending=True
         )
-        for record in context.instance.get_event_records(filter_, limit=BATCH, ascending=True):
-            payload = _alert_for(record)
-            if payload is not None:
-                if not url:
-                    context.log.info(f"ALERT_WEBHOOK_URL is not set; alert not sent: {payload['text']}")
-                elif post_alert(url, payload):
-                    sent += 1
-                else:
-                    # Keep the cursor before this failure: the next tick tries it again.
-                    context.log.warning(f"alert webhook did not accept {payload['dedup_key']}; retrying next tick")
-                    break
-            state[name] = record.storage_id
+        if not page.records:
+            break
+        record = page.records[0]
+        recent = state.get("runs") or record.event_log_entry.timestamp >= time.time() - FIRST_LOOKBACK_S
+        if recent and not deliver(record):
+            break
+        state["runs"] = page.cursor
 
     context.update_cursor(json.dumps(state))
     return dg.SkipReason(f"posted {sent} alerts" if sent else "no new failed checks or runs")
