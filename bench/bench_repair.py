@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from recon_pipeline.catalog import CatalogProduct, make_engine, read_products_frame, upsert_products
+from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, read_products_frame, upsert_products
 from recon_pipeline.emulator import EmulatorServer
 from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame
 from recon_pipeline.repair import Repairer, plan_repairs
@@ -36,6 +36,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, EmulatorServer(host="127.0.0.1", port=0) as server:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'catalog.db'}")
         catalog = [CatalogProduct(id=f"sku_{i:05d}", name=f"Product {i}", unit_amount=1000, currency="usd") for i in range(args.products)]
+        init_schema(engine)
         upsert_products(engine, catalog)
         stripe_side = [
             {"id": p.id, "name": p.name + " (stale)", "description": None, "active": True, "metadata": {}, "created": 1_700_000_000 + i,

@@ -1,0 +1,154 @@
+"""The emulator driven by the official `stripe` SDK, as our pipeline and users drive Stripe."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import stripe
+
+from recon_pipeline.emulator import EmulatorServer
+
+
+def sdk(url: str, key: str = "sk_test_sdk") -> stripe.StripeClient:
+    return stripe.StripeClient(key, base_addresses={"api": url}, max_network_retries=0)
+
+
+def load(emulator, products: list[dict]) -> None:
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": products}, timeout=30).raise_for_status()
+
+
+@pytest.fixture
+def account(emulator):
+    """260 products: 200 in one second, then 60 more spread over months, with gaps."""
+    now = int(time.time())
+    products = [{"id": f"same_{i:03d}", "name": f"Same second {i}", "created": now - 86400} for i in range(200)]
+    products += [{"id": f"spread_{i:03d}", "name": f"Spread {i}", "created": now - 86400 * (30 * (i % 6) + 2) - i} for i in range(60)]
+    load(emulator, products)
+    return emulator, {p["id"] for p in products}
+
+
+def test_pagination_has_no_gaps_or_duplicates_over_260_products(account):
+    emulator, ids = account
+    client = sdk(emulator.url)
+    forward = [p.id for p in client.v1.products.list(params={"limit": 7}).auto_paging_iter()]
+    assert len(forward) == len(set(forward)) == 260 and set(forward) == ids
+    created = [client.v1.products.retrieve(i).created for i in forward[::37]]
+    assert created == sorted(created, reverse=True), "newest first"
+
+    # Backwards with ending_before from the oldest product reproduces the same order.
+    backward: list[str] = []
+    cursor = forward[-1]
+    while True:
+        page = client.v1.products.list(params={"limit": 9, "ending_before": cursor})
+        backward = [p.id for p in page.data] + backward
+        if not page.has_more:
+            break
+        cursor = page.data[0].id
+    assert backward + [forward[-1]] == forward
+
+
+def test_created_windows_split_the_list_without_overlap(account):
+    emulator, ids = account
+    client = sdk(emulator.url)
+    now = int(time.time())
+    edges = [0, now - 86400 * 100, now - 86400, now + 1]  # the 200 same-second products sit on an edge
+    seen: list[str] = []
+    for lo, hi in zip(edges, edges[1:]):
+        seen += [p.id for p in client.v1.products.list(params={"limit": 100, "created": {"gte": lo, "lt": hi}}).auto_paging_iter()]
+    assert len(seen) == len(set(seen)) == 260 and set(seen) == ids
+
+
+def test_ids_and_active_filters_and_expanded_default_price(emulator):
+    client = sdk(emulator.url)
+    client.v1.products.create(params={"id": "a", "name": "A", "default_price_data": {"currency": "usd", "unit_amount": 500}})
+    client.v1.products.create(params={"id": "b", "name": "B", "active": False})
+    client.v1.products.create(params={"id": "c", "name": "C"})
+    assert [p.id for p in client.v1.products.list(params={"ids": ["a", "b"]}).data] == ["b", "a"]
+    assert [p.id for p in client.v1.products.list(params={"active": False}).data] == ["b"]
+    [a] = client.v1.products.list(params={"ids": ["a"], "expand": ["data.default_price"]}).data
+    assert a.default_price.unit_amount == 500 and a.default_price.product == "a"
+
+
+def test_idempotent_replay_returns_the_same_object_and_says_so(emulator):
+    client = sdk(emulator.url)
+    client.v1.products.create(params={"id": "p", "name": "P"})
+    first = client.v1.prices.create(params={"product": "p", "unit_amount": 100, "currency": "usd"}, options={"idempotency_key": "k-1"})
+    again = client.v1.prices.create(params={"product": "p", "unit_amount": 100, "currency": "usd"}, options={"idempotency_key": "k-1"})
+    assert again.id == first.id
+    assert len(client.v1.prices.list(params={"product": "p"}).data) == 1
+    raw = httpx.post(f"{emulator.url}/v1/prices", data={"product": "p", "unit_amount": "100", "currency": "usd"}, headers={"Authorization": "Bearer sk_test_x", "Idempotency-Key": "k-1"})
+    assert raw.headers["idempotent-replayed"] == "true" and raw.json()["id"] == first.id
+    with pytest.raises(stripe.IdempotencyError):
+        client.v1.prices.create(params={"product": "p", "unit_amount": 999, "currency": "usd"}, options={"idempotency_key": "k-1"})
+
+
+def test_prices_are_immutable_and_lookup_keys_transfer(emulator):
+    client = sdk(emulator.url)
+    client.v1.products.create(params={"id": "p", "name": "P"})
+    old = client.v1.prices.create(params={"product": "p", "unit_amount": 100, "currency": "usd", "lookup_key": "p:default"})
+    with pytest.raises(stripe.InvalidRequestError, match="unit_amount"):
+        client.v1.prices.update(old.id, params={"unit_amount": 200})  # type: ignore[typeddict-unknown-key]
+    with pytest.raises(stripe.InvalidRequestError, match="lookup key"):
+        client.v1.prices.create(params={"product": "p", "unit_amount": 200, "currency": "usd", "lookup_key": "p:default"})
+    new = client.v1.prices.create(params={"product": "p", "unit_amount": 200, "currency": "usd", "lookup_key": "p:default", "transfer_lookup_key": True})
+    assert client.v1.prices.retrieve(old.id).lookup_key is None
+    assert [p.id for p in client.v1.prices.list(params={"lookup_keys": ["p:default"]}).data] == [new.id]
+    client.v1.products.update("p", params={"default_price": new.id})
+    with pytest.raises(stripe.InvalidRequestError, match="default price"):
+        client.v1.prices.update(new.id, params={"active": False})
+    assert client.v1.prices.update(old.id, params={"active": False}).active is False
+
+
+def test_metadata_key_with_empty_value_is_removed_and_events_record_previous_attributes(emulator):
+    client = sdk(emulator.url)
+    client.v1.products.create(params={"id": "m", "name": "M", "metadata": {"keep": "1", "drop": "2"}})
+    updated = client.v1.products.update("m", params={"metadata": {"drop": ""}, "name": "M2"})
+    assert updated.metadata.to_dict() == {"keep": "1"}
+    [event] = client.v1.events.list(params={"type": "product.updated"}).data
+    assert event.data.previous_attributes.to_dict() == {"metadata": {"keep": "1", "drop": "2"}, "name": "M"}
+    types = [e.type for e in client.v1.events.list(params={"types": ["product.created", "product.updated"]}).auto_paging_iter()]
+    assert types == ["product.updated", "product.created"]
+
+
+def test_auth_and_rate_limit_errors_are_the_sdks_own_errors(emulator):
+    with pytest.raises(stripe.AuthenticationError):
+        sdk(emulator.url, key="sk_live_wrong_mode").v1.products.list()
+    emulator.faults.update({"rate_limit": 2})
+    client = sdk(emulator.url)
+    with pytest.raises(stripe.RateLimitError) as error:
+        for _ in range(10):
+            client.v1.products.list()
+    # The SDK keeps the body but does not copy `code` onto RateLimitError.
+    assert error.value.json_body["error"]["code"] == "rate_limit" and error.value.http_status == 429
+
+
+def test_the_endpoint_limit_counts_each_endpoint_on_its_own(emulator):
+    emulator.faults.update({"endpoint_rate_limit": 3})
+    client = sdk(emulator.url)
+    statuses = []
+    for _ in range(5):
+        try:
+            client.v1.products.list()
+            statuses.append(200)
+        except stripe.RateLimitError:
+            statuses.append(429)
+    assert statuses.count(429) >= 1
+    for _ in range(3):
+        client.v1.prices.list()  # another endpoint: its own budget
+
+
+def test_state_file_survives_a_restart(tmp_path: Path):
+    state = str(tmp_path / "stripe.db")
+    with EmulatorServer(state_path=state) as first:
+        client = sdk(first.url)
+        client.v1.products.create(params={"id": "kept", "name": "Kept", "default_price_data": {"currency": "usd", "unit_amount": 700}}, options={"idempotency_key": "create-kept"})
+    with EmulatorServer(state_path=state) as second:
+        client = sdk(second.url)
+        product = client.v1.products.retrieve("kept", params={"expand": ["default_price"]})
+        assert product.default_price.unit_amount == 700
+        assert len(client.v1.events.list().data) == 2
+        replay = client.v1.products.create(params={"id": "kept", "name": "Kept", "default_price_data": {"currency": "usd", "unit_amount": 700}}, options={"idempotency_key": "create-kept"})
+        assert replay.id == "kept"
