@@ -109,10 +109,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["STRIPE_API_BASE"] = url
         print(f"Seeding {len(data.catalog):,} catalog products and {len(data.stripe):,} Stripe products ({url}) ...")
         seed_demo(make_engine(settings.catalog_url), url, data)
-        from recon_pipeline.demo_report import print_report, run_reconcile
+        from recon_pipeline.demo_report import print_after, print_repair, print_report, run_job
 
-        result = run_reconcile()
-    return print_report(result, data)
+        status = print_report(run_job("reconcile_catalog", quiet=True), data)
+        # The demo archives its orphans; the pipeline's default orphan policy only reports them.
+        repair = {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}
+        status |= print_repair(run_job("repair_catalog", repair, quiet=True))
+        status |= print_after(run_job("reconcile_catalog", quiet=True))
+    print("\nDrift seeded, found, repaired and verified: zero left." if status == 0 else "\nThe demo did not end at zero drift (see above).")
+    print("Open the UI with `make dev` to see the runs, the drift metadata, the actions and the checks.")
+    return status
 
 
 def cmd_dev(args: argparse.Namespace) -> int:

@@ -11,16 +11,19 @@ from recon_pipeline.demo import FIELD_KINDS, DemoData
 from recon_pipeline.reconcile import DRIFT_KINDS
 
 
-def run_job(name: str, run_config: dict | None = None, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
-    """One run of a project job, recorded in the instance (DAGSTER_HOME) so the UI shows it."""
+def run_job(name: str, run_config: dict | None = None, instance: dg.DagsterInstance | None = None, quiet: bool = False) -> dg.ExecuteInProcessResult:
+    """One run of a project job, recorded in the instance (DAGSTER_HOME) so the UI shows it.
+
+    `quiet` keeps Dagster's console logger to critical messages (the full log is still in
+    the instance, in the UI); the demo prints its own report instead.
+    """
     from recon_pipeline.definitions import build_defs
 
+    config = dict(run_config or {})
+    if quiet:
+        config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
     job = build_defs().resolve_job_def(name)
-    return job.execute_in_process(run_config=run_config, instance=instance or dg.DagsterInstance.get(), raise_on_error=False)
-
-
-def run_reconcile(instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
-    return run_job("reconcile_catalog", instance=instance)
+    return job.execute_in_process(run_config=config, instance=instance or dg.DagsterInstance.get(), raise_on_error=False)
 
 
 def check_lines(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -67,5 +70,40 @@ def print_report(result: dg.ExecuteInProcessResult, data: DemoData) -> int:
         if exact
         else "\nThe drift found differs from the drift seeded (see <-- above)."
     )
-    print("Open the UI with `make dev` to see the run, the drift metadata and the checks.")
     return 0 if exact else 1
+
+
+ACTION_WORDS = {
+    "create_product": "created",
+    "update_product": "updated",
+    "change_price": "re-priced",
+    "archive_orphan": "archived",
+    "adopt_orphan": "adopted",
+    "report_orphan": "skipped (reported)",
+}
+
+
+def print_repair(result: dg.ExecuteInProcessResult) -> int:
+    """Print what repair_catalog did; 0 when it succeeded and verified."""
+    outcomes = result.asset_value("catalog_repair") if result.success else None
+    materialization = next(iter(result.get_asset_materialization_events()), None)
+    metadata = materialization.materialization.metadata if materialization else {}
+    print(f"\nrepair_catalog run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+    if outcomes is not None:
+        counts = outcomes.groupby(["action", "status"]).size()
+        for (action, status), count in counts.items():
+            print(f"  {ACTION_WORDS.get(action, action):<22} {count:>5}   ({status})")
+    for key in ("writes", "retries", "rate_limited", "dead_letters"):
+        if key in metadata:
+            print(f"  {key.replace('_', ' '):<22} {metadata[key].value:>5}")
+    print("\n".join(check_lines(result)))
+    return 0 if result.success else 1
+
+
+def print_after(result: dg.ExecuteInProcessResult) -> int:
+    drift = result.asset_value("catalog_drift")
+    print(f"\nreconcile_catalog run {result.run_id} after repair: drift {len(drift)} rows")
+    print("\n".join(check_lines(result)))
+    if len(drift):
+        print(drift.head(12).to_string(index=False))
+    return 0 if drift.empty else 1
