@@ -139,7 +139,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
                 time.sleep(0.1)
     try:
         return subprocess.call(
-            ["dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)],
+            [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)],
             env=env,
             cwd=PROJECT_ROOT,
         )
