@@ -83,6 +83,7 @@ def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource):
 @dg.asset(
     group_name=GROUP,
     kinds={"stripe", "pandas"},
+    pool="stripe_api",
     check_specs=[
         dg.AssetCheckSpec(
             "snapshot_complete",
