@@ -107,27 +107,25 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, hint: str) -> tuple[float, str | None]:
     raw = _text(env, name)
     if raw is None:
-        return default
+        return default, None
     try:
-        value = float(raw)
+        return float(raw), raw
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number; set it to requests per second, e.g. 25.") from None
+        raise SettingsError(f"{name}={raw!r} is not a number; {hint}") from None
+
+
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    value, raw = _number(env, name, default, "set it to requests per second, e.g. 25.")
     if not value > 0:
         raise SettingsError(f"{name}={raw!r} must be greater than 0 (requests per second).")
     return value
 
 
 def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number; use a fraction such as 0.01 for 1%.") from None
+    value, raw = _number(env, name, default, "use a fraction such as 0.01 for 1%.")
     if not 0 <= value <= 1:
         raise SettingsError(f"{name}={raw!r} must be a fraction between 0 and 1, e.g. 0.01 for 1%.")
     return value
