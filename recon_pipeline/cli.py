@@ -5,6 +5,8 @@
     recon-pipeline demo                      seed drift, run reconcile_catalog, print the drift
     recon-pipeline dev                       the Dagster UI on 127.0.0.1:3000 with the emulator
     recon-pipeline dead-letters list|replay  what exhausted its retries; replay it now
+    recon-pipeline worker                    push the outbox and apply the inbox continuously
+    recon-pipeline webhooks [--port 8787]    receive Stripe webhooks into the inbox
 """
 
 from __future__ import annotations
@@ -184,6 +186,61 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 1 if still else 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+
+    from recon_pipeline.catalog import init_schema, make_engine
+    from recon_pipeline.sync.inbox import ConflictPolicy, InboxApplier
+    from recon_pipeline.sync.outbox import drain, worker_id
+
+    settings = Settings.from_env()
+    engine = make_engine(settings.catalog_url)
+    init_schema(engine)
+    gateway = _gateway(settings)
+    applier = InboxApplier(engine, ConflictPolicy(settings.conflict_policy), gateway)
+    name = worker_id()
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"worker {name}: outbox -> {settings.stripe_api_base}, inbox -> catalog (policy {settings.conflict_policy})", flush=True)
+    while not stopping:
+        pushed = drain(engine, gateway, worker=name, concurrency=args.concurrency)
+        applied = applier.apply_pending()
+        if pushed.pushed_products or pushed.retried or pushed.dead or applied.applied:
+            print(
+                f"pushed {pushed.pushed_products} products ({pushed.delivered_rows} changes), retried {pushed.retried}, dead {pushed.dead}; "
+                f"inbox applied {applied.applied}, echoes {applied.echoes}, stale {applied.stale}, conflicts {applied.conflicts}",
+                flush=True,
+            )
+        elif args.once:
+            break
+        if args.once:
+            break
+        time.sleep(args.interval)
+    return 0
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from recon_pipeline.catalog import init_schema, make_engine
+    from recon_pipeline.sync.webhooks import create_webhook_app
+
+    settings = Settings.from_env()
+    if not settings.webhook_secret:
+        raise SettingsError("STRIPE_WEBHOOK_SECRET is not set; set it to the endpoint's signing secret (whsec_...).")
+    engine = make_engine(settings.catalog_url)
+    init_schema(engine)
+    print(f"webhook receiver on http://{args.host}:{args.port}/webhooks/stripe", flush=True)
+    uvicorn.run(create_webhook_app(engine, settings.webhook_secret), host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def _redact_url(url: str) -> str:
     # Never print a catalog password.
     from sqlalchemy.engine import make_url
@@ -225,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     letters.add_argument("ids", nargs="*", type=int, help="replay only these dead letter ids")
     letters.add_argument("--all", action="store_true", help="list resolved ones too")
     letters.set_defaults(func=cmd_dead_letters)
+
+    worker = commands.add_parser("worker", help="push the outbox and apply the inbox continuously")
+    worker.add_argument("--interval", type=float, default=0.2, help="seconds between polls when idle")
+    worker.add_argument("--concurrency", type=int, default=8)
+    worker.add_argument("--once", action="store_true", help="one pass, then exit")
+    worker.set_defaults(func=cmd_worker)
+
+    webhooks = commands.add_parser("webhooks", help="receive Stripe webhooks into the inbox")
+    webhooks.add_argument("--host", default="127.0.0.1")
+    webhooks.add_argument("--port", type=int, default=8787)
+    webhooks.set_defaults(func=cmd_webhooks)
     return parser
 
 

@@ -2,18 +2,24 @@
 
 import dagster as dg
 
-from recon_pipeline.defs import assets, jobs, repair, sensors
+from recon_pipeline.defs import assets, jobs, repair, sensors, sync
 from recon_pipeline.defs.resources import build_resources
 
 
 def build_defs() -> dg.Definitions:
     """Definitions with resources configured from the environment as it is now."""
     return dg.Definitions(
-        assets=[assets.local_products, assets.stripe_products, assets.catalog_drift, repair.catalog_repair],
+        assets=[assets.local_products, assets.stripe_products, assets.catalog_drift, repair.catalog_repair, sync.outbox_push, sync.inbox_apply],
         asset_checks=[*assets.catalog_drift_freshness],
-        jobs=[jobs.reconcile_catalog, jobs.repair_catalog],
+        jobs=[jobs.reconcile_catalog, jobs.repair_catalog, sync.drain_outbox, sync.apply_inbox],
         schedules=[jobs.reconcile_hourly],
-        sensors=[sensors.drift_repair_sensor, sensors.alert_sensor, assets.freshness_checks_sensor],
+        sensors=[
+            sensors.drift_repair_sensor,
+            sensors.alert_sensor,
+            assets.freshness_checks_sensor,
+            sync.outbox_sensor,
+            sync.stripe_events_poller,
+        ],
         resources=build_resources(),
     )
 

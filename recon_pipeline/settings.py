@@ -29,6 +29,9 @@ SANDBOX_GLOBAL_RATE = 25.0
 ENDPOINT_RATE = 25.0
 
 
+CONFLICT_POLICIES = ("local_wins", "stripe_wins", "latest_wins")
+
+
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable and the fix."""
 
@@ -50,6 +53,9 @@ class Settings:
     endpoint_rate: float
     max_drift_rate: float
     uses_emulator: bool
+    conflict_policy: str = "local_wins"
+    webhook_secret: str | None = field(default=None, repr=False)
+    max_outbox_lag_s: float = 300.0
 
     @property
     def stripe_key_is_set(self) -> bool:
@@ -89,6 +95,12 @@ class Settings:
         )
         endpoint_rate = _positive_float(env, "RECON_STRIPE_ENDPOINT_RATE_LIMIT", ENDPOINT_RATE)
         max_drift_rate = _fraction(env, "RECON_MAX_DRIFT_RATE", 0.01)
+        conflict_policy = _text(env, "RECON_CONFLICT_POLICY") or "local_wins"
+        if conflict_policy not in CONFLICT_POLICIES:
+            raise SettingsError(f"RECON_CONFLICT_POLICY={conflict_policy!r} is not a policy; use one of {', '.join(CONFLICT_POLICIES)}.")
+        webhook_secret = _text(env, "STRIPE_WEBHOOK_SECRET")
+        if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
+            raise SettingsError("STRIPE_WEBHOOK_SECRET does not look like a webhook signing secret (whsec_...); copy it from the webhook endpoint.")
         return cls(
             catalog_url=catalog_url,
             stripe_api_key=api_key,
@@ -97,6 +109,9 @@ class Settings:
             endpoint_rate=endpoint_rate,
             max_drift_rate=max_drift_rate,
             uses_emulator=api_key == EMULATOR_API_KEY,
+            conflict_policy=conflict_policy,
+            webhook_secret=webhook_secret,
+            max_outbox_lag_s=_positive_float(env, "RECON_MAX_OUTBOX_LAG_S", 300.0, "seconds"),
         )
 
 
@@ -117,10 +132,10 @@ def _number(env: Mapping[str, str], name: str, default: float, hint: str) -> tup
         raise SettingsError(f"{name}={raw!r} is not a number; {hint}") from None
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
-    value, raw = _number(env, name, default, "set it to requests per second, e.g. 25.")
+def _positive_float(env: Mapping[str, str], name: str, default: float, unit: str = "requests per second") -> float:
+    value, raw = _number(env, name, default, f"set it in {unit}, e.g. {default:g}.")
     if not value > 0:
-        raise SettingsError(f"{name}={raw!r} must be greater than 0 (requests per second).")
+        raise SettingsError(f"{name}={raw!r} must be greater than 0 ({unit}).")
     return value
 
 

@@ -94,3 +94,48 @@ outbox = Table(
 )
 Index("ix_outbox_pending", outbox.c.status, outbox.c.next_attempt_at)
 Index("ix_outbox_product", outbox.c.product_id, outbox.c.status)
+
+# Stripe events received (webhooks and the poller), unique by event id: a duplicate or a
+# replay is a no-op. Applied in order of `created`.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("created", Integer, nullable=False, comment="The event's created (Stripe time, seconds)"),
+    Column("object_id", String(255), nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("source", String(16), nullable=False, comment="webhook | poller"),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, default="received", comment="received | applied | echo | stale | ignored"),
+    Column("applied_at", DateTime(timezone=True), nullable=True),
+    Column("note", Text, nullable=True),
+)
+Index("ix_inbox_pending", inbox.c.status, inbox.c.created)
+
+# Every change applied to either side and every conflict decision: who, what, before, after, why.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(32), nullable=False, comment="stripe | catalog | pipeline"),
+    Column("product_id", String(64), nullable=True),
+    Column("field", String(32), nullable=True),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Column("decision", String(32), nullable=False, comment="applied | kept_local | conflict_local_wins | conflict_stripe_wins | ..."),
+    Column("reason", Text, nullable=False),
+    Column("event_id", String(255), nullable=True),
+)
+Index("ix_audit_product", audit.c.product_id)
+
+# Per product, the newest Stripe state the catalog has seen (the `updated` of the last
+# applied object), so an older event never overwrites newer state.
+stripe_seen = Table(
+    "stripe_seen",
+    metadata,
+    Column("product_id", String(64), primary_key=True),
+    Column("stripe_updated", Integer, nullable=False),
+    Column("event_id", String(255), nullable=False),
+)

@@ -135,9 +135,12 @@ def upsert_products(engine: Engine, items: Iterable[CatalogProduct], now: dt.dat
     return len(rows)
 
 
-def read_products_frame(engine: Engine) -> pd.DataFrame:
-    """Every catalog product as a DataFrame (one row per product, ordered by id)."""
+def read_products_frame(engine: Engine, ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """Catalog products as a DataFrame (one row per product, ordered by id): all, or the given ids."""
+    query = select(products).order_by(products.c.id)
+    if ids is not None:
+        query = query.where(products.c.id.in_(list(ids)))
     with engine.connect() as conn:
-        result = conn.execute(select(products).order_by(products.c.id))
+        result = conn.execute(query)
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     return frame

@@ -25,6 +25,7 @@ from recon_pipeline.emulator.faults import Faults
 from recon_pipeline.emulator.params import decode
 from recon_pipeline.emulator.resources import API_VERSION, Account, expand_list
 from recon_pipeline.emulator.state import EmulatorState
+from recon_pipeline.emulator.webhooks import Deliverer, create_endpoint
 from recon_pipeline.stripe_api.ratelimit import endpoint_key
 
 RATE_LIMIT_MESSAGE = (
@@ -72,10 +73,18 @@ def _expand(account: Account, obj: dict[str, Any], paths: list[str], prefix: str
     return out
 
 
+def _delete_endpoint(state: EmulatorState, endpoint_id: str) -> dict[str, Any]:
+    if state.get("webhook_endpoint", endpoint_id) is None:
+        raise errors.no_such("webhook_endpoint", endpoint_id)
+    state.delete("webhook_endpoint", endpoint_id)
+    return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
+
+
 def create_app(state: EmulatorState | None = None, faults: Faults | None = None) -> Starlette:
     state = state if state is not None else EmulatorState()
     faults = faults if faults is not None else Faults()
-    account = Account(state)
+    deliverer = Deliverer(state)
+    account = Account(state, on_event=deliverer.schedule)
     stats: Counter = Counter()
 
     async def params_of(request: Request) -> dict[str, Any]:
@@ -178,6 +187,7 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
                 "server_errors": status_counts.get("500", 0),
                 "endpoints": endpoints,
                 "objects": {kind: sum(1 for _ in state.all(kind)) for kind in ("product", "price", "event")},
+                "webhooks": {"delivered": deliverer.delivered, "failed_attempts": deliverer.failed_attempts},
             }
         )
 
@@ -198,6 +208,9 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
         api("POST", "/v1/prices/{id}", lambda pp, p, m: account.update_price(pp["id"], p, m)),
         api("GET", "/v1/events", lambda pp, p, m: account.list_events(p)),
         api("GET", "/v1/events/{id}", lambda pp, p, m: account.event(pp["id"])),
+        api("POST", "/v1/webhook_endpoints", lambda pp, p, m: create_endpoint(state, p)),
+        api("GET", "/v1/webhook_endpoints", lambda pp, p, m: state.list("webhook_endpoint", 100)),
+        api("DELETE", "/v1/webhook_endpoints/{id}", lambda pp, p, m: _delete_endpoint(state, pp["id"])),
         Route("/_emulator/faults", admin_faults_get, methods=["GET"]),
         Route("/_emulator/faults", admin_faults_post, methods=["POST"]),
         Route("/_emulator/fixtures", admin_fixtures, methods=["POST"]),

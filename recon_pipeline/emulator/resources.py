@@ -121,15 +121,16 @@ def expand_list(params: dict[str, Any]) -> list[str]:
 class Account:
     """Stripe's product catalog API for one account."""
 
-    def __init__(self, state: EmulatorState):
+    def __init__(self, state: EmulatorState, on_event=None):
         self.state = state
+        self.on_event = on_event  # called with each new event (webhook delivery)
 
     # events ------------------------------------------------------------------------------
     def emit(self, type_: str, obj: dict[str, Any], request: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
         data: dict[str, Any] = {"object": copy.deepcopy(obj)}
         if previous is not None:
             data["previous_attributes"] = previous
-        self.state.put(
+        event = self.state.put(
             "event",
             {
                 "id": new_id("evt"),
@@ -143,6 +144,8 @@ class Account:
                 "type": type_,
             },
         )
+        if self.on_event is not None:
+            self.on_event(event)
 
     # products ------------------------------------------------------------------------------
     def product(self, product_id: str, param: str = "id") -> dict[str, Any]:

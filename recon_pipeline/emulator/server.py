@@ -26,29 +26,27 @@ def serve(host: str = "127.0.0.1", port: int = 12111, state_path: str | None = N
         state.close()
 
 
-class EmulatorServer:
-    """The emulator on a real port, served from a background thread."""
+class ServerThread:
+    """Any ASGI app on a real port, served by uvicorn from a background thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, state_path: str | None = None, faults: Faults | None = None):
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
         self.host = host
         self.port = port or _free_port(host)
-        self.state = EmulatorState(state_path)
-        self.faults = faults or Faults()
-        self.app = create_app(self.state, self.faults)
-        self._server = uvicorn.Server(_config(self.app, self.host, self.port, "warning"))
+        self.app = app
+        self._server = uvicorn.Server(_config(app, self.host, self.port, "warning"))
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "EmulatorServer":
-        self._thread = threading.Thread(target=self._server.run, name=f"stripe-emulator-{self.port}", daemon=True)
+    def start(self):
+        self._thread = threading.Thread(target=self._server.run, name=f"asgi-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 10
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the Stripe emulator did not start on {self.url} (is the port in use?)")
+                raise RuntimeError(f"the server did not start on {self.url} (is the port in use?)")
             time.sleep(0.01)
         return self
 
@@ -56,13 +54,25 @@ class EmulatorServer:
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.state.close()
 
-    def __enter__(self) -> "EmulatorServer":
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class EmulatorServer(ServerThread):
+    """The emulator on a real port, served from a background thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, state_path: str | None = None, faults: Faults | None = None):
+        self.state = EmulatorState(state_path)
+        self.faults = faults or Faults()
+        super().__init__(create_app(self.state, self.faults), host, port)
+
+    def stop(self) -> None:
+        super().stop()
+        self.state.close()
 
 
 def _free_port(host: str) -> int:

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-KINDS = ("product", "price", "event")
+KINDS = ("product", "price", "event", "webhook_endpoint")
 
 
 @dataclass

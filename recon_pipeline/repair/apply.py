@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import stripe
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, update
 
 from recon_pipeline.catalog import CatalogProduct, upsert_products
 from recon_pipeline.catalog.schema import dead_letter, sync_ledger
@@ -87,33 +87,37 @@ class Repairer:
 
     # -- the ledger ---------------------------------------------------------------------
     def write(self, product_id: str, method: str, path: str, params: dict[str, Any], version: str) -> dict[str, Any]:
-        """One write to Stripe with a deterministic key, recorded in sync_ledger whatever happens."""
+        """One write to Stripe with a deterministic key, recorded in sync_ledger whatever happens.
+
+        The ledger row is written before the request is sent: Stripe's event for this write
+        can arrive (webhook) before the response, and the inbox must already recognise it
+        as our own echo.
+        """
         key = idempotency_key(f"{method} {path}", product_id, {**params, "_version": version})
+        with self.engine.begin() as conn:
+            ledger_id = conn.execute(
+                insert(sync_ledger).values(
+                    at=dt.datetime.now(dt.timezone.utc),
+                    source=self.source,
+                    run_id=self.run_id,
+                    product_id=product_id,
+                    method=method.upper(),
+                    path=path,
+                    idempotency_key=key,
+                    request=params,
+                )
+            ).inserted_primary_key[0]
         status, object_id, error = None, None, None
         try:
             response = self.gateway.request(method, path, params=params, idempotency_key=key)
             status, object_id = 200, response.get("id")
             return response
         except stripe.StripeError as exc:
-            status, error = exc.http_status, _error_text(exc)
+            status, error = exc.http_status, error_text(exc)
             raise
         finally:
             with self.engine.begin() as conn:
-                conn.execute(
-                    insert(sync_ledger).values(
-                        at=dt.datetime.now(dt.timezone.utc),
-                        source=self.source,
-                        run_id=self.run_id,
-                        product_id=product_id,
-                        method=method.upper(),
-                        path=path,
-                        idempotency_key=key,
-                        request=params,
-                        status=status,
-                        object_id=object_id,
-                        error=error,
-                    )
-                )
+                conn.execute(update(sync_ledger).where(sync_ledger.c.id == ledger_id).values(status=status, object_id=object_id, error=error))
 
     # -- actions --------------------------------------------------------------------------
     def apply(self, action: RepairAction) -> Outcome:
@@ -130,7 +134,7 @@ class Repairer:
             writes = handler[action.action](action)
             return Outcome(action.product_id, action.action, APPLIED, writes, action.describe())
         except stripe.StripeError as exc:
-            return Outcome(action.product_id, action.action, DEAD_LETTER, 0, action.describe(), _error_text(exc))
+            return Outcome(action.product_id, action.action, DEAD_LETTER, 0, action.describe(), error_text(exc))
 
     def dead_letter(self, action: RepairAction, reason: str) -> None:
         """Park a failed action in dead_letter with the reason, replayable later."""
@@ -274,7 +278,7 @@ def _price_matches(price: dict[str, Any], amount: int, currency: str, interval: 
     )
 
 
-def _error_text(exc: stripe.StripeError) -> str:
+def error_text(exc: stripe.StripeError) -> str:
     """The server's own message and code, never the request's credentials."""
     code = getattr(exc, "code", None)
     message = getattr(exc, "user_message", None) or str(exc)

@@ -1,0 +1,171 @@
+"""Continuous sync in Dagster: the outbox pushed, the inbox applied, the backlog watched.
+
+    outbox ──outbox_sensor──> drain_outbox (outbox_push) ──> Stripe
+    Stripe events ──stripe_events_poller──> inbox ──> apply_inbox (inbox_apply) ──> catalog
+
+For seconds rather than a sensor's tens of seconds, run `recon-pipeline worker` (and
+`recon-pipeline webhooks`): the same code, in a loop.
+"""
+
+import datetime as dt
+import json
+
+import dagster as dg
+from sqlalchemy import func, select
+
+from recon_pipeline.catalog.schema import inbox, outbox
+from recon_pipeline.defs.resources import CatalogResource, StripeResource
+from recon_pipeline.settings import Settings
+from recon_pipeline.sync.inbox import ConflictPolicy, InboxApplier, inbox_lag
+from recon_pipeline.sync.outbox import backlog, drain
+from recon_pipeline.sync.poller import poll_events
+
+GROUP = "sync"
+
+
+def backlog_metadata(catalog: CatalogResource) -> dict[str, dg.MetadataValue]:
+    queue = backlog(catalog.engine())
+    waiting, inbox_age = inbox_lag(catalog.engine())
+    return {
+        "outbox/depth": dg.MetadataValue.int(queue.depth),
+        "outbox/in_flight": dg.MetadataValue.int(queue.in_flight),
+        "outbox/oldest_pending_age_s": dg.MetadataValue.float(round(queue.oldest_pending_age_s, 3)),
+        "outbox/delivered_last_minute": dg.MetadataValue.int(queue.delivered_last_minute),
+        "outbox/dead": dg.MetadataValue.int(queue.dead),
+        "inbox/waiting": dg.MetadataValue.int(waiting),
+        "inbox/oldest_age_s": dg.MetadataValue.float(round(inbox_age, 3)),
+    }
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"stripe"},
+    pool="stripe_api",
+    check_specs=[
+        dg.AssetCheckSpec("outbox_lag_below_threshold", asset="outbox_push", description="The oldest change waiting in the outbox is younger than RECON_MAX_OUTBOX_LAG_S (default 300 s)."),
+        dg.AssetCheckSpec("outbox_dead_letters_zero", asset="outbox_push", description="No outbox change has exhausted its retries (WARN: see `recon-pipeline dead-letters list`)."),
+    ],
+)
+def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
+    """Pushes every ready outbox change to Stripe: the product's current catalog state, coalesced,
+    at the client's rate limits, retried with backoff; hopeless ones go to dead_letter.
+
+    Metadata plots the backlog: depth, oldest pending age, delivered per minute, dead rows.
+    """
+    result = drain(catalog.engine(), stripe.gateway(), run_id=context.run_id)
+    for error in result.errors[:50]:
+        context.log.warning(error)
+    metadata = backlog_metadata(catalog)
+    yield dg.Output(
+        None,
+        metadata={
+            "pushed_products": dg.MetadataValue.int(result.pushed_products),
+            "delivered_changes": dg.MetadataValue.int(result.delivered_rows),
+            "retried": dg.MetadataValue.int(result.retried),
+            "dead": dg.MetadataValue.int(result.dead),
+            "duration_s": dg.MetadataValue.float(round(result.seconds, 3)),
+            **metadata,
+        },
+    )
+    max_age = Settings.from_env().max_outbox_lag_s
+    age = metadata["outbox/oldest_pending_age_s"].value
+    yield dg.AssetCheckResult(
+        check_name="outbox_lag_below_threshold",
+        passed=age <= max_age,
+        metadata={"oldest_pending_age_s": age, "max_age_s": max_age},
+        description=None if age <= max_age else f"a change has waited {age:.0f} s (> {max_age:.0f} s) in the outbox",
+    )
+    dead = metadata["outbox/dead"].value
+    yield dg.AssetCheckResult(
+        check_name="outbox_dead_letters_zero",
+        passed=dead == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"dead": dead},
+        description=None if dead == 0 else f"{dead} outbox changes exhausted their retries",
+    )
+
+
+class InboxConfig(dg.Config):
+    conflict_policy: str = ""
+    """local_wins | stripe_wins | latest_wins; empty: RECON_CONFLICT_POLICY (default local_wins)."""
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"sql"},
+    check_specs=[dg.AssetCheckSpec("inbox_lag_below_threshold", asset="inbox_apply", description="No received Stripe event has waited longer than RECON_MAX_OUTBOX_LAG_S to be applied.")],
+)
+def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog: CatalogResource, stripe: StripeResource):
+    """Applies received Stripe events to the catalog in order: echoes of our own writes and
+    stale events are skipped, owned fields that Stripe changed are decided by the conflict
+    policy, and every decision is written to the audit table."""
+    settings = Settings.from_env()
+    policy = ConflictPolicy(config.conflict_policy or settings.conflict_policy)
+    result = InboxApplier(catalog.engine(), policy, stripe.gateway()).apply_pending()
+    for decision in result.decisions[:50]:
+        context.log.info(decision)
+    metadata = backlog_metadata(catalog)
+    yield dg.Output(
+        None,
+        metadata={
+            "applied": dg.MetadataValue.int(result.applied),
+            "echoes": dg.MetadataValue.int(result.echoes),
+            "stale": dg.MetadataValue.int(result.stale),
+            "ignored": dg.MetadataValue.int(result.ignored),
+            "conflicts": dg.MetadataValue.int(result.conflicts),
+            "conflict_policy": dg.MetadataValue.text(policy.value),
+            **metadata,
+        },
+    )
+    age = metadata["inbox/oldest_age_s"].value
+    yield dg.AssetCheckResult(
+        check_name="inbox_lag_below_threshold",
+        passed=age <= settings.max_outbox_lag_s,
+        metadata={"oldest_age_s": age, "max_age_s": settings.max_outbox_lag_s},
+    )
+
+
+drain_outbox = dg.define_asset_job("drain_outbox", selection=dg.AssetSelection.assets(outbox_push), description="Push the outbox to Stripe.")
+apply_inbox = dg.define_asset_job("apply_inbox", selection=dg.AssetSelection.assets(inbox_apply), description="Apply received Stripe events to the catalog.")
+
+
+def _in_progress(context: dg.SensorEvaluationContext, job_name: str) -> bool:
+    runs = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]),
+        limit=1,
+    )
+    return bool(runs)
+
+
+@dg.sensor(job=drain_outbox, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
+def outbox_sensor(context: dg.SensorEvaluationContext, catalog: CatalogResource):
+    """Requests a `drain_outbox` run when changes are ready in the outbox and no drain is running.
+
+    Ready means pending and past its `next_attempt_at`, so a change backing off after a
+    failure does not launch empty runs. No run key: the in-progress check is the guard,
+    and a retried change must be able to launch another run.
+    """
+    now = dt.datetime.now(dt.timezone.utc)
+    with catalog.engine().connect() as conn:
+        ready = conn.execute(select(func.count()).where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now)).scalar_one()
+    if not ready:
+        return dg.SkipReason("no change is ready in the outbox")
+    if _in_progress(context, "drain_outbox"):
+        return dg.SkipReason(f"{ready} changes ready; a drain is already running")
+    return dg.RunRequest(tags={"recon/outbox_ready": str(ready)})
+
+
+@dg.sensor(job=apply_inbox, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
+def stripe_events_poller(context: dg.SensorEvaluationContext, catalog: CatalogResource, stripe: StripeResource):
+    """Lists Stripe's /v1/events from a durable cursor into the inbox (the safety net for missed
+    webhooks; Stripe keeps events 30 days), and requests `apply_inbox` when events wait."""
+    cursor = json.loads(context.cursor) if context.cursor else None
+    polled = poll_events(catalog.engine(), stripe.gateway(), cursor)
+    context.update_cursor(json.dumps(polled.cursor))
+    with catalog.engine().connect() as conn:
+        waiting = conn.execute(select(func.count()).where(inbox.c.status == "received")).scalar_one()
+    if not waiting:
+        return dg.SkipReason(f"polled {polled.seen} events, stored {polled.stored}; nothing to apply")
+    if _in_progress(context, "apply_inbox"):
+        return dg.SkipReason(f"{waiting} events wait; apply_inbox is already running")
+    return dg.RunRequest(tags={"recon/inbox_waiting": str(waiting)})

@@ -1,0 +1,218 @@
+"""Draining the outbox: catalog changes pushed to Stripe at a controlled rate, retried, dead-lettered.
+
+A claim takes the ready rows of some products, and with them every other pending row of
+those products (several changes to one product coalesce into one push). A push sends the
+product's *current* catalog state, through the same planner and idempotent writes as
+repair, so order within a product cannot be violated and a retried push cannot duplicate.
+
+Claims are serialized (a transaction-scoped advisory lock on PostgreSQL, the database
+write lock on SQLite) and rows are selected `FOR UPDATE SKIP LOCKED`, so two workers never
+hold the same product; a claim expires after `lease_s`, so a crashed worker's rows come
+back. A failed push is retried with exponential backoff and jitter (`next_attempt_at`);
+after `max_attempts` it goes to `dead_letter`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import stripe
+from sqlalchemy import Engine, and_, func, insert, or_, select, text, update
+
+from recon_pipeline.catalog import read_products_frame
+from recon_pipeline.catalog.schema import dead_letter, outbox, products
+from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame
+from recon_pipeline.repair import DEAD_LETTER, OrphanPolicy, Repairer, fetch_products_by_id, plan_repairs
+from recon_pipeline.repair.apply import error_text
+from recon_pipeline.stripe_api import StripeGateway
+
+CLAIM_LOCK = 727_274  # any constant: the advisory lock that serializes claims on PostgreSQL
+
+
+@dataclass(frozen=True)
+class OutboxPolicy:
+    max_attempts: int = 8
+    base_delay_s: float = 1.0
+    max_delay_s: float = 300.0
+    lease_s: float = 120.0
+
+    def next_delay(self, attempts: int) -> float:
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** max(0, attempts - 1))) + self.base_delay_s / 2
+
+
+@dataclass
+class DrainResult:
+    pushed_products: int = 0
+    delivered_rows: int = 0
+    retried: int = 0
+    dead: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+
+
+def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0) -> dict[str, list[int]]:
+    """Claim up to `limit` products with ready rows; returns {product_id: [outbox ids]}."""
+    now = _now()
+    expired = now - dt.timedelta(seconds=lease_s)
+    ready = or_(
+        and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= now),
+        and_(outbox.c.status == "in_flight", outbox.c.claimed_at < expired),
+    )
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
+        elif engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
+        busy = select(outbox.c.product_id).where(outbox.c.status == "in_flight", outbox.c.claimed_at >= expired)
+        candidates = conn.execute(
+            select(outbox.c.id, outbox.c.product_id)
+            .where(ready, outbox.c.product_id.not_in(busy))
+            .order_by(outbox.c.id)
+            .limit(limit * 4)
+            .with_for_update(skip_locked=True)
+        ).all()
+        product_ids = list(dict.fromkeys(row.product_id for row in candidates))[:limit]
+        if not product_ids:
+            return {}
+        conn.execute(
+            update(outbox)
+            .where(outbox.c.product_id.in_(product_ids), or_(outbox.c.status == "pending", and_(outbox.c.status == "in_flight", outbox.c.claimed_at < expired)))
+            .values(status="in_flight", claimed_by=worker, claimed_at=now)
+        )
+        rows = conn.execute(
+            select(outbox.c.id, outbox.c.product_id).where(outbox.c.product_id.in_(product_ids), outbox.c.status == "in_flight", outbox.c.claimed_by == worker)
+        ).all()
+    claimed: dict[str, list[int]] = {}
+    for row in rows:
+        claimed.setdefault(row.product_id, []).append(row.id)
+    return claimed
+
+
+def push_product(gateway: StripeGateway, engine: Engine, product_id: str, run_id: str | None = None) -> str | None:
+    """Bring one product in Stripe to its current catalog state; returns an error or None."""
+    catalog = local_frame(read_products_frame(engine, [product_id]))
+    if catalog.empty:
+        return f"product {product_id!r} is not in the catalog"
+    remote = stripe_frame(fetch_products_by_id(gateway, [product_id]))
+    plan = plan_repairs(diff_catalog(catalog, remote), catalog, remote, OrphanPolicy.REPORT)
+    repairer = Repairer(gateway, engine, run_id=run_id, source="outbox")
+    for action in plan.actions:
+        outcome = repairer.apply(action)
+        if outcome.status == DEAD_LETTER:
+            return outcome.error
+    return None
+
+
+def _finish(engine: Engine, product_id: str, ids: list[int], error: str | None, policy: OutboxPolicy, result: DrainResult) -> None:
+    now = _now()
+    with engine.begin() as conn:
+        if error is None:
+            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(status="done", done_at=now, last_error=None))
+            result.pushed_products += 1
+            result.delivered_rows += len(ids)
+            return
+        attempts = (conn.execute(select(func.max(outbox.c.attempts)).where(outbox.c.id.in_(ids))).scalar() or 0) + 1
+        if attempts >= policy.max_attempts:
+            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(status="dead", attempts=attempts, last_error=error))
+            conn.execute(
+                insert(dead_letter).values(
+                    source="outbox",
+                    product_id=product_id,
+                    action="push",
+                    payload={"outbox_ids": ids},
+                    reason=error,
+                    attempts=attempts,
+                    failed_at=now,
+                )
+            )
+            result.dead += 1
+        else:
+            retry_at = now + dt.timedelta(seconds=policy.next_delay(attempts))
+            conn.execute(
+                update(outbox).where(outbox.c.id.in_(ids)).values(status="pending", attempts=attempts, next_attempt_at=retry_at, last_error=error, claimed_by=None)
+            )
+            result.retried += 1
+        result.errors.append(f"{product_id}: {error}")
+
+
+def drain(
+    engine: Engine,
+    gateway: StripeGateway,
+    worker: str | None = None,
+    policy: OutboxPolicy | None = None,
+    concurrency: int = 8,
+    max_products: int | None = None,
+    run_id: str | None = None,
+) -> DrainResult:
+    """Push every ready product, `concurrency` at a time, until none is ready (or the cap)."""
+    worker = worker or worker_id()
+    policy = policy or OutboxPolicy()
+    result = DrainResult()
+    started = time.perf_counter()
+
+    def work(item: tuple[str, list[int]]) -> None:
+        product_id, ids = item
+        try:
+            error = push_product(gateway, engine, product_id, run_id)
+        except stripe.StripeError as exc:
+            error = error_text(exc)
+        except Exception as exc:  # a push must never leave its rows claimed forever
+            error = f"{type(exc).__name__}: {exc}"
+        _finish(engine, product_id, ids, error, policy, result)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        while max_products is None or result.pushed_products + result.retried + result.dead < max_products:
+            batch = claim(engine, worker, limit=concurrency * 2, lease_s=policy.lease_s)
+            if not batch:
+                break
+            list(pool.map(work, batch.items()))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+@dataclass
+class Backlog:
+    depth: int
+    in_flight: int
+    oldest_pending_age_s: float
+    delivered_last_minute: int
+    dead: int
+
+
+def backlog(engine: Engine) -> Backlog:
+    """Queue depth, age of the oldest pending change, rate and dead rows, for the UI."""
+    now = _now()
+    with engine.connect() as conn:
+        counts = dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())
+        oldest = conn.execute(select(func.min(outbox.c.created_at)).where(outbox.c.status.in_(["pending", "in_flight"]))).scalar()
+        recent = conn.execute(
+            select(func.count()).where(outbox.c.status == "done", outbox.c.done_at >= now - dt.timedelta(minutes=1))
+        ).scalar()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=dt.timezone.utc)
+    return Backlog(
+        depth=int(counts.get("pending", 0)),
+        in_flight=int(counts.get("in_flight", 0)),
+        oldest_pending_age_s=(now - oldest).total_seconds() if oldest else 0.0,
+        delivered_last_minute=int(recent or 0),
+        dead=int(counts.get("dead", 0)),
+    )
+
+
+def catalog_product_ids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [row.id for row in conn.execute(select(products.c.id))]

@@ -1,0 +1,49 @@
+"""The webhook receiver: Stripe events into the inbox, signature verified, answered fast.
+
+`create_webhook_app(engine, secret)` is an ASGI app (`POST /webhooks/stripe`): it checks
+`Stripe-Signature` with the official SDK's verifier (HMAC-SHA256, 5-minute tolerance),
+stores the event in `inbox` (unique by event id) and answers 200 at once; applying is
+the inbox's job. A bad signature, a stale timestamp or a malformed body is answered 400
+and nothing is stored. The secret comes from STRIPE_WEBHOOK_SECRET and is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import stripe
+from sqlalchemy import Engine
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from recon_pipeline.sync.inbox import MalformedEvent, parse_event, store_event
+
+log = logging.getLogger(__name__)
+TOLERANCE_S = 300
+
+
+def create_webhook_app(engine: Engine, secret: str, tolerance: int = TOLERANCE_S) -> Starlette:
+    if not secret:
+        raise ValueError("the webhook secret is empty; set STRIPE_WEBHOOK_SECRET (whsec_...)")
+
+    async def receive(request: Request) -> JSONResponse:
+        payload = await request.body()
+        header = request.headers.get("stripe-signature", "")
+        try:
+            stripe.WebhookSignature.verify_header(payload.decode("utf-8"), header, secret, tolerance)
+        except (stripe.SignatureVerificationError, UnicodeDecodeError) as error:
+            log.warning("webhook refused: %s", getattr(error, "user_message", None) or type(error).__name__)
+            return JSONResponse({"error": f"signature verification failed: {getattr(error, 'user_message', None) or error}"}, status_code=400)
+        try:
+            event = parse_event(payload)
+        except MalformedEvent as error:
+            return JSONResponse({"error": f"malformed event: {error}"}, status_code=400)
+        stored = store_event(engine, event, "webhook")
+        return JSONResponse({"received": True, "duplicate": not stored})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    return Starlette(routes=[Route("/webhooks/stripe", receive, methods=["POST"]), Route("/health", health, methods=["GET"])])

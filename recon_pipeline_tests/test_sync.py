@@ -1,0 +1,344 @@
+"""Continuous sync both ways: outbox to Stripe, Stripe events through the inbox to the catalog."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+
+import httpx
+import pytest
+import stripe
+from sqlalchemy import func, select
+
+from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, read_products_frame
+from recon_pipeline.catalog.changes import change_price, create_product, update_product
+from recon_pipeline.catalog.schema import audit, dead_letter, inbox, outbox, sync_ledger
+from recon_pipeline.emulator import ServerThread
+from recon_pipeline.emulator.server import _free_port
+from recon_pipeline.emulator.webhooks import sign
+from recon_pipeline.stripe_api import RetryPolicy, StripeGateway
+from recon_pipeline.sync.inbox import ConflictPolicy, InboxApplier, store_event
+from recon_pipeline.sync.outbox import OutboxPolicy, backlog, drain
+from recon_pipeline.sync.poller import poll_events
+from recon_pipeline.sync.webhooks import create_webhook_app
+
+SECRET = "whsec_test_secret_value"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def engine(request):
+    engine = make_engine(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
+    init_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def gateway(emulator, attempts: int = 4) -> StripeGateway:
+    return StripeGateway(api_key="sk_test_sync", api_base=emulator.url, global_rate=None, endpoint_rate=None, retry=RetryPolicy(attempts, 0.02, 0.1))
+
+
+def stripe_client(emulator) -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_dashboard", base_addresses={"api": emulator.url}, max_network_retries=0)
+
+
+def rows(engine, table, *columns):
+    with engine.connect() as conn:
+        return conn.execute(select(*columns) if columns else select(table)).all()
+
+
+# -- outbox ------------------------------------------------------------------------------
+
+
+def test_a_catalog_change_and_its_outbox_row_commit_together_and_reach_stripe(engine, emulator):
+    create_product(engine, CatalogProduct(id="sku_1", name="Pro", unit_amount=1500, currency="usd", recurring_interval="month"))
+    assert backlog(engine).depth == 1
+    result = drain(engine, gateway(emulator))
+    assert (result.pushed_products, result.delivered_rows) == (1, 1)
+    product = stripe_client(emulator).v1.products.retrieve("sku_1", params={"expand": ["default_price"]})
+    assert product.name == "Pro" and product.default_price.unit_amount == 1500
+    assert backlog(engine).depth == 0
+
+
+def test_several_changes_to_one_product_coalesce_into_one_push_of_the_latest_state(engine, emulator):
+    create_product(engine, CatalogProduct(id="sku_1", name="v1", unit_amount=100, currency="usd"))
+    update_product(engine, "sku_1", name="v2")
+    update_product(engine, "sku_1", name="v3", metadata={"tier": "gold"})
+    change_price(engine, "sku_1", 200, "usd")
+    result = drain(engine, gateway(emulator))
+    assert (result.pushed_products, result.delivered_rows) == (1, 4)
+    product = stripe_client(emulator).v1.products.retrieve("sku_1", params={"expand": ["default_price"]})
+    assert (product.name, product.metadata.to_dict(), product.default_price.unit_amount) == ("v3", {"tier": "gold"}, 200)
+    # One product create, one price create, one default_price: the states in between never went out.
+    writes = rows(engine, sync_ledger, sync_ledger.c.method, sync_ledger.c.path)
+    assert Counter(w.path for w in writes)["/v1/prices"] == 1
+
+
+def test_a_push_that_fails_backs_off_and_goes_to_dead_letter_after_its_attempts(engine, emulator):
+    create_product(engine, CatalogProduct(id="sku_1", name="Pro"))
+    emulator.faults.update({"outage": True})
+    policy = OutboxPolicy(max_attempts=2, base_delay_s=0.05, max_delay_s=0.1)
+    first = drain(engine, gateway(emulator, attempts=2), policy=policy)
+    assert first.retried == 1 and backlog(engine).depth == 1
+    [row] = rows(engine, outbox, outbox.c.attempts, outbox.c.next_attempt_at, outbox.c.last_error)
+    assert row.attempts == 1 and "503" in row.last_error
+    time.sleep(0.2)
+    second = drain(engine, gateway(emulator, attempts=2), policy=policy)
+    assert second.dead == 1
+    assert [r.source for r in rows(engine, dead_letter, dead_letter.c.source)] == ["outbox"]
+
+
+@pytest.mark.postgres
+def test_two_workers_on_postgresql_never_push_the_same_product(postgres_url, emulator):
+    engine = make_engine(postgres_url)
+    init_schema(engine)
+    for i in range(60):
+        create_product(engine, CatalogProduct(id=f"sku_{i:03d}", name=f"P{i}", unit_amount=100 + i, currency="usd"))
+        update_product(engine, f"sku_{i:03d}", name=f"P{i} v2")
+    emulator.faults.update({"latency_ms": 10})
+    results = []
+
+    def work(name: str) -> None:
+        results.append(drain(make_engine(postgres_url), gateway(emulator), worker=name, concurrency=4))
+
+    workers = [threading.Thread(target=work, args=(f"w{n}",)) for n in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert sum(r.delivered_rows for r in results) == 120 and all(r.pushed_products for r in results)
+    with engine.connect() as conn:
+        creates = conn.execute(
+            select(sync_ledger.c.product_id, func.count()).where(sync_ledger.c.path == "/v1/products").group_by(sync_ledger.c.product_id)
+        ).all()
+        claimants = conn.execute(select(outbox.c.product_id, func.count(func.distinct(outbox.c.claimed_by))).group_by(outbox.c.product_id)).all()
+    assert all(count == 1 for _, count in creates) and len(creates) == 60
+    assert all(count == 1 for _, count in claimants)
+    products = [p.id for p in stripe_client(emulator).v1.products.list(params={"limit": 100}).auto_paging_iter()]
+    assert len(products) == len(set(products)) == 60
+
+
+def test_an_outage_with_changes_continuing_loses_nothing_and_delivers_each_once(engine, emulator):
+    api = gateway(emulator, attempts=2)
+    policy = OutboxPolicy(max_attempts=50, base_delay_s=0.05, max_delay_s=0.2)
+    for i in range(10):
+        create_product(engine, CatalogProduct(id=f"sku_{i}", name=f"P{i}"))
+    drain(engine, api, policy=policy)
+    emulator.faults.update({"outage": True})
+    deadline = time.monotonic() + 3
+    edits = 0
+    while time.monotonic() < deadline:  # edits keep coming while Stripe is down
+        update_product(engine, f"sku_{edits % 10}", name=f"P{edits % 10} edit {edits}")
+        drain(engine, api, policy=policy)
+        edits += 1
+        time.sleep(0.05)
+    assert backlog(engine).depth > 0
+    emulator.faults.update({"outage": False})
+    for _ in range(40):
+        drain(engine, api, policy=policy)
+        if backlog(engine).depth == 0:
+            break
+        time.sleep(0.1)
+    assert backlog(engine).depth == 0 and backlog(engine).dead == 0
+    catalog = read_products_frame(engine).set_index("id")["name"].to_dict()
+    remote = {p.id: p.name for p in stripe_client(emulator).v1.products.list(params={"limit": 100}).auto_paging_iter()}
+    assert remote == catalog  # every last edit arrived, nothing lost
+    with engine.connect() as conn:
+        statuses = Counter(r.status for r in conn.execute(select(outbox.c.status)))
+    assert statuses == {"done": 10 + edits}
+
+
+# -- webhooks, poller, apply -------------------------------------------------------------
+
+
+def signed(event: dict, secret: str = SECRET, timestamp: int | None = None) -> tuple[str, dict]:
+    payload = json.dumps(event)
+    return payload, {"Stripe-Signature": sign(payload, secret, timestamp), "Content-Type": "application/json"}
+
+
+def event(event_id: str, type_: str, obj: dict, created: int | None = None, key: str | None = None) -> dict:
+    return {
+        "id": event_id, "object": "event", "type": type_, "created": created or int(time.time()), "api_version": "2024-06-20",
+        "data": {"object": obj}, "livemode": False, "pending_webhooks": 0, "request": {"id": None, "idempotency_key": key},
+    }
+
+
+def product_obj(product_id: str, name: str, updated: int, **fields) -> dict:
+    return {"id": product_id, "object": "product", "name": name, "description": None, "active": True, "metadata": {},
+            "default_price": None, "created": updated, "updated": updated, **fields}
+
+
+@pytest.fixture
+def receiver(sqlite_url):
+    engine = make_engine(sqlite_url)
+    init_schema(engine)
+    with ServerThread(create_webhook_app(engine, SECRET)) as server:
+        yield engine, server
+
+
+def test_webhook_receiver_stores_signed_events_once(receiver):
+    engine, server = receiver
+    body, headers = signed(event("evt_1", "product.updated", product_obj("sku_1", "A", 1)))
+    first = httpx.post(f"{server.url}/webhooks/stripe", content=body, headers=headers)
+    again = httpx.post(f"{server.url}/webhooks/stripe", content=body, headers=headers)
+    assert first.status_code == again.status_code == 200
+    assert (first.json()["duplicate"], again.json()["duplicate"]) == (False, True)
+    assert len(rows(engine, inbox)) == 1
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["wrong_secret", "stale_timestamp", "no_signature", "tampered_body", "malformed_json", "not_an_event"],
+)
+def test_webhook_receiver_refuses_bad_requests_and_stores_nothing(receiver, case):
+    engine, server = receiver
+    good = event("evt_1", "product.updated", product_obj("sku_1", "A", 1))
+    body, headers = signed(good)
+    if case == "wrong_secret":
+        body, headers = signed(good, secret="whsec_other")
+    elif case == "stale_timestamp":
+        body, headers = signed(good, timestamp=int(time.time()) - 301)
+    elif case == "no_signature":
+        headers = {"Content-Type": "application/json"}
+    elif case == "tampered_body":
+        body = body.replace('"A"', '"B"')
+    elif case == "malformed_json":
+        body, headers = "{not json", signed(good)[1]
+        headers["Stripe-Signature"] = sign(body, SECRET)
+    elif case == "not_an_event":
+        body, headers = signed({"id": "x", "object": "product"})
+    response = httpx.post(f"{server.url}/webhooks/stripe", content=body, headers=headers)
+    assert response.status_code == 400 and "error" in response.json()
+    assert rows(engine, inbox) == []
+
+
+def test_the_emulator_delivers_signed_events_to_the_receiver(sqlite_url, emulator):
+    engine = make_engine(sqlite_url)
+    init_schema(engine)
+    client = stripe_client(emulator)
+    # Stripe makes the signing secret when the endpoint is created: register first, then
+    # start the receiver on the registered port with that secret.
+    port = _free_port("127.0.0.1")
+    endpoint = client.v1.webhook_endpoints.create(
+        params={"url": f"http://127.0.0.1:{port}/webhooks/stripe", "enabled_events": ["product.created", "product.updated"]}
+    )
+    assert endpoint.secret.startswith("whsec_")
+    with ServerThread(create_webhook_app(engine, endpoint.secret), port=port):
+        client.v1.products.create(params={"id": "sku_w", "name": "Via webhook"})
+        client.v1.products.update("sku_w", params={"name": "Renamed in Stripe"})
+        client.v1.prices.create(params={"product": "sku_w", "unit_amount": 100, "currency": "usd"})  # not subscribed
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(rows(engine, inbox)) < 2:
+            time.sleep(0.05)
+    assert sorted(r.type for r in rows(engine, inbox)) == ["product.created", "product.updated"]
+
+
+def test_webhook_delivery_is_retried_until_the_receiver_is_up(sqlite_url, emulator):
+    engine = make_engine(sqlite_url)
+    init_schema(engine)
+    client = stripe_client(emulator)
+    port = _free_port("127.0.0.1")
+    endpoint = client.v1.webhook_endpoints.create(params={"url": f"http://127.0.0.1:{port}/webhooks/stripe", "enabled_events": ["*"]})
+    client.v1.products.create(params={"id": "sku_late", "name": "Sent while the receiver is down"})
+    time.sleep(1.0)  # the first attempts fail: nothing listens yet
+    with ServerThread(create_webhook_app(engine, endpoint.secret), port=port):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not rows(engine, inbox):
+            time.sleep(0.05)
+    assert [r.object_id for r in rows(engine, inbox)] == ["sku_late"]
+    assert httpx.get(f"{emulator.url}/_emulator/stats").json()["webhooks"]["failed_attempts"] >= 1
+
+
+def test_the_poller_fills_the_inbox_from_a_durable_cursor(engine, emulator):
+    client = stripe_client(emulator)
+    client.v1.products.create(params={"id": "a", "name": "A"})
+    client.v1.products.update("a", params={"name": "A2"})
+    first = poll_events(engine, gateway(emulator), None)
+    assert (first.seen, first.stored) == (2, 2)
+    client.v1.products.update("a", params={"name": "A3"})
+    second = poll_events(engine, gateway(emulator), first.cursor)
+    assert (second.seen, second.stored) == (1, 1)
+    again = poll_events(engine, gateway(emulator), second.cursor)
+    assert again.seen == 0
+    assert len(rows(engine, inbox)) == 3
+
+
+def seed_catalog(engine, **fields) -> None:
+    from recon_pipeline.catalog import upsert_products
+
+    upsert_products(engine, [CatalogProduct(id="sku_1", name="Local name", **fields)])
+
+
+def stripe_edit(engine, name: str, event_id: str, updated: int, key: str | None = None) -> None:
+    store_event(engine, event(event_id, "product.updated", product_obj("sku_1", name, updated), created=updated, key=key), "webhook")
+
+
+@pytest.mark.parametrize(
+    "policy, catalog_name, outbox_rows, decision",
+    [
+        (ConflictPolicy.LOCAL_WINS, "Local name", 1, "conflict_local_wins"),
+        (ConflictPolicy.STRIPE_WINS, "Stripe name", 0, "conflict_stripe_wins"),
+    ],
+)
+def test_a_stripe_edit_of_an_owned_field_is_decided_by_policy_and_audited(engine, policy, catalog_name, outbox_rows, decision):
+    seed_catalog(engine)
+    stripe_edit(engine, "Stripe name", "evt_1", int(time.time()))
+    result = InboxApplier(engine, policy).apply_pending()
+    assert (result.applied, result.conflicts) == (1, 1)
+    assert read_products_frame(engine).loc[0, "name"] == catalog_name
+    assert len(rows(engine, outbox)) == outbox_rows  # stripe_wins must not bounce the change back
+    [entry] = rows(engine, audit)
+    assert (entry.product_id, entry.field, entry.before, entry.after, entry.decision, entry.event_id) == (
+        "sku_1", "name", "Local name", "Stripe name", decision, "evt_1",
+    )
+    assert policy.value in entry.reason
+
+
+def test_latest_wins_compares_the_stripe_edit_with_the_catalog_edit(engine):
+    seed_catalog(engine)  # updated_at: now
+    now = int(time.time())
+    stripe_edit(engine, "Older Stripe name", "evt_old", now - 3600)
+    InboxApplier(engine, ConflictPolicy.LATEST_WINS).apply_pending()
+    assert read_products_frame(engine).loc[0, "name"] == "Local name"
+    stripe_edit(engine, "Newer Stripe name", "evt_new", now + 60)
+    InboxApplier(engine, ConflictPolicy.LATEST_WINS).apply_pending()
+    assert read_products_frame(engine).loc[0, "name"] == "Newer Stripe name"
+    assert [r.decision for r in rows(engine, audit, audit.c.decision)] == ["conflict_local_wins", "conflict_stripe_wins"]
+
+
+def test_duplicate_out_of_order_and_replayed_events_change_nothing(engine):
+    seed_catalog(engine)
+    now = int(time.time())
+    stripe_edit(engine, "Second", "evt_2", now + 20)
+    applier = InboxApplier(engine, ConflictPolicy.STRIPE_WINS)
+    applier.apply_pending()
+    stripe_edit(engine, "First (arrives late)", "evt_1", now + 10)
+    assert not store_event(engine, event("evt_2", "product.updated", product_obj("sku_1", "Second", now + 20)), "poller")
+    result = applier.apply_pending()
+    assert (result.stale, result.applied) == (1, 0)
+    assert read_products_frame(engine).loc[0, "name"] == "Second"
+    assert Counter(r.status for r in rows(engine, inbox, inbox.c.status)) == {"applied": 1, "stale": 1}
+
+
+def test_our_own_writes_coming_back_are_echoes_not_changes(engine, emulator):
+    create_product(engine, CatalogProduct(id="sku_1", name="Pushed"))
+    drain(engine, gateway(emulator))
+    poll_events(engine, gateway(emulator), None)
+    result = InboxApplier(engine, ConflictPolicy.STRIPE_WINS, gateway(emulator)).apply_pending()
+    assert result.echoes >= 1 and result.conflicts == 0
+    assert rows(engine, audit) == [] and backlog(engine).depth == 0
+
+
+def test_a_stripe_dashboard_edit_flows_into_the_catalog_end_to_end(engine, emulator):
+    create_product(engine, CatalogProduct(id="sku_1", name="Pushed", unit_amount=500, currency="usd"))
+    api = gateway(emulator)
+    drain(engine, api)
+    client = stripe_client(emulator)
+    client.v1.products.update("sku_1", params={"description": "Written in the dashboard"})
+    cursor = poll_events(engine, api, None).cursor
+    result = InboxApplier(engine, ConflictPolicy.STRIPE_WINS, api).apply_pending()
+    assert result.conflicts == 1
+    assert read_products_frame(engine).loc[0, "description"] == "Written in the dashboard"
+    assert backlog(engine).depth == 0  # applied from Stripe: nothing to push back
+    assert poll_events(engine, api, cursor).seen == 0
