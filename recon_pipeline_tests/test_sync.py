@@ -100,7 +100,7 @@ def test_two_workers_on_postgresql_never_push_the_same_product(postgres_url, emu
     results = []
 
     def work(name: str) -> None:
-        results.append(drain(make_engine(postgres_url), gateway(emulator), worker=name, concurrency=4))
+        results.append(drain(make_engine(postgres_url), gateway(emulator), worker=name, concurrency=4, batch_size=5))
 
     workers = [threading.Thread(target=work, args=(f"w{n}",)) for n in range(2)]
     for w in workers:

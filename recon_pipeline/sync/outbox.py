@@ -64,12 +64,13 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
 
 
-def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0) -> dict[str, list[int]]:
-    """Claim up to `limit` products with ready rows; returns {product_id: [outbox ids]}."""
+def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, ready_by: dt.datetime | None = None) -> dict[str, list[int]]:
+    """Claim up to `limit` products with rows ready by `ready_by` (default now); returns {product_id: [outbox ids]}."""
     now = _now()
+    ready_by = ready_by or now
     expired = now - dt.timedelta(seconds=lease_s)
     ready = or_(
-        and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= now),
+        and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= ready_by),
         and_(outbox.c.status == "in_flight", outbox.c.claimed_at < expired),
     )
     with engine.begin() as conn:
@@ -102,19 +103,33 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0) 
     return claimed
 
 
-def push_product(gateway: StripeGateway, engine: Engine, product_id: str, run_id: str | None = None) -> str | None:
-    """Bring one product in Stripe to its current catalog state; returns an error or None."""
-    catalog = local_frame(read_products_frame(engine, [product_id]))
-    if catalog.empty:
-        return f"product {product_id!r} is not in the catalog"
-    remote = stripe_frame(fetch_products_by_id(gateway, [product_id]))
+def push_products(gateway: StripeGateway, engine: Engine, product_ids: list[str], run_id: str | None = None, concurrency: int = 8) -> dict[str, str | None]:
+    """Bring each product in Stripe to its current catalog state; returns {product_id: error or None}.
+
+    Both sides are read once for the whole batch (Stripe: 100 products a request).
+    """
+    catalog = local_frame(read_products_frame(engine, product_ids))
+    remote = stripe_frame(fetch_products_by_id(gateway, product_ids))
     plan = plan_repairs(diff_catalog(catalog, remote), catalog, remote, OrphanPolicy.REPORT)
     repairer = Repairer(gateway, engine, run_id=run_id, source="outbox")
+    errors: dict[str, str | None] = {p: None for p in product_ids}
+    for missing in set(product_ids) - set(catalog["product_id"]):
+        errors[missing] = f"product {missing!r} is not in the catalog"
+    by_product: dict[str, list] = {}
     for action in plan.actions:
-        outcome = repairer.apply(action)
-        if outcome.status == DEAD_LETTER:
-            return outcome.error
-    return None
+        by_product.setdefault(action.product_id, []).append(action)
+
+    def push(item) -> None:
+        product_id, actions = item
+        for action in actions:
+            outcome = repairer.apply(action)
+            if outcome.status == DEAD_LETTER:
+                errors[product_id] = outcome.error
+                return
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        list(pool.map(push, by_product.items()))
+    return errors
 
 
 def _finish(engine: Engine, product_id: str, ids: list[int], error: str | None, policy: OutboxPolicy, result: DrainResult) -> None:
@@ -157,29 +172,28 @@ def drain(
     concurrency: int = 8,
     max_products: int | None = None,
     run_id: str | None = None,
+    batch_size: int = 100,
 ) -> DrainResult:
-    """Push every ready product, `concurrency` at a time, until none is ready (or the cap)."""
+    """Push every ready product, batch after batch, `concurrency` writes at a time, until none is ready (or the cap)."""
     worker = worker or worker_id()
     policy = policy or OutboxPolicy()
     result = DrainResult()
     started = time.perf_counter()
+    # What was ready when the drain began: a change backing off waits for the next drain.
+    began = _now()
 
-    def work(item: tuple[str, list[int]]) -> None:
-        product_id, ids = item
+    while max_products is None or result.pushed_products + result.retried + result.dead < max_products:
+        batch = claim(engine, worker, limit=batch_size, lease_s=policy.lease_s, ready_by=began)
+        if not batch:
+            break
         try:
-            error = push_product(gateway, engine, product_id, run_id)
+            errors = push_products(gateway, engine, list(batch), run_id, concurrency)
         except stripe.StripeError as exc:
-            error = error_text(exc)
+            errors = {p: error_text(exc) for p in batch}
         except Exception as exc:  # a push must never leave its rows claimed forever
-            error = f"{type(exc).__name__}: {exc}"
-        _finish(engine, product_id, ids, error, policy, result)
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        while max_products is None or result.pushed_products + result.retried + result.dead < max_products:
-            batch = claim(engine, worker, limit=concurrency * 2, lease_s=policy.lease_s)
-            if not batch:
-                break
-            list(pool.map(work, batch.items()))
+            errors = {p: f"{type(exc).__name__}: {exc}" for p in batch}
+        for product_id, ids in batch.items():
+            _finish(engine, product_id, ids, errors.get(product_id), policy, result)
     result.seconds = time.perf_counter() - started
     return result
 
