@@ -5,6 +5,7 @@
     recon-pipeline demo                      seed drift, run reconcile_catalog, print the drift
     recon-pipeline dev                       the Dagster UI on 127.0.0.1:3000 with the emulator
     recon-pipeline dead-letters list|replay  what exhausted its retries; replay it now
+    recon-pipeline edit ID [--name ...]      change a catalog product (and queue it for Stripe)
     recon-pipeline worker                    push the outbox and apply the inbox continuously
     recon-pipeline webhooks [--port 8787]    receive Stripe webhooks into the inbox
 """
@@ -186,6 +187,30 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     return 1 if still else 0
 
 
+def cmd_edit(args: argparse.Namespace) -> int:
+    from recon_pipeline.catalog import InvalidProduct, init_schema, make_engine
+    from recon_pipeline.catalog.changes import change_price, update_product
+
+    engine = make_engine(Settings.from_env().catalog_url)
+    init_schema(engine)
+    fields = {k: v for k, v in (("name", args.name), ("description", args.description)) if v is not None}
+    if args.active is not None:
+        fields["active"] = args.active == "true"
+    try:
+        if fields:
+            update_product(engine, args.product_id, **fields)
+        if args.price:
+            amount, currency, *interval = args.price
+            if not amount.isdigit():
+                raise InvalidProduct(f"--price amount {amount!r} must be a whole number of the currency's smallest unit, e.g. 1500")
+            change_price(engine, args.product_id, int(amount), currency, interval[0] if interval else None)
+    except InvalidProduct as error:
+        print(f"recon-pipeline: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.product_id}: changed and queued in the outbox")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import signal
 
@@ -282,6 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     letters.add_argument("ids", nargs="*", type=int, help="replay only these dead letter ids")
     letters.add_argument("--all", action="store_true", help="list resolved ones too")
     letters.set_defaults(func=cmd_dead_letters)
+
+    edit = commands.add_parser("edit", help="change a catalog product; the change and its outbox row commit together")
+    edit.add_argument("product_id")
+    edit.add_argument("--name")
+    edit.add_argument("--description")
+    edit.add_argument("--active", choices=["true", "false"])
+    edit.add_argument("--price", nargs="+", metavar=("AMOUNT CURRENCY", "INTERVAL"), help="e.g. --price 1500 usd month")
+    edit.set_defaults(func=cmd_edit)
 
     worker = commands.add_parser("worker", help="push the outbox and apply the inbox continuously")
     worker.add_argument("--interval", type=float, default=0.2, help="seconds between polls when idle")
