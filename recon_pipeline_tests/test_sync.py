@@ -342,3 +342,21 @@ def test_a_stripe_dashboard_edit_flows_into_the_catalog_end_to_end(engine, emula
     assert read_products_frame(engine).loc[0, "description"] == "Written in the dashboard"
     assert backlog(engine).depth == 0  # applied from Stripe: nothing to push back
     assert poll_events(engine, api, cursor).seen == 0
+
+
+def test_local_wins_reverts_a_stripe_edit_and_the_revert_does_not_bounce(engine, emulator):
+    create_product(engine, CatalogProduct(id="sku_1", name="Catalog name"))
+    api = gateway(emulator)
+    drain(engine, api)
+    stripe_client(emulator).v1.products.update("sku_1", params={"name": "Dashboard name"})
+    applier = InboxApplier(engine, ConflictPolicy.LOCAL_WINS, api)
+    cursor = poll_events(engine, api, None).cursor
+    assert applier.apply_pending().conflicts == 1
+    assert drain(engine, api).pushed_products == 1  # the revert
+    assert stripe_client(emulator).v1.products.retrieve("sku_1").name == "Catalog name"
+    # The revert's own event comes back: an echo, so no new outbox row, no ping-pong.
+    poll_events(engine, api, cursor)
+    result = applier.apply_pending()
+    assert result.echoes >= 1 and result.conflicts == 0
+    assert backlog(engine).depth == 0
+    assert read_products_frame(engine).loc[0, "name"] == "Catalog name"
