@@ -1,10 +1,11 @@
 """Outage drill: catalog edits keep coming while Stripe is down; what does each path lose?
 
-    .venv/bin/python bench/drill_outage.py                         # 60 s run, 20 s outage
-    .venv/bin/python bench/drill_outage.py --seconds 240 --outage-s 120
+    .venv/bin/python bench/drill_outage.py                         # 20 s outage, 10 s of edits after it
+    .venv/bin/python bench/drill_outage.py --outage-start 30 --outage-s 120
 
-Two identical catalogs (SQLite) and two emulator accounts receive the same edits at
---rate per second over --seconds, to --products products. Between --outage-start and
+Two identical catalogs (SQLite) and two emulator accounts receive the same edits, each to
+a random one of --products products, at --rate per second, until --tail-s seconds after
+the outage (a long tail would re-edit every product and hide what the naive path lost). Between --outage-start and
 --outage-start + --outage-s both emulators are down (503). The naive path pushes each edit
 once (bench/naive_sync.py); ours commits the edit with its outbox row and a worker drains
 the outbox (rate limits, retries with backoff). At the end, a lost update is a product
@@ -15,6 +16,7 @@ end of the outage until our outbox is empty.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import tempfile
 import threading
@@ -55,12 +57,14 @@ def lost(engine, url: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--outage-start", type=float, default=20)
+    parser.add_argument("--tail-s", type=float, default=10, help="edits go on this long after the outage")
     parser.add_argument("--outage-s", type=float, default=20)
     parser.add_argument("--rate", type=float, default=10, help="edits per second")
     parser.add_argument("--products", type=int, default=200)
     args = parser.parse_args()
+    args.seconds = args.outage_start + args.outage_s + args.tail_s
+    rng = random.Random(7)
 
     tmp = Path(tempfile.mkdtemp(prefix="recon-drill-"))
     with EmulatorServer() as naive_api, EmulatorServer() as our_api:
@@ -99,7 +103,7 @@ def main() -> None:
                 outage_on = down
                 if not down:
                     outage_end = time.monotonic()
-            product_id = ids[edits % len(ids)]
+            product_id = rng.choice(ids)
             name = f"{product_id} edit {edits}"
             update_product(engines["ours"], product_id, name=name)  # change + outbox row, one transaction
             update_product(engines["naive"], product_id, name=name)
