@@ -2,17 +2,18 @@
 
 import dagster as dg
 
-from recon_pipeline.defs import assets, jobs, repair, sensors, sync
+from recon_pipeline.defs import assets, hourly, jobs, repair, sensors, sync
 from recon_pipeline.defs.resources import build_resources
 
 
 def build_defs() -> dg.Definitions:
     """Definitions with resources configured from the environment as it is now."""
     return dg.Definitions(
-        assets=[assets.local_products, assets.stripe_products, assets.catalog_drift, repair.catalog_repair, sync.outbox_push, sync.inbox_apply],
+        assets=[assets.local_products, assets.stripe_products, assets.catalog_drift, repair.catalog_repair, sync.outbox_push, sync.inbox_apply,
+                hourly.catalog_changes_hourly, hourly.stripe_events_hourly, hourly.hourly_drift, hourly.hourly_repair],
         asset_checks=[*assets.catalog_drift_freshness],
-        jobs=[jobs.reconcile_catalog, jobs.repair_catalog, sync.drain_outbox, sync.apply_inbox],
-        schedules=[jobs.reconcile_hourly],
+        jobs=[jobs.reconcile_catalog, jobs.repair_catalog, sync.drain_outbox, sync.apply_inbox, hourly.backfill_hours],
+        schedules=[jobs.reconcile_hourly, hourly.changes_hourly],
         sensors=[
             sensors.drift_repair_sensor,
             sensors.alert_sensor,

@@ -17,6 +17,10 @@ def test_definitions_load_with_the_public_names():
         "catalog_repair",
         "outbox_push",
         "inbox_apply",
+        "catalog_changes_hourly",
+        "stripe_events_hourly",
+        "hourly_drift",
+        "hourly_repair",
     }
     checks = {f"{key.asset_key.to_user_string()}.{key.name}" for key in repository.asset_graph.asset_check_keys}
     assert {
@@ -29,8 +33,8 @@ def test_definitions_load_with_the_public_names():
         "catalog_repair.dead_letters_empty",
     } <= checks
     assert any(name.startswith("catalog_drift.") and "fresh" in name for name in checks)
-    assert {job.name for job in repository.get_all_jobs() if not job.name.startswith("__")} >= {"reconcile_catalog", "repair_catalog", "drain_outbox", "apply_inbox"}
-    assert {s.name for s in repository.schedule_defs} == {"reconcile_hourly"}
+    assert {job.name for job in repository.get_all_jobs() if not job.name.startswith("__")} >= {"reconcile_catalog", "repair_catalog", "drain_outbox", "apply_inbox", "backfill_hours"}
+    assert {s.name for s in repository.schedule_defs} == {"reconcile_hourly", "changes_hourly"}
     assert {s.name for s in repository.sensor_defs} == {"drift_repair_sensor", "alert_sensor", "freshness_checks_sensor", "outbox_sensor", "stripe_events_poller"}
     assert repository.get_schedule_def("reconcile_hourly").cron_schedule == "0 * * * *"
 

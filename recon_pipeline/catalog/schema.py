@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Integer,
+    LargeBinary,
     Column,
     DateTime,
     Index,
@@ -138,4 +139,16 @@ stripe_seen = Table(
     Column("product_id", String(64), primary_key=True),
     Column("stripe_updated", Integer, nullable=False),
     Column("event_id", String(255), nullable=False),
+)
+
+# Hourly partitions of Dagster assets, one row per (asset, hour): a range of hours loads
+# with one query (Dagster's filesystem IO manager cannot load ranges).
+asset_partitions = Table(
+    "asset_partitions",
+    metadata,
+    Column("asset_key", String(255), primary_key=True),
+    Column("partition_key", String(32), primary_key=True),
+    Column("frame", LargeBinary, nullable=False, comment="The partition's rows as Parquet"),
+    Column("row_count", Integer, nullable=False),
+    Column("stored_at", DateTime(timezone=True), nullable=False),
 )

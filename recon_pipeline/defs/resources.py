@@ -60,10 +60,14 @@ def _from_env_or(name: str, value: str) -> str | dg.EnvVar:
     return dg.EnvVar(name) if os.environ.get(name, "").strip() else value
 
 
-def build_resources(settings: Settings | None = None) -> dict[str, dg.ConfigurableResource]:
+def build_resources(settings: Settings | None = None) -> dict[str, object]:
+    from recon_pipeline.defs.partition_store import PartitionStore
+
     settings = settings or Settings.from_env()
+    catalog_url = _from_env_or("RECON_CATALOG_URL", settings.catalog_url)
     return {
-        "catalog": CatalogResource(url=_from_env_or("RECON_CATALOG_URL", settings.catalog_url)),
+        "catalog": CatalogResource(url=catalog_url),
+        "partition_store": PartitionStore(url=catalog_url),
         "stripe": StripeResource(
             api_key=_from_env_or("STRIPE_API_KEY", settings.stripe_api_key),
             api_base=_from_env_or("STRIPE_API_BASE", settings.stripe_api_base),

@@ -1,0 +1,79 @@
+"""Hour windows: what changed on each side in [start, end), for hourly partitions and backfills.
+
+Hours are UTC (no daylight saving: every day has 24 of them). A row belongs to the hour of
+its timestamp, start inclusive and end exclusive: 12:59:59.999 is in 12:00, 13:00:00 in 13:00.
+Stripe keeps events for 30 days; an hour older than that cannot be rebuilt from events,
+so it falls back to a full reconciliation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Iterable
+
+import pandas as pd
+from sqlalchemy import Engine, select
+
+from recon_pipeline.catalog.schema import products
+from recon_pipeline.stripe_api import StripeGateway
+
+EVENT_RETENTION = dt.timedelta(days=30)
+PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
+EVENT_TYPES = ["product.created", "product.updated", "product.deleted", "price.created", "price.updated", "price.deleted"]
+CHANGE_COLUMNS = ["product_id", "updated_at", "hour"]
+EVENT_COLUMNS = ["event_id", "type", "created", "product_id", "hour"]
+
+
+def hour_key(moment: dt.datetime) -> str:
+    """The hourly partition key of a moment (UTC)."""
+    moment = moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+    return moment.replace(minute=0, second=0, microsecond=0).strftime(PARTITION_FORMAT)
+
+
+def beyond_retention(start: dt.datetime, now: dt.datetime | None = None) -> bool:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return start < now - EVENT_RETENTION
+
+
+def catalog_changes(engine: Engine, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+    """Catalog products last changed in [start, end), with the hour each belongs to."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(products.c.id, products.c.updated_at).where(products.c.updated_at >= start, products.c.updated_at < end).order_by(products.c.updated_at)
+        ).all()
+    frame = pd.DataFrame([(r.id, r.updated_at) for r in rows], columns=["product_id", "updated_at"])
+    frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
+    frame["hour"] = [hour_key(t.to_pydatetime()) for t in frame["updated_at"]]
+    return frame[CHANGE_COLUMNS]
+
+
+def event_product_id(event: dict[str, Any]) -> str | None:
+    obj = event["data"]["object"]
+    if obj.get("object") == "product":
+        return obj.get("id")
+    product = obj.get("product")
+    return product if isinstance(product, str) else (product or {}).get("id")
+
+
+def stripe_events(gateway: StripeGateway, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
+    """Product and price events created in [start, end) (seconds: Stripe's resolution)."""
+    params = {"created": {"gte": int(start.timestamp()), "lt": int(end.timestamp())}, "types": EVENT_TYPES}
+    return list(gateway.list_all("/v1/events", params))
+
+
+def events_frame(events: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    rows = [
+        (e["id"], e["type"], e["created"], event_product_id(e), hour_key(dt.datetime.fromtimestamp(e["created"], dt.timezone.utc)))
+        for e in events
+    ]
+    return pd.DataFrame(rows, columns=EVENT_COLUMNS)
+
+
+def touched_products(changes: pd.DataFrame, events: pd.DataFrame) -> dict[str, list[str]]:
+    """product_id -> the hours in which either side touched it."""
+    touched: dict[str, set[str]] = {}
+    for frame in (changes, events):
+        for product_id, hour in zip(frame["product_id"], frame["hour"]):
+            if product_id:
+                touched.setdefault(product_id, set()).add(hour)
+    return {p: sorted(h) for p, h in touched.items()}
