@@ -271,7 +271,9 @@ def seed_catalog(engine, **fields) -> None:
 
 
 def stripe_edit(engine, name: str, event_id: str, updated: int, key: str | None = None) -> None:
-    store_event(engine, event(event_id, "product.updated", product_obj("sku_1", name, updated), created=updated, key=key), "webhook")
+    renamed = event(event_id, "product.updated", product_obj("sku_1", name, updated), created=updated, key=key)
+    renamed["data"]["previous_attributes"] = {"name": "whatever it was"}
+    store_event(engine, renamed, "webhook")
 
 
 @pytest.mark.parametrize(
@@ -360,3 +362,15 @@ def test_local_wins_reverts_a_stripe_edit_and_the_revert_does_not_bounce(engine,
     assert result.echoes >= 1 and result.conflicts == 0
     assert backlog(engine).depth == 0
     assert read_products_frame(engine).loc[0, "name"] == "Catalog name"
+
+
+def test_an_update_event_only_decides_the_fields_it_changed(engine):
+    """A description edit in Stripe carries the product's older name: that name is not a conflict."""
+    seed_catalog(engine)  # the catalog renamed the product to "Local name", not yet pushed
+    described = event("evt_d", "product.updated", product_obj("sku_1", "Old name", int(time.time()), description="From the dashboard"))
+    described["data"]["previous_attributes"] = {"description": None}
+    store_event(engine, described, "webhook")
+    InboxApplier(engine, ConflictPolicy.STRIPE_WINS).apply_pending()
+    row = read_products_frame(engine).iloc[0]
+    assert (row["name"], row["description"]) == ("Local name", "From the dashboard")
+    assert [r.field for r in rows(engine, audit, audit.c.field)] == ["description"]

@@ -8,8 +8,9 @@ takes them in order of `created` and, for each:
    `sync_ledger`): an *echo*, not applied, so nothing bounces back and forth;
 2. refuses anything older than what the catalog has already seen of that product
    (`stripe_seen`, by the object's `updated`): an older event never overwrites newer state;
-3. compares the fields the catalog owns (OWNED_FIELDS) with the catalog's values; each
-   difference is a conflict decided by the policy:
+3. compares the fields the catalog owns (OWNED_FIELDS) that the event changed (for an
+   update, `previous_attributes`) with the catalog's values; each difference is a
+   conflict decided by the policy:
    - `local_wins` (default): the catalog keeps its value, and an outbox row puts it back
      in Stripe;
    - `stripe_wins`: the catalog takes Stripe's value (no outbox row: it must not bounce);
@@ -132,6 +133,18 @@ def _stripe_values(product: Mapping[str, Any], price: Mapping[str, Any] | None) 
     return values
 
 
+def _changed_fields(event: Mapping[str, Any]) -> set[str]:
+    """The owned fields an event changed: for an update, those in `previous_attributes`
+    (the object's other fields are only a snapshot, possibly older than the catalog)."""
+    previous = event["data"].get("previous_attributes")
+    if event["type"] != "product.updated" or previous is None:
+        return set(OWNED_FIELDS)
+    changed = {f for f in previous if f in OWNED_FIELDS}
+    if "default_price" in previous:
+        changed |= {"unit_amount", "currency", "recurring_interval"}
+    return changed
+
+
 def _catalog_value(name: str, canonical: Any) -> Any:
     """A canonical value back in the catalog's column form."""
     if name == "metadata":
@@ -236,7 +249,8 @@ class InboxApplier:
 
     def _conflicts(self, conn, event, product_id, row, stripe_values, updated, result) -> None:
         local = _catalog_values(row)
-        differing = [f for f in OWNED_FIELDS if f in stripe_values and stripe_values[f] != local[f]]
+        changed = _changed_fields(event)
+        differing = [f for f in OWNED_FIELDS if f in stripe_values and f in changed and stripe_values[f] != local[f]]
         if not differing:
             return
         result.conflicts += len(differing)
