@@ -6,6 +6,7 @@
     recon-pipeline dev                       the Dagster UI on 127.0.0.1:3000 with the emulator
     recon-pipeline dead-letters list|replay  what exhausted its retries; replay it now
     recon-pipeline edit ID [--name ...]      change a catalog product (and queue it for Stripe)
+    recon-pipeline drill                     outage drill: naive push vs outbox + backfill
     recon-pipeline worker                    push the outbox and apply the inbox continuously
     recon-pipeline webhooks [--port 8787]    receive Stripe webhooks into the inbox
 """
@@ -211,6 +212,15 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from recon_pipeline.drill import run_drill
+
+    print(f"outage drill: {args.outage_s:g} s outage after {args.outage_start:g} s, edits go on {args.tail_s:g} s after it ...", flush=True)
+    report = run_drill(args.outage_start, args.outage_s, args.tail_s, args.rate, args.products)
+    print("\n".join(report.lines()))
+    return 0 if report.ours_lost == 0 else 1
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import signal
 
@@ -316,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--price", nargs="+", metavar=("AMOUNT CURRENCY", "INTERVAL"), help="e.g. --price 1500 usd month")
     edit.set_defaults(func=cmd_edit)
 
+    drill = commands.add_parser("drill", help="outage drill: naive push vs outbox + backfill of the affected hours")
+    drill.add_argument("--outage-start", type=float, default=5)
+    drill.add_argument("--outage-s", type=float, default=20)
+    drill.add_argument("--tail-s", type=float, default=5)
+    drill.add_argument("--rate", type=float, default=10, help="catalog edits per second")
+    drill.add_argument("--products", type=int, default=200)
+    drill.set_defaults(func=cmd_drill)
+
     worker = commands.add_parser("worker", help="push the outbox and apply the inbox continuously")
     worker.add_argument("--interval", type=float, default=0.2, help="seconds between polls when idle")
     worker.add_argument("--concurrency", type=int, default=8)
@@ -329,7 +347,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_dagster_previews() -> None:
+    # Freshness checks, pools and friends are beta/preview APIs in Dagster 1.13; their
+    # warnings say nothing a user of this command can act on.
+    import warnings
+
+    from dagster._utils.warnings import BetaWarning, PreviewWarning
+
+    for category in (BetaWarning, PreviewWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_dagster_previews()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -34,7 +34,8 @@ from recon_pipeline.stripe_api import fetch_products_snapshot
 from recon_pipeline.sync.inbox import ConflictPolicy, InboxApplier, store_event
 
 GROUP = "hourly"
-HOURLY = dg.HourlyPartitionsDefinition(start_date=os.environ.get("RECON_PARTITIONS_START", "2026-01-01-00:00"), timezone="UTC")
+# end_offset=1: the hour in progress is a partition too, so a backfill can run up to now.
+HOURLY = dg.HourlyPartitionsDefinition(start_date=os.environ.get("RECON_PARTITIONS_START", "2026-01-01-00:00"), timezone="UTC", end_offset=1)
 COMMON = {
     "group_name": GROUP,
     "partitions_def": HOURLY,
@@ -175,10 +176,8 @@ backfill_hours = dg.define_asset_job(
     description="Rebuild and repair given hours: what changed on each side, the drift of what it touched, repaired.",
 )
 
-changes_hourly = dg.build_schedule_from_partitioned_job(
-    backfill_hours,
-    name="changes_hourly",
-    minute_of_hour=5,
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Five minutes past each hour (UTC): the previous hour's partition of backfill_hours.",
-)
+@dg.schedule(job=backfill_hours, cron_schedule="5 * * * *", execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
+def changes_hourly(context: dg.ScheduleEvaluationContext):
+    """Five minutes past each hour (UTC): the hour that just ended, as one partition of backfill_hours."""
+    previous = hour_key(context.scheduled_execution_time - dt.timedelta(hours=1))
+    return dg.RunRequest(run_key=previous, partition_key=previous)

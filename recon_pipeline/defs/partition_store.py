@@ -39,6 +39,8 @@ class PartitionStore(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         asset = context.asset_key.to_user_string()
         keys = context.asset_partition_keys
+        if not keys:
+            raise ValueError(f"{asset}: no partitions to store (is the hour in the future?)")
         if HOUR_COLUMN not in obj.columns:
             raise ValueError(f"{asset}: an hourly frame needs an {HOUR_COLUMN!r} column naming each row's partition")
         now = dt.datetime.now(dt.timezone.utc)
