@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from recon_pipeline.catalog.schema import metadata, products
@@ -74,8 +75,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def init_schema(engine: Engine) -> None:
-    """Create the catalog's tables if they do not exist (safe to run any number of times)."""
-    metadata.create_all(engine)
+    """Create the catalog's tables if they do not exist (safe to run any number of times,
+    and from several processes at once: Dagster runs steps in parallel processes)."""
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine)
+            return
+        except DatabaseError as error:
+            # Another process created a table between our check and our CREATE: check again.
+            if "already exists" not in str(error) and "duplicate" not in str(error).lower() or attempt == 4:
+                raise
 
 
 def validate_product(product: CatalogProduct) -> None:
