@@ -15,3 +15,12 @@ def test_outage_drill_naive_loses_updates_and_ours_loses_none(monkeypatch):
     assert report.naive_lost > 0
     assert report.ours_lost == 0
     assert report.backfilled_hours >= 1
+
+
+def test_a_two_minute_outage_with_edits_on_both_sides_loses_nothing(monkeypatch):
+    for name in ("RECON_CATALOG_URL", "STRIPE_API_BASE", "RECON_CONFLICT_POLICY", "DAGSTER_HOME"):
+        monkeypatch.setenv(name, "")
+    report = run_drill(outage_start=2, outage_s=120, tail_s=2, rate=4, products=60)
+    assert report.naive_failed_pushes >= 400
+    assert report.ours_lost == 0 and report.naive_lost > 0
+    assert report.outbox_caught_up_s < 60
