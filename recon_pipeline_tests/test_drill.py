@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 # The drill is a bench script: it carries the naive baseline, which the pipeline never uses.
 _spec = importlib.util.spec_from_file_location("drill_outage", Path(__file__).resolve().parents[1] / "bench" / "drill_outage.py")
 drill_outage = importlib.util.module_from_spec(_spec)
+sys.modules["drill_outage"] = drill_outage  # dataclasses look their module up there
 _spec.loader.exec_module(drill_outage)
 run_drill = drill_outage.run_drill
 
