@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test dev bench clean
+.PHONY: setup demo test dev serve bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: setup
 ## dev: the Dagster UI on http://127.0.0.1:3000 with the emulator running
 dev: setup
 	$(BIN)/recon-pipeline dev
+
+## serve: production-style: dagster-webserver + dagster-daemon on deploy/dagster.yaml (needs DAGSTER_POSTGRES_URL)
+serve: setup
+	$(BIN)/recon-pipeline serve
 
 ## bench: the benchmarks under bench/ (results go to bench/RESULTS.md by hand)
 bench: setup

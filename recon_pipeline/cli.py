@@ -4,6 +4,7 @@
     recon-pipeline emulator [--port 12111]   run the bundled Stripe emulator on 127.0.0.1
     recon-pipeline demo                      seed drift, run reconcile_catalog, print the drift
     recon-pipeline dev                       the Dagster UI on 127.0.0.1:3000 with the emulator
+    recon-pipeline serve                     production: dagster-webserver + dagster-daemon on deploy/dagster.yaml
     recon-pipeline dead-letters list|replay  what exhausted its retries; replay it now
     recon-pipeline edit ID [--name ...]      change a catalog product (and queue it for Stripe)
     recon-pipeline drill                     outage drill: naive push vs outbox + backfill
@@ -153,6 +154,54 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if emulator is not None:
             emulator.terminate()
             emulator.wait(timeout=10)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """dagster-webserver and dagster-daemon on the production instance (not `dagster dev`)."""
+    import signal
+
+    if not os.environ.get("DAGSTER_POSTGRES_URL"):
+        raise SettingsError("DAGSTER_POSTGRES_URL is not set; set it to postgresql://USER:PASSWORD@HOST:5432/DATABASE for Dagster's storage.")
+    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_serve").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(PROJECT_ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    bin_dir = Path(sys.executable).parent
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    children: list[subprocess.Popen] = []
+    if not os.environ.get("STRIPE_API_KEY"):
+        url = emulator_url(args.emulator_port)
+        env["STRIPE_API_BASE"] = os.environ.get("STRIPE_API_BASE") or url
+        if not emulator_is_up(env["STRIPE_API_BASE"]):
+            EMULATOR_STATE.parent.mkdir(parents=True, exist_ok=True)
+            children.append(subprocess.Popen([sys.executable, "-m", "recon_pipeline.cli", "emulator", "--port", str(args.emulator_port), "--state", str(EMULATOR_STATE)], env=env))
+    children.append(subprocess.Popen([str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", args.host, "-p", str(args.port)], env=env, cwd=PROJECT_ROOT))
+    children.append(subprocess.Popen([str(bin_dir / "dagster-daemon"), "run", "-w", workspace], env=env, cwd=PROJECT_ROOT))
+    print(f"serving: webserver http://{args.host}:{args.port}, daemon, DAGSTER_HOME={home}", flush=True)
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    while not stopping:
+        for child in children:
+            if child.poll() is not None:
+                print(f"recon-pipeline serve: {child.args[0]} exited with {child.returncode}; stopping", file=sys.stderr)
+                stopping, status = True, 1
+        time.sleep(0.5)
+    for child in reversed(children):
+        child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return status
 
 
 def _gateway(settings: Settings):
@@ -318,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--emulator-port", type=int, default=EMULATOR_PORT)
     dev.set_defaults(func=cmd_dev)
+    serve = commands.add_parser("serve", help="production: dagster-webserver + dagster-daemon on deploy/dagster.yaml (PostgreSQL)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=3000)
+    serve.add_argument("--emulator-port", type=int, default=EMULATOR_PORT)
+    serve.set_defaults(func=cmd_serve)
+
     letters = commands.add_parser("dead-letters", help="list or replay what exhausted its retries")
     letters.add_argument("action", choices=["list", "replay"])
     letters.add_argument("ids", nargs="*", type=int, help="replay only these dead letter ids")
