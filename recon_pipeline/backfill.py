@@ -12,9 +12,9 @@ import datetime as dt
 from typing import Any, Iterable
 
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from recon_pipeline.catalog.schema import products
+from recon_pipeline.catalog import read_products_frame
 from recon_pipeline.stripe_api import StripeGateway
 
 EVENT_RETENTION = dt.timedelta(days=30)
@@ -37,12 +37,10 @@ def beyond_retention(start: dt.datetime, now: dt.datetime | None = None) -> bool
 
 def catalog_changes(engine: Engine, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
     """Catalog products last changed in [start, end), with the hour each belongs to."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(products.c.id, products.c.updated_at).where(products.c.updated_at >= start, products.c.updated_at < end).order_by(products.c.updated_at)
-        ).all()
-    frame = pd.DataFrame([(r.id, r.updated_at) for r in rows], columns=["product_id", "updated_at"])
-    frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
+    rows = read_products_frame(engine)
+    frame = pd.DataFrame({"product_id": rows["id"].astype(str), "updated_at": pd.to_datetime(rows["updated_at"], utc=True)})
+    frame = frame[(frame["updated_at"] >= pd.Timestamp(start)) & (frame["updated_at"] < pd.Timestamp(end))]
+    frame = frame.sort_values("updated_at", kind="stable").reset_index(drop=True)
     frame["hour"] = [hour_key(t.to_pydatetime()) for t in frame["updated_at"]]
     return frame[CHANGE_COLUMNS]
 

@@ -56,6 +56,7 @@ class Settings:
     conflict_policy: str = "local_wins"
     webhook_secret: str | None = field(default=None, repr=False)
     max_outbox_lag_s: float = 300.0
+    catalog_source: "CatalogSource" = field(default_factory=lambda: _own_schema())
 
     @property
     def stripe_key_is_set(self) -> bool:
@@ -101,8 +102,17 @@ class Settings:
         webhook_secret = _text(env, "STRIPE_WEBHOOK_SECRET")
         if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
             raise SettingsError("STRIPE_WEBHOOK_SECRET does not look like a webhook signing secret (whsec_...); copy it from the webhook endpoint.")
+        from recon_pipeline.catalog.source import CatalogSource, CatalogSourceError
+
+        try:
+            source = CatalogSource.from_settings(
+                _text(env, "RECON_CATALOG_TABLE"), _text(env, "RECON_CATALOG_COLUMNS"), _text(env, "RECON_CATALOG_QUERY")
+            )
+        except CatalogSourceError as error:
+            raise SettingsError(str(error)) from None
         return cls(
             catalog_url=catalog_url,
+            catalog_source=source,
             stripe_api_key=api_key,
             stripe_api_base=api_base,
             global_rate=global_rate,
@@ -113,6 +123,12 @@ class Settings:
             webhook_secret=webhook_secret,
             max_outbox_lag_s=_positive_float(env, "RECON_MAX_OUTBOX_LAG_S", 300.0, "seconds"),
         )
+
+
+def _own_schema():
+    from recon_pipeline.catalog.source import CatalogSource
+
+    return CatalogSource()
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:

@@ -5,6 +5,7 @@ Plain SQLAlchemy Core, so the same schema runs on SQLite (embedded default) and 
 
 from __future__ import annotations
 
+from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -148,7 +149,7 @@ asset_partitions = Table(
     metadata,
     Column("asset_key", String(255), primary_key=True),
     Column("partition_key", String(32), primary_key=True),
-    Column("frame", LargeBinary, nullable=False, comment="The partition's rows as Parquet"),
+    Column("frame", LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"), nullable=False, comment="The partition's rows as Parquet"),
     Column("row_count", Integer, nullable=False),
     Column("stored_at", DateTime(timezone=True), nullable=False),
 )

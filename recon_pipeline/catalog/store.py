@@ -17,6 +17,7 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from recon_pipeline.catalog.schema import metadata, products
+from recon_pipeline.catalog.source import CatalogSource
 
 INTERVALS = ("day", "week", "month", "year")
 # Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500.
@@ -144,11 +145,17 @@ def upsert_products(engine: Engine, items: Iterable[CatalogProduct], now: dt.dat
     return len(rows)
 
 
-def read_products_frame(engine: Engine, ids: Iterable[str] | None = None) -> pd.DataFrame:
-    """Catalog products as a DataFrame (one row per product, ordered by id): all, or the given ids."""
-    query = select(products).order_by(products.c.id)
-    if ids is not None:
-        query = query.where(products.c.id.in_(list(ids)))
+def read_products_frame(engine: Engine, ids: Iterable[str] | None = None, source: "CatalogSource | None" = None) -> pd.DataFrame:
+    """Catalog products as a DataFrame (one row per product, ordered by id): all, or the given ids.
+
+    Read from the configured source: our `products` table, or the user's own table or
+    query (RECON_CATALOG_TABLE/COLUMNS or RECON_CATALOG_QUERY, see `source.py`).
+    """
+    if source is None:
+        from recon_pipeline.settings import Settings
+
+        source = Settings.from_env().catalog_source
+    query = source.select(None if ids is None else [str(i) for i in ids])
     with engine.connect() as conn:
         result = conn.execute(query)
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))

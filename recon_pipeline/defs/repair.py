@@ -16,6 +16,7 @@ from recon_pipeline.catalog import read_products_frame
 from recon_pipeline.catalog.schema import dead_letter
 from recon_pipeline.defs.resources import CatalogResource, StripeResource
 from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame
+from recon_pipeline.settings import Settings
 from recon_pipeline.repair import (
     ACTION_ORDER,
     APPLIED,
@@ -113,6 +114,11 @@ def catalog_repair(
     run goes on. Then the drift of the touched products is re-derived and must be zero.
     """
     started = time.perf_counter()
+    if config.orphan_policy == OrphanPolicy.ADOPT.value and not Settings.from_env().catalog_source.is_own_schema:
+        raise dg.Failure(
+            "orphan_policy 'adopt' writes orphans into the catalog, but the catalog is your own table or query "
+            "(RECON_CATALOG_TABLE / RECON_CATALOG_QUERY), which the pipeline only reads; use 'report' or 'archive'."
+        )
     plan = plan_repairs(catalog_drift, local_products, stripe_products, OrphanPolicy(config.orphan_policy))
     tripped = plan.write_share > config.max_write_share and not config.override_breaker
     breaker_note = (
