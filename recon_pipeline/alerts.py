@@ -21,6 +21,9 @@ from typing import Any, Mapping
 import httpx
 
 log = logging.getLogger(__name__)
+# httpx logs every request's full URL at INFO, and an alert webhook URL is a secret (Slack's
+# carry their token in the path): keep httpx's request lines out of the logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 # Which metadata entry of a check is "the value" and which is "the threshold", by check.
