@@ -11,7 +11,6 @@ Python generator itself then shares the 2 cores and under-reports).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import socket

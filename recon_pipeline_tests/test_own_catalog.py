@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from recon_pipeline.catalog import init_schema, make_engine, read_products_frame
-from recon_pipeline.catalog.source import CatalogSource, CatalogSourceError
+from recon_pipeline.catalog.source import CatalogSource
 from recon_pipeline.demo_report import run_job
 from recon_pipeline.reconcile import local_frame
 from recon_pipeline.settings import Settings, SettingsError

@@ -39,6 +39,7 @@ def reconcile_repair_verify(data, instance: dg.DagsterInstance) -> None:
     checks = check_results(first)
     assert checks == {
         "local_products.ids_unique": True,
+        "local_products.no_quarantined_rows": True,
         "stripe_products.snapshot_complete": True,
         "stripe_products.ids_unique": True,
         "catalog_drift.drift_rate_below_threshold": False,

@@ -123,32 +123,23 @@ def test_mass_drift_breaker_refuses_to_repair_and_fails_its_check(seeded, emulat
 
 
 def test_a_product_stripe_refuses_goes_to_dead_letter_and_the_rest_is_repaired(seeded, emulator):
-    url, _ = seeded
+    url, data = seeded
     engine = make_engine(url)
-    # Stripe refuses a product whose id is already a deleted product's? Use one it can never accept:
-    # a metadata value over Stripe's limit written straight into the table, bypassing validation.
-    from sqlalchemy import insert
-    import datetime as dt
-
-    from recon_pipeline.catalog.schema import products
-
-    with engine.begin() as conn:
-        conn.execute(
-            insert(products).values(
-                id="sku_refused", name="Refused", description=None, active=True, metadata={"note": "x" * 600},
-                unit_amount=None, currency=None, recurring_interval=None, updated_at=dt.datetime.now(dt.timezone.utc),
-            )
-        )
+    # A product whose name drifted, and whose every write Stripe refuses.
+    upsert_products(engine, [CatalogProduct(id="sku_refused", name="Refused")])
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [{"id": "sku_refused", "name": "Stale", "created": 1_700_000_000}]}).raise_for_status()
+    set_faults(emulator, refuse_paths=["/v1/products/sku_refused"])
     with dg.DagsterInstance.get() as instance:
         run_job("reconcile_catalog", instance=instance)
         repair = run_job("repair_catalog", REPAIR_ARCHIVE, instance=instance)
+        assert repair.success  # one bad product does not sink the run
         checks = {e.check_name: e for e in repair.get_asset_check_evaluations()}
         assert not checks["dead_letters_empty"].passed
         assert checks["dead_letters_empty"].severity == dg.AssetCheckSeverity.WARN
         with engine.connect() as conn:
             letters = conn.execute(select(dead_letter.c.product_id, dead_letter.c.reason)).all()
         assert [l.product_id for l in letters] == ["sku_refused"]
-        assert "500 characters" in letters[0].reason or "metadata" in letters[0].reason
+        assert "400 resource_refused" in letters[0].reason
         # Everything else was repaired: only the refused product still drifts.
         drift = run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift")
         assert set(drift["product_id"]) == {"sku_refused"}

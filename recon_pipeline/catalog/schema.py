@@ -153,3 +153,15 @@ asset_partitions = Table(
     Column("row_count", Integer, nullable=False),
     Column("stored_at", DateTime(timezone=True), nullable=False),
 )
+
+# Catalog rows the pipeline will not sync until they are fixed, with the reason (the
+# current set: rewritten by each local_products materialization).
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("product_id", String(255), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("row", JSON, nullable=True),
+)

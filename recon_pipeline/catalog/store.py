@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.dialects import postgresql, sqlite
 
+from recon_pipeline.catalog.currencies import ISO_4217
 from recon_pipeline.catalog.schema import metadata, products
 from recon_pipeline.catalog.source import CatalogSource
 
@@ -69,6 +70,9 @@ def make_engine(url: str) -> Engine:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets the Dagster UI read while a run writes; busy_timeout waits instead of failing.
+    # Bytes that are not UTF-8 become surrogates instead of failing the whole read, so the
+    # one bad row can be quarantined with its reason.
+    dbapi_connection.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
@@ -96,6 +100,11 @@ def validate_product(product: CatalogProduct) -> None:
 
     if not isinstance(product.id, str) or not product.id.strip():
         raise InvalidProduct(f"product id {product.id!r} must be a non-empty string")
+    for field_name, text_value in _texts(product):
+        try:
+            text_value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise bad(field_name, text_value.encode("utf-8", "surrogateescape")[:40], "is not valid UTF-8; fix the bytes in the catalog") from None
     if not isinstance(product.name, str) or not product.name.strip():
         raise bad("name", product.name, "must be a non-empty string")
     if len(product.name) > MAX_NAME_LENGTH:
@@ -118,8 +127,21 @@ def validate_product(product: CatalogProduct) -> None:
         currency = product.currency
         if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isalpha()):
             raise bad("currency", currency, "must be a three-letter ISO currency code such as 'usd'")
+        if currency.lower() not in ISO_4217:
+            raise bad("currency", currency, "is not an ISO 4217 currency code Stripe knows (e.g. usd, eur, gbp)")
     if product.recurring_interval is not None and product.recurring_interval not in INTERVALS:
         raise bad("recurring_interval", product.recurring_interval, f"must be one of {', '.join(INTERVALS)} or empty")
+
+
+def _texts(product: CatalogProduct):
+    for name in ("id", "name", "description", "currency", "recurring_interval"):
+        value = getattr(product, name)
+        if isinstance(value, str):
+            yield name, value
+    for key, value in (product.metadata or {}).items() if isinstance(product.metadata, Mapping) else ():
+        yield f"metadata key {str(key)[:20]!r}", str(key)
+        if isinstance(value, str):
+            yield f"metadata[{str(key)[:20]}]", value
 
 
 def upsert_products(engine: Engine, items: Iterable[CatalogProduct], now: dt.datetime | None = None) -> int:

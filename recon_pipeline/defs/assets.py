@@ -17,6 +17,7 @@ import dagster as dg
 import pandas as pd
 
 from recon_pipeline.catalog import read_products_frame
+from recon_pipeline.catalog.quarantine import quarantined_ids, record, split_valid
 from recon_pipeline.defs.resources import CatalogResource, StripeResource
 from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame, summarize_drift
 from recon_pipeline.settings import Settings
@@ -58,19 +59,31 @@ def _ids_unique_spec(asset: str, side: str) -> dg.AssetCheckSpec:
 @dg.asset(
     group_name=GROUP,
     kinds={"sql", "pandas"},
-    check_specs=[_ids_unique_spec("local_products", "the catalog")],
+    check_specs=[
+        _ids_unique_spec("local_products", "the catalog"),
+        dg.AssetCheckSpec(
+            "no_quarantined_rows",
+            asset="local_products",
+            description="No catalog row is quarantined. WARN: the rows listed in the `quarantine` table "
+            "(with their reasons) are not synced until they are fixed; the others are.",
+        ),
+    ],
 )
 def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource):
     """Every product of the local catalog, in the canonical frame shape the diff compares.
 
     One row per product: product_id, name, description, active, metadata (canonical JSON),
     unit_amount, currency, interval. Read from the catalog database (RECON_CATALOG_URL).
+    Rows Stripe would refuse are quarantined with their reason instead of blocking the rest.
     """
     started = time.perf_counter()
-    frame = local_frame(read_products_frame(catalog.engine()))
+    rows, bad = split_valid(read_products_frame(catalog.engine()))
+    record(catalog.engine(), bad)
+    frame = local_frame(rows)
     yield dg.Output(
         frame,
         metadata={
+            "quarantined": dg.MetadataValue.int(len(bad)),
             "dagster/row_count": dg.MetadataValue.int(len(frame)),
             "active": dg.MetadataValue.int(int(frame["active"].sum())),
             "with_price": dg.MetadataValue.int(int(frame["unit_amount"].notna().sum())),
@@ -78,6 +91,17 @@ def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource):
         },
     )
     yield _ids_unique_result("local_products", frame)
+    yield dg.AssetCheckResult(
+        check_name="no_quarantined_rows",
+        asset_key="local_products",
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "quarantined": dg.MetadataValue.int(len(bad)),
+            "reasons": dg.MetadataValue.md("\n".join(f"- {item['reason']}" for item in bad[:20]) or "none"),
+        },
+        description=None if not bad else f"{len(bad)} catalog rows quarantined, e.g. {bad[0]['reason']}",
+    )
 
 
 @dg.asset(
@@ -176,12 +200,15 @@ DRIFT_FRESHNESS = dt.timedelta(hours=2)
         )
     ],
 )
-def catalog_drift(context: dg.AssetExecutionContext, local_products: pd.DataFrame, stripe_products: pd.DataFrame):
+def catalog_drift(context: dg.AssetExecutionContext, catalog: CatalogResource, local_products: pd.DataFrame, stripe_products: pd.DataFrame):
     """Every discrepancy between the catalog and Stripe, one row each.
 
     Columns: product_id, kind (missing_in_stripe | orphan_in_stripe | field_mismatch),
     field, local_value, stripe_value. Metadata counts each kind and shows the first rows.
     """
+    # A quarantined product is not synced, and not an orphan either: leave its Stripe side alone.
+    held = quarantined_ids(catalog.engine())
+    stripe_products = stripe_products[~stripe_products["product_id"].isin(held)].reset_index(drop=True)
     drift = diff_catalog(local_products, stripe_products)
     summary = summarize_drift(drift, len(local_products), len(stripe_products))
     yield dg.Output(drift, metadata=_drift_metadata(drift, summary))

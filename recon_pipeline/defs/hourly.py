@@ -17,6 +17,7 @@ import os
 import dagster as dg
 import pandas as pd
 
+from recon_pipeline.catalog.quarantine import valid_local_frame
 from recon_pipeline.backfill import (
     beyond_retention,
     catalog_changes,
@@ -25,9 +26,8 @@ from recon_pipeline.backfill import (
     stripe_events,
     touched_products,
 )
-from recon_pipeline.catalog import read_products_frame
 from recon_pipeline.defs.resources import CatalogResource, StripeResource
-from recon_pipeline.reconcile import DRIFT_COLUMNS, diff_catalog, local_frame, stripe_frame
+from recon_pipeline.reconcile import DRIFT_COLUMNS, diff_catalog, stripe_frame
 from recon_pipeline.repair import APPLIED, DEAD_LETTER, OrphanPolicy, Repairer, fetch_products_by_id, plan_repairs
 from recon_pipeline.settings import Settings
 from recon_pipeline.stripe_api import fetch_products_snapshot
@@ -113,14 +113,14 @@ def hourly_drift(
     start, _ = _window(context)
     touched = touched_products(catalog_changes_hourly, stripe_events_hourly)
     if beyond_retention(start):
-        local = local_frame(read_products_frame(catalog.engine()))
+        local = valid_local_frame(catalog.engine())
         remote = stripe_frame(fetch_products_snapshot(stripe.gateway()).products)
         drift = diff_catalog(local, remote)
         drift["hour"] = context.partition_keys[0]
         mode = "full"
     else:
         ids = sorted(touched)
-        local = local_frame(read_products_frame(catalog.engine(), ids))
+        local = valid_local_frame(catalog.engine(), ids)
         remote = stripe_frame(fetch_products_by_id(stripe.gateway(), ids))
         found = diff_catalog(local, remote)
         rows = [(*row, hour) for row in found.itertuples(index=False) for hour in touched.get(row.product_id, [context.partition_keys[0]])]
@@ -143,12 +143,12 @@ def hourly_repair(context: dg.AssetExecutionContext, catalog: CatalogResource, s
     verifies them: the hours' drift must be zero afterwards."""
     ids = sorted(set(hourly_drift["product_id"]))
     gateway = stripe.gateway()
-    local = local_frame(read_products_frame(catalog.engine(), ids))
+    local = valid_local_frame(catalog.engine(), ids)
     remote = stripe_frame(fetch_products_by_id(gateway, ids))
     plan = plan_repairs(diff_catalog(local, remote), local, remote, OrphanPolicy.REPORT)
     result = Repairer(gateway, catalog.engine(), context.run_id, source="backfill").apply_plan(plan)
     remaining = diff_catalog(
-        local_frame(read_products_frame(catalog.engine(), ids)), stripe_frame(fetch_products_by_id(gateway, ids))
+        valid_local_frame(catalog.engine(), ids), stripe_frame(fetch_products_by_id(gateway, ids))
     )
     remaining = remaining[remaining["kind"] != "orphan_in_stripe"]
     hours = {p: sorted(set(hourly_drift.loc[hourly_drift["product_id"] == p, "hour"])) for p in ids}

@@ -12,10 +12,10 @@ import dagster as dg
 import pandas as pd
 from sqlalchemy import func, select
 
-from recon_pipeline.catalog import read_products_frame
+from recon_pipeline.catalog.quarantine import valid_local_frame
 from recon_pipeline.catalog.schema import dead_letter
 from recon_pipeline.defs.resources import CatalogResource, StripeResource
-from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame
+from recon_pipeline.reconcile import diff_catalog, stripe_frame
 from recon_pipeline.settings import Settings
 from recon_pipeline.repair import (
     ACTION_ORDER,
@@ -53,10 +53,7 @@ def open_dead_letters(catalog: CatalogResource) -> int:
 
 def verify_products(catalog: CatalogResource, stripe: StripeResource, product_ids: list[str]) -> pd.DataFrame:
     """Drift re-derived, from fresh reads of both sides, for the given products only."""
-    if not product_ids:
-        return diff_catalog(local_frame(read_products_frame(catalog.engine()).iloc[0:0]), stripe_frame([]))
-    local = local_frame(read_products_frame(catalog.engine()))
-    local = local[local["product_id"].isin(product_ids)].reset_index(drop=True)
+    local = valid_local_frame(catalog.engine(), product_ids)
     remote = stripe_frame(fetch_products_by_id(stripe.gateway(), product_ids))
     return diff_catalog(local, remote)
 

@@ -115,6 +115,8 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
                     raise errors.StripeApiError(500, "An unknown error occurred (emulated failure).", type_="api_error")
                 if faults.latency_ms:
                     await asyncio.sleep(faults.latency_ms / 1000)
+                if request.method == "POST" and any(request.url.path.startswith(p) for p in faults.refuse_paths or []):
+                    raise errors.StripeApiError(400, "This object cannot be changed (refused by the emulator's fault injection).", code="resource_refused")
                 params = await params_of(request)
                 idem_key = request.headers.get("idempotency-key") if request.method in ("POST", "DELETE") else None
                 if idem_key:

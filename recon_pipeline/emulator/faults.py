@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_FIELDS = ("rate_limit", "endpoint_rate_limit", "failure_rate", "latency_ms", "outage", "retry_after")
+FAULT_FIELDS = ("rate_limit", "endpoint_rate_limit", "failure_rate", "latency_ms", "outage", "retry_after", "refuse_paths")
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Faults:
     latency_ms: int = 0
     outage: bool = False
     retry_after: float | None = None
+    refuse_paths: list[str] = field(default_factory=list)  # writes to these paths answer 400, as Stripe refusing an object
     _buckets: dict[str, list[float]] = field(default_factory=dict, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 

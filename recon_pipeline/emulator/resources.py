@@ -13,6 +13,7 @@ import string
 import time
 from typing import Any
 
+from recon_pipeline.catalog.currencies import ISO_4217
 from recon_pipeline.emulator import errors
 from recon_pipeline.emulator.state import EmulatorState
 
@@ -271,7 +272,7 @@ class Account:
         currency = params.get("currency")
         if not currency:
             raise errors.missing(name("currency"))
-        if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
+        if not (isinstance(currency, str) and currency.lower() in ISO_4217):
             raise errors.invalid(name("currency"), f"Invalid currency: {str(currency).lower()}. Stripe currently supports these currencies: usd, eur, gbp, cad, ...", "parameter_invalid_string")
         amount = as_int(params, "unit_amount", 0, 99_999_999)
         if amount is None:

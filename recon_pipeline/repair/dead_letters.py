@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, select, update
 
-from recon_pipeline.catalog import read_products_frame
+from recon_pipeline.catalog.quarantine import valid_local_frame
 from recon_pipeline.catalog.schema import dead_letter
-from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame
+from recon_pipeline.reconcile import diff_catalog, stripe_frame
 from recon_pipeline.repair.apply import DEAD_LETTER, Repairer, fetch_products_by_id
 from recon_pipeline.repair.plan import ADOPT_ORPHAN, ARCHIVE_ORPHAN, OrphanPolicy, plan_repairs
 from recon_pipeline.stripe_api import StripeGateway
@@ -38,7 +38,7 @@ def replay_dead_letters(engine: Engine, gateway: StripeGateway, ids: list[int] |
     """Replay open dead letters (all, or the given ids); returns one result row per letter."""
     letters = [l for l in list_dead_letters(engine) if ids is None or l["id"] in ids]
     results = []
-    catalog = local_frame(read_products_frame(engine))
+    catalog = valid_local_frame(engine)
     for letter in letters:
         product_id = letter["product_id"]
         local = catalog[catalog["product_id"] == product_id].reset_index(drop=True)

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import stripe
 from sqlalchemy import Engine, and_, func, insert, or_, select, text, update
 
-from recon_pipeline.catalog import read_products_frame
+from recon_pipeline.catalog.quarantine import valid_local_frame
 from recon_pipeline.catalog.schema import dead_letter, outbox, products
-from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame
+from recon_pipeline.reconcile import diff_catalog, stripe_frame
 from recon_pipeline.repair import DEAD_LETTER, OrphanPolicy, Repairer, fetch_products_by_id, plan_repairs
 from recon_pipeline.repair.apply import error_text
 from recon_pipeline.stripe_api import StripeGateway
@@ -108,7 +108,7 @@ def push_products(gateway: StripeGateway, engine: Engine, product_ids: list[str]
 
     Both sides are read once for the whole batch (Stripe: 100 products a request).
     """
-    catalog = local_frame(read_products_frame(engine, product_ids))
+    catalog = valid_local_frame(engine, product_ids)
     remote = stripe_frame(fetch_products_by_id(gateway, product_ids))
     plan = plan_repairs(diff_catalog(catalog, remote), catalog, remote, OrphanPolicy.REPORT)
     repairer = Repairer(gateway, engine, run_id=run_id, source="outbox")

@@ -1,0 +1,94 @@
+"""Bad input: each bad catalog row is quarantined with a reason naming the value, the rest syncs,
+and nothing of a bad row is half-written to Stripe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+import stripe
+from sqlalchemy import select, text
+
+from recon_pipeline.catalog import init_schema, make_engine
+from recon_pipeline.catalog.schema import quarantine
+from recon_pipeline.demo_report import run_job
+
+MAPPING = "id=sku,name=title,metadata=attrs,unit_amount=price,currency=curr"
+GOOD = [(f"ok_{i}", f"Good {i}", "{}", 1000 + i, "usd") for i in range(5)]
+BAD = {
+    "null id": (None, "No id", "{}", 100, "usd"),
+    "duplicate id 1": ("twice", "First", "{}", 100, "usd"),
+    "duplicate id 2": ("twice", "Second", "{}", 100, "usd"),
+    "negative amount": ("neg", "Negative", "{}", -5, "usd"),
+    "fractional amount": ("frac", "Fraction", "{}", 9.99, "usd"),
+    "unknown currency": ("xyz", "Unknown money", "{}", 100, "xyz"),
+    "long name": ("long", "N" * 300, "{}", None, None),
+    "51 metadata keys": ("keys", "Keys", json.dumps({f"k{i}": "v" for i in range(51)}), None, None),
+    "41-character key": ("keylen", "Key length", json.dumps({"k" * 41: "v"}), None, None),
+    "501-character value": ("vallen", "Value length", json.dumps({"k": "v" * 501}), None, None),
+    "metadata not JSON": ("notjson", "Not JSON", "{broken", None, None),
+}
+REASONS = {
+    "null": "product id None is NULL",
+    "twice": "'twice' appears more than once",
+    "neg": "unit_amount=-5 must not be negative",
+    "frac": "unit_amount=9.99 must be a whole number",
+    "xyz": "currency='xyz' is not an ISO 4217 currency code",
+    "long": "is longer than 250 characters",
+    "keys": "has more than Stripe's 50 keys",
+    "keylen": "is longer than 40 characters",
+    "vallen": "is longer than 500 characters",
+    "notjson": "is not a JSON object",
+    "utf8": "is not valid UTF-8",
+}
+
+
+@pytest.fixture
+def shop(tmp_path: Path, emulator, dagster_home, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE shop_items (sku TEXT, title TEXT, attrs TEXT, price NUMERIC, curr TEXT)"))
+        for row in [*GOOD, *BAD.values()]:
+            conn.execute(text("INSERT INTO shop_items VALUES (:a, :b, :c, :d, :e)"), dict(zip("abcde", row)))
+        # Bytes that are not UTF-8, as a broken import would leave them.
+        conn.execute(text("INSERT INTO shop_items VALUES ('utf8', CAST(X'4361C3' AS TEXT), '{}', NULL, NULL)"))
+    init_schema(engine)
+    for name, value in {"RECON_CATALOG_URL": url, "RECON_CATALOG_TABLE": "shop_items", "RECON_CATALOG_COLUMNS": MAPPING, "STRIPE_API_BASE": emulator.url}.items():
+        monkeypatch.setenv(name, value)
+    # "twice" exists in Stripe: quarantined in the catalog, it must not become an orphan.
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [{"id": "twice", "name": "In Stripe", "created": 1_700_000_000}]}).raise_for_status()
+    return engine, emulator
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_the_rest_syncs(shop):
+    engine, emulator = shop
+    with dg.DagsterInstance.get() as instance:
+        first = run_job("reconcile_catalog", instance=instance)
+        checks = {e.check_name: e for e in first.get_asset_check_evaluations()}
+        assert not checks["no_quarantined_rows"].passed and checks["no_quarantined_rows"].severity == dg.AssetCheckSeverity.WARN
+        with engine.connect() as conn:
+            held = conn.execute(select(quarantine.c.product_id, quarantine.c.reason)).all()
+        reasons = "\n".join(r.reason for r in held)
+        assert len(held) == len(BAD) + 1
+        for key, expected in REASONS.items():
+            assert expected in reasons, f"{key}: {expected!r} not among the reasons"
+        drift = first.asset_value("catalog_drift")
+        assert sorted(drift["product_id"]) == [f"ok_{i}" for i in range(5)]  # no orphan "twice", no bad rows
+        repair = run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive", "max_write_share": 1.0}}}}, instance=instance)
+        assert repair.success
+        assert run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift").empty
+    client = stripe.StripeClient("sk_test_check", base_addresses={"api": emulator.url}, max_network_retries=0)
+    in_stripe = {p.id: p for p in client.v1.products.list(params={"limit": 100}).auto_paging_iter()}
+    assert sorted(in_stripe) == sorted([f"ok_{i}" for i in range(5)] + ["twice"])  # nothing of a bad row written
+    assert in_stripe["twice"].active and in_stripe["twice"].name == "In Stripe"  # left alone, not archived
+
+
+def test_the_emulator_refuses_an_unknown_currency_like_stripe(emulator):
+    client = stripe.StripeClient("sk_test_check", base_addresses={"api": emulator.url}, max_network_retries=0)
+    client.v1.products.create(params={"id": "p", "name": "P"})
+    with pytest.raises(stripe.InvalidRequestError, match="Invalid currency: xyz"):
+        client.v1.prices.create(params={"product": "p", "unit_amount": 100, "currency": "xyz"})
