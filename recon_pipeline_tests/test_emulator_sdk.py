@@ -152,3 +152,36 @@ def test_state_file_survives_a_restart(tmp_path: Path):
         assert len(client.v1.events.list().data) == 2
         replay = client.v1.products.create(params={"id": "kept", "name": "Kept", "default_price_data": {"currency": "usd", "unit_amount": 700}}, options={"idempotency_key": "create-kept"})
         assert replay.id == "kept"
+
+
+def test_a_dropped_connection_after_the_work_loses_only_the_answer(emulator):
+    client = sdk(emulator.url)
+    emulator.faults.update({"drop_rate": 1.0})
+    for i in range(20):  # each drop is cut before or after the work, at random
+        with pytest.raises(stripe.APIConnectionError):
+            client.v1.products.create(params={"name": f"Dropped {i}"}, options={"idempotency_key": f"drop-{i}"})
+    emulator.faults.update({"drop_rate": 0.0})
+    created = httpx.get(f"{emulator.url}/_emulator/stats").json()["objects"]["product"]
+    assert 0 < created < 20, "drops happen both before and after the work"
+    # Retrying with the same keys creates each product exactly once.
+    retried = {client.v1.products.create(params={"name": f"Dropped {i}"}, options={"idempotency_key": f"drop-{i}"}).id for i in range(20)}
+    assert len(retried) == 20
+    assert httpx.get(f"{emulator.url}/_emulator/stats").json()["objects"]["product"] == 20
+
+
+def test_a_retry_while_the_first_request_still_works_gets_409_idempotency_key_in_use(emulator):
+    import threading
+
+    client = sdk(emulator.url)
+    emulator.faults.update({"latency_ms": 600})
+    first: list = []
+    thread = threading.Thread(target=lambda: first.append(client.v1.products.create(params={"name": "Slow"}, options={"idempotency_key": "slow-1"})))
+    thread.start()
+    time.sleep(0.2)
+    with pytest.raises(stripe.APIError) as caught:
+        client.v1.products.create(params={"name": "Slow"}, options={"idempotency_key": "slow-1"})
+    thread.join()
+    assert caught.value.http_status == 409
+    assert caught.value.error.type == "idempotency_error" and caught.value.error.code == "idempotency_key_in_use"
+    replay = client.v1.products.create(params={"name": "Slow"}, options={"idempotency_key": "slow-1"})
+    assert replay.id == first[0].id and replay.last_response.headers.get("Idempotent-Replayed") == "true"

@@ -1,8 +1,11 @@
 """The emulator's HTTP face: Stripe's routes, auth, idempotency and faults, as an ASGI app.
 
 Order of a request, as Stripe's edge would have it: auth (401), outage (503), rate limits
-(429), injected failure (500), latency, then idempotency replay or execution. Only
-requests that executed store an idempotent result.
+(429), injected failure (500), then idempotency replay or execution. Only requests that
+executed store an idempotent result. Injected latency is the time the work takes: a second
+request with an idempotency key still in flight gets Stripe's 409 `idempotency_key_in_use`.
+A dropped connection (fault `drop_rate`) cuts the response either before the work or after
+it, when the write has happened and only its answer is lost.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import secrets
 from collections import Counter
 from typing import Any, Callable
@@ -28,6 +32,31 @@ from recon_pipeline.emulator.state import EmulatorState
 from recon_pipeline.emulator.webhooks import Deliverer, create_endpoint
 from recon_pipeline.stripe_api.ratelimit import endpoint_key
 
+log = logging.getLogger(__name__)
+
+
+class ConnectionDropped(Exception):
+    """Raised after a response has started, so that uvicorn closes the connection mid-response."""
+
+
+class _DropFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ConnectionDropped))
+
+
+logging.getLogger("uvicorn.error").addFilter(_DropFilter())
+
+
+async def _drop_connection(scope, receive, send) -> None:
+    # Headers promise a body that never comes: the client sees the connection cut mid-response.
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"4096")]})
+    raise ConnectionDropped("emulated dropped connection")
+
+
+IN_FLIGHT_MESSAGE = (
+    "There is currently another in-progress request using this Idempotent Key (probably because of a timeout). "
+    "Please retry this request later."
+)
 RATE_LIMIT_MESSAGE = (
     "Request rate limit exceeded. You can learn more about rate limits here https://stripe.com/docs/rate-limits."
 )
@@ -86,6 +115,7 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
     deliverer = Deliverer(state)
     account = Account(state, on_event=deliverer.schedule)
     stats: Counter = Counter()
+    in_flight: set[str] = set()
 
     async def params_of(request: Request) -> dict[str, Any]:
         pairs = parse_qsl(request.url.query, keep_blank_values=True)
@@ -113,10 +143,12 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
                     raise errors.StripeApiError(429, RATE_LIMIT_MESSAGE, code="rate_limit", headers=extra)
                 if faults.should_fail():
                     raise errors.StripeApiError(500, "An unknown error occurred (emulated failure).", type_="api_error")
-                if faults.latency_ms:
-                    await asyncio.sleep(faults.latency_ms / 1000)
                 if request.method == "POST" and any(request.url.path.startswith(p) for p in faults.refuse_paths or []):
                     raise errors.StripeApiError(400, "This object cannot be changed (refused by the emulator's fault injection).", code="resource_refused")
+                drop = faults.drop_point()
+                if drop == "before":
+                    stats["dropped"] += 1
+                    return _drop_connection
                 params = await params_of(request)
                 idem_key = request.headers.get("idempotency-key") if request.method in ("POST", "DELETE") else None
                 if idem_key:
@@ -131,19 +163,32 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
                             )
                         stats["status_200" if stored[1] == 200 else f"status_{stored[1]}"] += 1
                         return Response(stored[2], status_code=stored[1], media_type="application/json", headers={**headers, "Idempotent-Replayed": "true", "Idempotency-Key": idem_key})
+                    if idem_key in in_flight:
+                        raise errors.StripeApiError(409, IN_FLIGHT_MESSAGE, type_="idempotency_error", code="idempotency_key_in_use")
                     headers["Idempotency-Key"] = idem_key
-                meta = {"id": request_id, "idempotency_key": idem_key}
-                expand = expand_list(params)
-                params.pop("expand", None)
-                with state.lock:
-                    try:
-                        result = handler(request.path_params, params, meta)
-                        status, body = 200, _render(account, result, expand, list_path or request.url.path)
-                    except errors.StripeApiError as error:
-                        status, body = error.status, error.body()
-                    text = json.dumps(body)
-                    if idem_key and status < 500:
-                        state.remember(idem_key, fingerprint, status, text)
+                    in_flight.add(idem_key)
+                try:
+                    delay = faults.delay_s()
+                    if delay:
+                        stats["slow"] += delay > faults.latency_ms / 1000
+                        await asyncio.sleep(delay)
+                    meta = {"id": request_id, "idempotency_key": idem_key}
+                    expand = expand_list(params)
+                    params.pop("expand", None)
+                    with state.lock:
+                        try:
+                            result = handler(request.path_params, params, meta)
+                            status, body = 200, _render(account, result, expand, list_path or request.url.path)
+                        except errors.StripeApiError as error:
+                            status, body = error.status, error.body()
+                        text = json.dumps(body)
+                        if idem_key and status < 500:
+                            state.remember(idem_key, fingerprint, status, text)
+                finally:
+                    in_flight.discard(idem_key)
+                if drop == "after":
+                    stats["dropped"] += 1
+                    return _drop_connection
                 stats[f"status_{status}"] += 1
                 return Response(text, status_code=status, media_type="application/json", headers=headers)
             except errors.StripeApiError as error:
@@ -187,6 +232,8 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
                 "status_counts": status_counts,
                 "rate_limited": status_counts.get("429", 0),
                 "server_errors": status_counts.get("500", 0),
+                "dropped_connections": stats["dropped"],
+                "slow_requests": stats["slow"],
                 "endpoints": endpoints,
                 "objects": {kind: sum(1 for _ in state.all(kind)) for kind in ("product", "price", "event")},
                 "webhooks": {"delivered": deliverer.delivered, "failed_attempts": deliverer.failed_attempts},

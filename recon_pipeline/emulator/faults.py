@@ -1,4 +1,5 @@
-"""Fault injection: rate limits (global and per endpoint), a failure rate, latency, an outage.
+"""Fault injection: rate limits (global and per endpoint), a failure rate, latency, slow and
+dropped connections, an outage.
 
 Live-adjustable: the server reads the same `Faults` object on every request, and the
 admin endpoint `POST /_emulator/faults` changes it.
@@ -12,7 +13,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_FIELDS = ("rate_limit", "endpoint_rate_limit", "failure_rate", "latency_ms", "outage", "retry_after", "refuse_paths")
+FAULT_FIELDS = (
+    "rate_limit",
+    "endpoint_rate_limit",
+    "failure_rate",
+    "latency_ms",
+    "slow_rate",
+    "slow_ms",
+    "drop_rate",
+    "outage",
+    "retry_after",
+    "refuse_paths",
+)
 
 
 @dataclass
@@ -21,6 +33,9 @@ class Faults:
     endpoint_rate_limit: float | None = None
     failure_rate: float = 0.0
     latency_ms: int = 0
+    slow_rate: float = 0.0  # share of requests that take slow_ms more (longer than a client's timeout, say)
+    slow_ms: int = 5000
+    drop_rate: float = 0.0  # share of requests whose connection is cut: half before, half after the work is done
     outage: bool = False
     retry_after: float | None = None
     refuse_paths: list[str] = field(default_factory=list)  # writes to these paths answer 400, as Stripe refusing an object
@@ -61,3 +76,14 @@ class Faults:
 
     def should_fail(self) -> bool:
         return self.failure_rate > 0 and random.random() < self.failure_rate
+
+    def delay_s(self) -> float:
+        """How long this request's work takes: the latency, plus slow_ms for a slow one."""
+        slow = self.slow_rate > 0 and random.random() < self.slow_rate
+        return (self.latency_ms + (self.slow_ms if slow else 0)) / 1000
+
+    def drop_point(self) -> str | None:
+        """None, or where this request's connection is cut: "before" or "after" the work is done."""
+        if self.drop_rate <= 0 or random.random() >= self.drop_rate:
+            return None
+        return random.choice(("before", "after"))
