@@ -87,6 +87,9 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         endpoint_rate_limit=args.endpoint_rate_limit,
         failure_rate=args.failure_rate,
         latency_ms=args.latency_ms,
+        slow_rate=args.slow_rate,
+        slow_ms=args.slow_ms,
+        drop_rate=args.drop_rate,
         outage=args.outage,
         retry_after=args.retry_after,
     )
@@ -212,6 +215,7 @@ def _gateway(settings: Settings):
         api_base=settings.stripe_api_base,
         global_rate=settings.global_rate,
         endpoint_rate=settings.endpoint_rate,
+        timeout=settings.stripe_timeout_s,
     )
 
 
@@ -278,10 +282,12 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     import signal
+    import threading
 
     from recon_pipeline.catalog import init_schema, make_engine
     from recon_pipeline.sync.inbox import ConflictPolicy, InboxApplier
-    from recon_pipeline.sync.outbox import drain, worker_id
+    from recon_pipeline.sync.outbox import worker_id
+    from recon_pipeline.sync.worker import run_worker
 
     settings = Settings.from_env()
     engine = make_engine(settings.catalog_url)
@@ -289,29 +295,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
     gateway = _gateway(settings)
     applier = InboxApplier(engine, ConflictPolicy(settings.conflict_policy), gateway)
     name = worker_id()
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"worker {name}: outbox -> {settings.stripe_api_base}, inbox -> catalog (policy {settings.conflict_policy})", flush=True)
-    while not stopping:
-        pushed = drain(engine, gateway, worker=name, concurrency=args.concurrency)
-        applied = applier.apply_pending()
-        if pushed.pushed_products or pushed.retried or pushed.dead or applied.applied:
-            print(
-                f"pushed {pushed.pushed_products} products ({pushed.delivered_rows} changes), retried {pushed.retried}, dead {pushed.dead}; "
-                f"inbox applied {applied.applied}, echoes {applied.echoes}, stale {applied.stale}, conflicts {applied.conflicts}",
-                flush=True,
-            )
-        elif args.once:
-            break
-        if args.once:
-            break
-        time.sleep(args.interval)
+    run_worker(
+        engine,
+        gateway,
+        applier,
+        name=name,
+        concurrency=args.concurrency,
+        interval_s=args.interval,
+        once=args.once,
+        stop=stop,
+        say=lambda line: print(line, flush=True),
+    )
     return 0
 
 
@@ -352,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--endpoint-rate-limit", type=float, help="requests/s per endpoint before answering 429")
     emulator.add_argument("--failure-rate", type=float, default=0.0, help="fraction of requests answered 500")
     emulator.add_argument("--latency-ms", type=int, default=0, help="latency added to every API request")
+    emulator.add_argument("--slow-rate", type=float, default=0.0, help="fraction of requests that take --slow-ms longer")
+    emulator.add_argument("--slow-ms", type=int, default=5000)
+    emulator.add_argument("--drop-rate", type=float, default=0.0, help="fraction of requests whose connection is cut (before or after the work)")
     emulator.add_argument("--outage", action="store_true", help="answer every API request 503")
     emulator.add_argument("--retry-after", type=float, help="send Retry-After (seconds) with 429s")
     emulator.set_defaults(func=cmd_emulator)

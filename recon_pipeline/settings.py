@@ -59,6 +59,7 @@ class Settings:
     conflict_policy: str = "local_wins"
     webhook_secret: str | None = field(default=None, repr=False)
     max_outbox_lag_s: float = 300.0
+    stripe_timeout_s: float = 30.0
     catalog_source: "CatalogSource" = field(default_factory=lambda: _own_schema())
 
     @property
@@ -125,6 +126,7 @@ class Settings:
             conflict_policy=conflict_policy,
             webhook_secret=webhook_secret,
             max_outbox_lag_s=_positive_float(env, "RECON_MAX_OUTBOX_LAG_S", 300.0, "seconds"),
+            stripe_timeout_s=_positive_float(env, "RECON_STRIPE_TIMEOUT_S", 30.0, "seconds"),
         )
 
 

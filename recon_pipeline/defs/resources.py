@@ -39,6 +39,7 @@ class StripeResource(dg.ConfigurableResource):
     endpoint_rate: float
     snapshot_concurrency: int = 8
     max_attempts: int = 8
+    timeout_s: float = 30.0
 
     _gateway: StripeGateway | None = PrivateAttr(default=None)
 
@@ -50,6 +51,7 @@ class StripeResource(dg.ConfigurableResource):
                 global_rate=self.global_rate,
                 endpoint_rate=self.endpoint_rate,
                 retry=RetryPolicy(max_attempts=self.max_attempts),
+                timeout=self.timeout_s,
             )
         return self._gateway
 
@@ -73,5 +75,6 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             api_base=_from_env_or("STRIPE_API_BASE", settings.stripe_api_base),
             global_rate=settings.global_rate,
             endpoint_rate=settings.endpoint_rate,
+            timeout_s=settings.stripe_timeout_s,
         ),
     }

@@ -1,0 +1,77 @@
+"""The sync worker's loop: push the outbox, apply the inbox, and outlive a database restart.
+
+`recon-pipeline worker` runs this. A pass that loses the catalog database (a PostgreSQL
+restart, a dropped connection, a failover) is not fatal: the worker says so, waits with
+exponential backoff and jitter, and carries on. Its cut-off drain has stopped by then, so it
+hands its own claims back at once (a worker killed outright leaves them to its lease);
+every push is idempotent, so pushing a product again is safe.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlalchemy.exc import DBAPIError
+
+from recon_pipeline.sync.inbox import InboxApplier
+from recon_pipeline.sync.outbox import drain, release_claims
+
+
+@dataclass
+class WorkerTotals:
+    passes: int = 0
+    pushed_products: int = 0
+    applied_events: int = 0
+    database_errors: int = 0
+
+
+def run_worker(
+    engine,
+    gateway,
+    applier: InboxApplier,
+    *,
+    name: str,
+    concurrency: int = 8,
+    interval_s: float = 0.2,
+    once: bool = False,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = print,
+    max_backoff_s: float = 10.0,
+) -> WorkerTotals:
+    """Pass after pass until `stop` is set (or one busy-free pass with `once`)."""
+    stop = stop or threading.Event()
+    totals = WorkerTotals()
+    failures_in_a_row = 0
+    while not stop.is_set():
+        try:
+            if failures_in_a_row:
+                released = release_claims(engine, name)
+                say(f"catalog database reachable again; {released} claimed changes handed back")
+                failures_in_a_row = 0
+            pushed = drain(engine, gateway, worker=name, concurrency=concurrency)
+            applied = applier.apply_pending()
+        except DBAPIError as error:
+            failures_in_a_row += 1
+            totals.database_errors += 1
+            delay = random.uniform(0, min(max_backoff_s, 0.5 * 2 ** min(failures_in_a_row, 10)))
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+            say(f"catalog database unreachable ({reason}); retrying in {delay:.1f} s")
+            engine.dispose()  # drop every pooled connection: after a restart they are all dead
+            stop.wait(delay)
+            continue
+        totals.passes += 1
+        totals.pushed_products += pushed.pushed_products
+        totals.applied_events += applied.applied
+        busy = pushed.pushed_products or pushed.retried or pushed.dead or applied.applied
+        if busy:
+            say(
+                f"pushed {pushed.pushed_products} products ({pushed.delivered_rows} changes), retried {pushed.retried}, dead {pushed.dead}; "
+                f"inbox applied {applied.applied}, echoes {applied.echoes}, stale {applied.stale}, conflicts {applied.conflicts}"
+            )
+        if once:
+            break
+        stop.wait(interval_s)
+    return totals
