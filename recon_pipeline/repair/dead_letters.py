@@ -18,7 +18,7 @@ from recon_pipeline.catalog.quarantine import valid_local_frame
 from recon_pipeline.catalog.schema import dead_letter
 from recon_pipeline.reconcile import diff_catalog, stripe_frame
 from recon_pipeline.repair.apply import DEAD_LETTER, Repairer, fetch_products_by_id
-from recon_pipeline.repair.plan import ADOPT_ORPHAN, ARCHIVE_ORPHAN, OrphanPolicy, plan_repairs
+from recon_pipeline.repair.plan import ADOPT_ORPHAN, ARCHIVE_ORPHAN, OrphanPolicy, plan_repairs, with_price_tidy
 from recon_pipeline.stripe_api import StripeGateway
 
 
@@ -44,7 +44,7 @@ def replay_dead_letters(engine: Engine, gateway: StripeGateway, ids: list[int] |
         local = catalog[catalog["product_id"] == product_id].reset_index(drop=True)
         remote = stripe_frame(fetch_products_by_id(gateway, [product_id]))
         drift = diff_catalog(local, remote)
-        plan = plan_repairs(drift, local, remote, _policy_for(letter["action"]))
+        plan = with_price_tidy(plan_repairs(drift, local, remote, _policy_for(letter["action"])), [product_id], local, remote)
         repairer = Repairer(gateway, engine, run_id=None, source="replay")
         outcomes = [repairer.apply(action) for action in plan.actions]
         failed = [o for o in outcomes if o.status == DEAD_LETTER]

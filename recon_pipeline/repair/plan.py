@@ -204,3 +204,23 @@ def plan_repairs(
             actions.append(RepairAction(product_id, CHANGE_PRICE, price_fields, desired, state))
 
     return RepairPlan(actions=actions, catalog_size=len(local))
+
+
+def with_price_tidy(plan: RepairPlan, product_ids, local: pd.DataFrame, stripe: pd.DataFrame) -> RepairPlan:
+    """Add a price step for each of `product_ids` whose earlier push was cut off.
+
+    A price change is three writes (new price, default switched, old price archived); cut
+    off after the switch, the product no longer drifts, yet its old price is still active.
+    For a product being retried, the price step runs again whatever the diff says: it reuses
+    the default price (no new one) and archives every other active price.
+    """
+    planned = {a.product_id for a in plan.actions if a.action in (CREATE_PRODUCT, CHANGE_PRICE)}
+    local_by_id = local.set_index("product_id", drop=False)
+    stripe_by_id = stripe.set_index("product_id", drop=False)
+    extra = []
+    for product_id in sorted(set(product_ids) - planned):
+        if product_id in local_by_id.index and product_id in stripe_by_id.index:
+            desired = desired_from_row(local_by_id.loc[product_id])
+            if desired.unit_amount is not None:
+                extra.append(RepairAction(product_id, CHANGE_PRICE, (), desired, stripe_state_from_row(stripe_by_id.loc[product_id])))
+    return RepairPlan(actions=plan.actions + extra, catalog_size=plan.catalog_size)

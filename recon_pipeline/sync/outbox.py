@@ -30,6 +30,7 @@ from recon_pipeline.catalog.schema import dead_letter, outbox, products
 from recon_pipeline.reconcile import diff_catalog, stripe_frame
 from recon_pipeline.repair import DEAD_LETTER, OrphanPolicy, Repairer, fetch_products_by_id, plan_repairs
 from recon_pipeline.repair.apply import error_text
+from recon_pipeline.repair.plan import with_price_tidy
 from recon_pipeline.stripe_api import StripeGateway
 
 CLAIM_LOCK = 727_274  # any constant: the advisory lock that serializes claims on PostgreSQL
@@ -64,8 +65,20 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
 
 
-def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, ready_by: dt.datetime | None = None) -> dict[str, list[int]]:
-    """Claim up to `limit` products with rows ready by `ready_by` (default now); returns {product_id: [outbox ids]}."""
+class Claimed(dict):
+    """{product_id: [outbox ids]} claimed by one worker; `retrying` are the products whose earlier push was cut off."""
+
+    def __init__(self, rows=(), retrying=()):
+        super().__init__(rows)
+        self.retrying = set(retrying)
+
+
+def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, ready_by: dt.datetime | None = None) -> Claimed:
+    """Claim up to `limit` products with rows ready by `ready_by` (default now); returns {product_id: [outbox ids]}.
+
+    A product is retrying when one of its rows failed before (attempts) or was claimed by a
+    worker whose lease ran out (killed mid-push).
+    """
     now = _now()
     ready_by = ready_by or now
     expired = now - dt.timedelta(seconds=lease_s)
@@ -80,7 +93,7 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, 
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
         busy = select(outbox.c.product_id).where(outbox.c.status == "in_flight", outbox.c.claimed_at >= expired)
         candidates = conn.execute(
-            select(outbox.c.id, outbox.c.product_id)
+            select(outbox.c.id, outbox.c.product_id, outbox.c.attempts, outbox.c.status)
             .where(ready, outbox.c.product_id.not_in(busy))
             .order_by(outbox.c.id)
             .limit(limit * 4)
@@ -88,7 +101,8 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, 
         ).all()
         product_ids = list(dict.fromkeys(row.product_id for row in candidates))[:limit]
         if not product_ids:
-            return {}
+            return Claimed()
+        retrying = {row.product_id for row in candidates if row.product_id in product_ids and (row.attempts or row.status == "in_flight")}
         conn.execute(
             update(outbox)
             .where(outbox.c.product_id.in_(product_ids), or_(outbox.c.status == "pending", and_(outbox.c.status == "in_flight", outbox.c.claimed_at < expired)))
@@ -97,20 +111,24 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, 
         rows = conn.execute(
             select(outbox.c.id, outbox.c.product_id).where(outbox.c.product_id.in_(product_ids), outbox.c.status == "in_flight", outbox.c.claimed_by == worker)
         ).all()
-    claimed: dict[str, list[int]] = {}
+    claimed = Claimed(retrying=retrying)
     for row in rows:
         claimed.setdefault(row.product_id, []).append(row.id)
     return claimed
 
 
-def push_products(gateway: StripeGateway, engine: Engine, product_ids: list[str], run_id: str | None = None, concurrency: int = 8) -> dict[str, str | None]:
+def push_products(
+    gateway: StripeGateway, engine: Engine, product_ids: list[str], run_id: str | None = None, concurrency: int = 8, retrying: set[str] = frozenset()
+) -> dict[str, str | None]:
     """Bring each product in Stripe to its current catalog state; returns {product_id: error or None}.
 
-    Both sides are read once for the whole batch (Stripe: 100 products a request).
+    Both sides are read once for the whole batch (Stripe: 100 products a request). For a
+    product in `retrying` the price step runs again even without drift (see `with_price_tidy`).
     """
     catalog = valid_local_frame(engine, product_ids)
     remote = stripe_frame(fetch_products_by_id(gateway, product_ids))
     plan = plan_repairs(diff_catalog(catalog, remote), catalog, remote, OrphanPolicy.REPORT)
+    plan = with_price_tidy(plan, retrying, catalog, remote)
     repairer = Repairer(gateway, engine, run_id=run_id, source="outbox")
     errors: dict[str, str | None] = {p: None for p in product_ids}
     for missing in set(product_ids) - set(catalog["product_id"]):
@@ -187,7 +205,7 @@ def drain(
         if not batch:
             break
         try:
-            errors = push_products(gateway, engine, list(batch), run_id, concurrency)
+            errors = push_products(gateway, engine, list(batch), run_id, concurrency, retrying=batch.retrying)
         except stripe.StripeError as exc:
             errors = {p: error_text(exc) for p in batch}
         except Exception as exc:  # a push must never leave its rows claimed forever
@@ -196,6 +214,14 @@ def drain(
             _finish(engine, product_id, ids, errors.get(product_id), policy, result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def release_claims(engine: Engine, worker: str) -> int:
+    """Hand back a worker's own claims (after its drain was cut off), so they need not wait out the lease."""
+    with engine.begin() as conn:
+        return conn.execute(
+            update(outbox).where(outbox.c.status == "in_flight", outbox.c.claimed_by == worker).values(status="pending", claimed_by=None)
+        ).rowcount
 
 
 @dataclass

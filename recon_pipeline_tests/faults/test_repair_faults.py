@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import dagster as dg
@@ -19,6 +18,7 @@ from recon_pipeline.catalog import CatalogProduct, make_engine, upsert_products
 from recon_pipeline.catalog.schema import dead_letter, sync_ledger
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.demo_report import run_job
+from recon_pipeline_tests.faults.checks import assert_no_duplicates
 
 REPAIR_ARCHIVE = {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}
 
@@ -35,24 +35,6 @@ def seeded(tmp_path: Path, emulator, dagster_home, monkeypatch):
 
 def set_faults(emulator, **faults) -> None:
     httpx.post(f"{emulator.url}/_emulator/faults", json=faults, timeout=5).raise_for_status()
-
-
-def all_stripe_objects(emulator, path: str) -> list[dict]:
-    import stripe
-
-    client = stripe.StripeClient("sk_test_verify", base_addresses={"api": emulator.url}, max_network_retries=0)
-    service = client.v1.products if path == "products" else client.v1.prices
-    return [obj.to_dict() for obj in service.list(params={"limit": 100}).auto_paging_iter()]
-
-
-def assert_no_duplicates(emulator) -> None:
-    products = all_stripe_objects(emulator, "products")
-    assert len({p["id"] for p in products}) == len(products)
-    prices = all_stripe_objects(emulator, "prices")
-    same = Counter((p["product"], p["unit_amount"], p["currency"], (p.get("recurring") or {}).get("interval")) for p in prices)
-    assert [k for k, n in same.items() if n > 1] == []
-    active = Counter(p["product"] for p in prices if p["active"])
-    assert [k for k, n in active.items() if n > 1] == [], "a product has more than one active price"
 
 
 def drift_after(instance) -> int:
@@ -73,7 +55,7 @@ def test_repair_converges_through_429_bursts_500s_and_latency(seeded, emulator, 
         assert metadata["retries"].value > 0 and metadata["dead_letters"].value == 0
         set_faults(emulator, rate_limit=None, failure_rate=0.0, latency_ms=0)
         assert drift_after(instance) == 0
-    assert_no_duplicates(emulator)
+    assert_no_duplicates(emulator.url)
     engine = make_engine(url)
     with engine.connect() as conn:
         ledger = conn.execute(select(sync_ledger.c.status, func.count()).group_by(sync_ledger.c.status)).all()
@@ -84,6 +66,7 @@ def test_repair_converges_through_429_bursts_500s_and_latency(seeded, emulator, 
 REPAIR_SCRIPT = """
 import dagster as dg
 from recon_pipeline.demo_report import run_job
+from recon_pipeline_tests.faults.checks import assert_no_duplicates
 with dg.DagsterInstance.get() as instance:
     run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive", "concurrency": 2}}}}, instance=instance)
 """
@@ -103,7 +86,7 @@ def test_sigkill_mid_repair_then_rerun_converges_without_duplicates(seeded, emul
         rerun = run_job("repair_catalog", REPAIR_ARCHIVE, instance=instance)
         assert rerun.success
         assert drift_after(instance) == 0
-    assert_no_duplicates(emulator)
+    assert_no_duplicates(emulator.url)
 
 
 def test_mass_drift_breaker_refuses_to_repair_and_fails_its_check(seeded, emulator):

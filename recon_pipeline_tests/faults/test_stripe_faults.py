@@ -1,0 +1,104 @@
+"""Stripe misbehaving while the outbox drains: 429 storms, 5xx, slow and dropped connections,
+an outage. Each ends with drift zero, nothing lost, no duplicate object in Stripe.
+
+Edits come in two waves (creates, then renames and price changes), each drained through the
+fault; the emulator's own counters prove the fault happened.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine
+from recon_pipeline.catalog.changes import change_price, create_product, update_product
+from recon_pipeline.stripe_api import RetryPolicy, StripeGateway
+from recon_pipeline.sync.outbox import OutboxPolicy, backlog, drain
+from recon_pipeline_tests.faults.checks import assert_no_duplicates, drift_rows
+
+PRODUCTS = 20
+
+# name: (emulator faults, client timeout in seconds, the emulator counter that proves it happened)
+SCENARIOS = {
+    "429_storm": ({"rate_limit": 10}, 30.0, ("status_counts", "429")),
+    "5xx": ({"failure_rate": 0.3}, 30.0, ("status_counts", "500")),
+    "slow_connections": ({"slow_rate": 0.25, "slow_ms": 1200}, 0.5, ("slow_requests", None)),
+    "dropped_connections": ({"drop_rate": 0.25}, 30.0, ("dropped_connections", None)),
+    "outage": ({"outage": True}, 30.0, ("status_counts", "503")),
+}
+
+
+def emulator_stats(emulator) -> dict:
+    return httpx.get(f"{emulator.url}/_emulator/stats", timeout=5).json()
+
+
+def drain_until_empty(engine, gateway, policy: OutboxPolicy, deadline_s: float = 90.0) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        drain(engine, gateway, policy=policy, concurrency=4)
+        queue = backlog(engine)
+        if queue.depth == queue.in_flight == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the outbox did not drain in {deadline_s:g} s: {backlog(engine)}")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_the_outbox_drains_through_the_fault_without_loss_or_duplicates(tmp_path, emulator, scenario):
+    faults, timeout_s, (counter, key) = SCENARIOS[scenario]
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    init_schema(engine)
+    # The client believes the account allows 100 requests/s; the emulator decides what it really allows.
+    gateway = StripeGateway("sk_test_faults", emulator.url, global_rate=100, endpoint_rate=100, retry=RetryPolicy(4, 0.05, 0.5), timeout=timeout_s)
+    policy = OutboxPolicy(max_attempts=1000, base_delay_s=0.1, max_delay_s=1.0)
+
+    def wave(edit) -> None:
+        emulator.faults.update(faults)
+        if scenario == "outage":  # Stripe comes back after 3 s
+            threading.Timer(3.0, lambda: emulator.faults.update({"outage": False})).start()
+        for i in range(PRODUCTS):
+            edit(i)
+        drain_until_empty(engine, gateway, policy)
+        emulator.faults.update({name: None if name == "rate_limit" else type(value)() for name, value in faults.items()})
+
+    wave(lambda i: create_product(engine, CatalogProduct(id=f"sku_{i:03d}", name=f"P{i}", unit_amount=100 + i, currency="usd")))
+
+    def second(i: int) -> None:
+        update_product(engine, f"sku_{i:03d}", name=f"P{i} renamed", metadata={"wave": "2"})
+        if i % 2:
+            change_price(engine, f"sku_{i:03d}", 500 + i, "usd")
+
+    wave(second)
+
+    stats = emulator_stats(emulator)
+    happened = stats[counter] if key is None else stats[counter].get(key, 0)
+    assert happened > 0, f"the {scenario} fault never happened: {stats}"
+    assert gateway.stats["retries"] > 0
+    queue = backlog(engine)
+    assert queue.dead == 0 and queue.depth == queue.in_flight == 0, "nothing lost"
+    assert drift_rows(engine, emulator.url) == 0
+    assert_no_duplicates(emulator.url)
+    assert len([p for p in emulator.state.all("price")]) == PRODUCTS + PRODUCTS // 2, "one price per product, one more per price change"
+
+
+def test_a_price_change_cut_off_after_the_switch_archives_the_old_price_on_retry(tmp_path, emulator):
+    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    init_schema(engine)
+    gateway = StripeGateway("sk_test_faults", emulator.url, global_rate=None, endpoint_rate=None, retry=RetryPolicy(2, 0.01, 0.05))
+    policy = OutboxPolicy(base_delay_s=0.01, max_delay_s=0.05)
+    create_product(engine, CatalogProduct(id="sku_1", name="One", unit_amount=100, currency="usd"))
+    drain_until_empty(engine, gateway, policy)
+    # Stripe refuses the archive (the third write): the new price is created and made the default.
+    emulator.faults.update({"refuse_paths": ["/v1/prices/"]})
+    change_price(engine, "sku_1", 200, "usd")
+    first = drain(engine, gateway, policy=policy)
+    assert first.retried == 1 and drift_rows(engine, emulator.url) == 0, "no drift, yet the old price is still active"
+    assert sum(p["active"] for p in emulator.state.all("price")) == 2
+    emulator.faults.update({"refuse_paths": []})
+    time.sleep(0.1)
+    drain_until_empty(engine, gateway, policy)
+    assert [p["unit_amount"] for p in emulator.state.all("price") if p["active"]] == [200]
+    assert_no_duplicates(emulator.url)
