@@ -26,6 +26,8 @@ from recon_pipeline.repair import (
     fetch_products_by_id,
     plan_repairs,
 )
+from recon_pipeline.repair.apply import unanswered_products
+from recon_pipeline.repair.plan import with_price_tidy
 
 GROUP = "repair"
 PREVIEW_ROWS = 30
@@ -106,7 +108,8 @@ def catalog_repair(
 
     Plan from `catalog_drift`: create missing products (ids derived from the catalog), update
     mismatched fields, change prices (new Price as default with the lookup_key transferred,
-    old one archived), and handle orphans by policy. Every write is idempotent and recorded
+    old one archived), and handle orphans by policy. Products with a write left unanswered in
+    the last day (a run killed mid-write) get their price step again. Every write is idempotent and recorded
     in `sync_ledger`; a product that still fails after retries goes to `dead_letter` and the
     run goes on. Then the drift of the touched products is re-derived and must be zero.
     """
@@ -117,6 +120,8 @@ def catalog_repair(
             "(RECON_CATALOG_TABLE / RECON_CATALOG_QUERY), which the pipeline only reads; use 'report' or 'archive'."
         )
     plan = plan_repairs(catalog_drift, local_products, stripe_products, OrphanPolicy(config.orphan_policy))
+    # A write left without an answer (a killed run) may have stopped a price change midway.
+    plan = with_price_tidy(plan, unanswered_products(catalog.engine()), local_products, stripe_products)
     tripped = plan.write_share > config.max_write_share and not config.override_breaker
     breaker_note = (
         f"{plan.products_to_write} of {plan.catalog_size} products would be written "

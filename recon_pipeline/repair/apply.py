@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import stripe
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, insert, select, update
 
 from recon_pipeline.catalog import CatalogProduct, upsert_products
 from recon_pipeline.catalog.schema import dead_letter, sync_ledger
@@ -267,6 +267,17 @@ class Repairer:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             results = list(pool.map(run, by_product.values()))
         return RepairResult([o for outcomes in results for o in outcomes])
+
+
+def unanswered_products(engine: Engine, within: dt.timedelta = dt.timedelta(hours=24)) -> set[str]:
+    """Products with a recent write whose answer never came (a run killed mid-write, a connection lost for good).
+
+    The ledger row of such a write has no status: Stripe may or may not have done it.
+    """
+    since = dt.datetime.now(dt.timezone.utc) - within
+    with engine.connect() as conn:
+        rows = conn.execute(select(sync_ledger.c.product_id).where(sync_ledger.c.status.is_(None), sync_ledger.c.at >= since).distinct())
+        return {row.product_id for row in rows}
 
 
 def _price_matches(price: dict[str, Any], amount: int, currency: str, interval: str | None) -> bool:

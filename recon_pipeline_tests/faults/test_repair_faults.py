@@ -63,6 +63,23 @@ def test_repair_converges_through_429_bursts_500s_and_latency(seeded, emulator, 
     assert dict(ledger).keys() == {200} and dict(ledger)[200] >= data.expected_by_kind["total"] - data.expected["orphan_in_stripe"]
 
 
+def test_repair_converges_through_slow_and_dropped_connections(seeded, emulator, monkeypatch):
+    with dg.DagsterInstance.get() as instance:
+        run_job("reconcile_catalog", instance=instance)
+        # A fifth of the answers never come (cut before or after the work), a tenth take longer than the client waits.
+        monkeypatch.setenv("RECON_STRIPE_TIMEOUT_S", "0.5")
+        set_faults(emulator, drop_rate=0.2, slow_rate=0.1, slow_ms=1200)
+        repair = run_job("repair_catalog", REPAIR_ARCHIVE, instance=instance)
+        assert repair.success
+        metadata = instance.get_latest_materialization_event(dg.AssetKey("catalog_repair")).asset_materialization.metadata
+        assert metadata["retries"].value > 0 and metadata["dead_letters"].value == 0
+        stats = httpx.get(f"{emulator.url}/_emulator/stats", timeout=5).json()
+        assert stats["dropped_connections"] > 0 and stats["slow_requests"] > 0
+        set_faults(emulator, drop_rate=0.0, slow_rate=0.0)
+        assert drift_after(instance) == 0
+    assert_no_duplicates(emulator.url)
+
+
 REPAIR_SCRIPT = """
 import dagster as dg
 from recon_pipeline.demo_report import run_job
