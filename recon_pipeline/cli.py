@@ -305,6 +305,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         applier,
         name=name,
         concurrency=args.concurrency,
+        batch_size=args.batch_size,
         interval_s=args.interval,
         once=args.once,
         stop=stop,
@@ -393,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="push the outbox and apply the inbox continuously")
     worker.add_argument("--interval", type=float, default=0.2, help="seconds between polls when idle")
-    worker.add_argument("--concurrency", type=int, default=8)
+    worker.add_argument("--concurrency", type=int, default=8, help="products pushed in parallel")
+    worker.add_argument("--batch-size", type=int, default=100, help="products claimed at a time (smaller spreads work over more workers)")
     worker.add_argument("--once", action="store_true", help="one pass, then exit")
     worker.set_defaults(func=cmd_worker)
 

@@ -35,6 +35,7 @@ def run_worker(
     *,
     name: str,
     concurrency: int = 8,
+    batch_size: int = 100,
     interval_s: float = 0.2,
     once: bool = False,
     stop: threading.Event | None = None,
@@ -51,7 +52,7 @@ def run_worker(
                 released = release_claims(engine, name)
                 say(f"catalog database reachable again; {released} claimed changes handed back")
                 failures_in_a_row = 0
-            pushed = drain(engine, gateway, worker=name, concurrency=concurrency)
+            pushed = drain(engine, gateway, worker=name, concurrency=concurrency, batch_size=batch_size)
             applied = applier.apply_pending()
         except DBAPIError as error:
             failures_in_a_row += 1
