@@ -15,14 +15,19 @@ from sqlalchemy import func, select
 from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, read_products_frame
 from recon_pipeline.catalog.changes import change_price, create_product, update_product
 from recon_pipeline.catalog.schema import audit, dead_letter, inbox, outbox, sync_ledger
+from recon_pipeline.catalog.quarantine import valid_local_frame
 from recon_pipeline.emulator import ServerThread
 from recon_pipeline.emulator.server import _free_port
 from recon_pipeline.emulator.webhooks import sign
-from recon_pipeline.stripe_api import RetryPolicy, StripeGateway
+from recon_pipeline.reconcile import diff_catalog, stripe_frame
+from recon_pipeline.repair.apply import Repairer
+from recon_pipeline.repair.plan import plan_repairs
+from recon_pipeline.stripe_api import RetryPolicy, StripeGateway, fetch_products_snapshot
 from recon_pipeline.sync.inbox import ConflictPolicy, InboxApplier, store_event
 from recon_pipeline.sync.outbox import OutboxPolicy, backlog, drain
 from recon_pipeline.sync.poller import poll_events
 from recon_pipeline.sync.webhooks import create_webhook_app
+from recon_pipeline_tests.faults.checks import assert_no_duplicates, drift_rows
 
 SECRET = "whsec_test_secret_value"
 
@@ -374,3 +379,53 @@ def test_an_update_event_only_decides_the_fields_it_changed(engine):
     row = read_products_frame(engine).iloc[0]
     assert (row["name"], row["description"]) == ("Local name", "From the dashboard")
     assert [r.field for r in rows(engine, audit, audit.c.field)] == ["description"]
+
+
+# -- idempotency keys over a changed Stripe state (found by the soak) -------------------------
+
+
+def test_putting_back_a_value_a_dashboard_edit_overwrote_is_a_new_write_not_a_replay(engine, emulator):
+    """The same catalog version written over a different Stripe state must reach Stripe.
+
+    Keyed on the catalog version alone, the revert of a dashboard edit re-sent the earlier
+    push's key with the same body: Stripe (and the emulator) replayed the old answer and wrote
+    nothing, so the dashboard's value stayed with no error anywhere.
+    """
+    create_product(engine, CatalogProduct(id="sku_1", name="First", unit_amount=500, currency="usd"))
+    api = gateway(emulator)
+    drain(engine, api)
+    update_product(engine, "sku_1", name="Catalog name")
+    drain(engine, api)  # an update, keyed on this catalog version
+    client = stripe_client(emulator)
+    client.v1.products.update("sku_1", params={"name": "Dashboard name"})
+    poll_events(engine, api, None)
+    assert InboxApplier(engine, ConflictPolicy.LOCAL_WINS, api).apply_pending().conflicts == 1
+    assert drain(engine, api).pushed_products == 1  # the revert: same version, same body
+    assert client.v1.products.retrieve("sku_1").name == "Catalog name"
+    assert drift_rows(engine, emulator.url) == 0
+
+
+def test_the_repair_puts_back_a_dashboard_edit_of_a_field_and_a_price_it_wrote_before(engine, emulator):
+    create_product(engine, CatalogProduct(id="sku_1", name="First", unit_amount=500, currency="usd"))
+    api = gateway(emulator)
+    drain(engine, api)
+    update_product(engine, "sku_1", name="Catalog name")
+    change_price(engine, "sku_1", 700, "usd")
+    drain(engine, api)
+    client = stripe_client(emulator)
+    client.v1.products.update("sku_1", params={"name": "Dashboard name"})
+    # A dashboard price switch: a new default price, the catalog's one archived.
+    old = client.v1.products.retrieve("sku_1").default_price
+    new = client.v1.prices.create(params={"product": "sku_1", "unit_amount": 900, "currency": "usd"})
+    client.v1.products.update("sku_1", params={"default_price": new.id})
+    client.v1.prices.update(old, params={"active": False})
+
+    local = valid_local_frame(engine)
+    remote = stripe_frame(fetch_products_snapshot(api).products)
+    plan = plan_repairs(diff_catalog(local, remote), local, remote)
+    result = Repairer(api, engine).apply_plan(plan)
+    assert result.count("failed") == 0
+    product = client.v1.products.retrieve("sku_1", params={"expand": ["default_price"]})
+    assert (product.name, product.default_price.unit_amount) == ("Catalog name", 700)
+    assert drift_rows(engine, emulator.url) == 0
+    assert_no_duplicates(emulator.url)

@@ -146,7 +146,7 @@ def hourly_repair(context: dg.AssetExecutionContext, catalog: CatalogResource, s
     local = valid_local_frame(catalog.engine(), ids)
     remote = stripe_frame(fetch_products_by_id(gateway, ids))
     plan = plan_repairs(diff_catalog(local, remote), local, remote, OrphanPolicy.REPORT)
-    result = Repairer(gateway, catalog.engine(), context.run_id, source="backfill").apply_plan(plan)
+    result = Repairer(gateway, catalog.engine(), context.run.run_id, source="backfill").apply_plan(plan)
     remaining = diff_catalog(
         valid_local_frame(catalog.engine(), ids), stripe_frame(fetch_products_by_id(gateway, ids))
     )

@@ -131,9 +131,9 @@ def catalog_repair(
     before = dict(gateway.stats)
     if tripped:
         context.log.error(breaker_note)
-        result = Repairer(gateway, catalog.engine(), context.run_id).apply_plan(plan, dry_run=True)
+        result = Repairer(gateway, catalog.engine(), context.run.run_id).apply_plan(plan, dry_run=True)
     else:
-        result = Repairer(gateway, catalog.engine(), context.run_id).apply_plan(plan, config.concurrency, dry_run=config.dry_run)
+        result = Repairer(gateway, catalog.engine(), context.run.run_id).apply_plan(plan, config.concurrency, dry_run=config.dry_run)
     stats = {k: v - before.get(k, 0) for k, v in gateway.stats.items()}
 
     outcomes = pd.DataFrame(

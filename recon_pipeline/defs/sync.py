@@ -52,7 +52,7 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
 
     Metadata plots the backlog: depth, oldest pending age, delivered per minute, dead rows.
     """
-    result = drain(catalog.engine(), stripe.gateway(), run_id=context.run_id)
+    result = drain(catalog.engine(), stripe.gateway(), run_id=context.run.run_id)
     for error in result.errors[:50]:
         context.log.warning(error)
     metadata = backlog_metadata(catalog)

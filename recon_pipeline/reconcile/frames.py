@@ -27,7 +27,7 @@ TEXT_DTYPE = pd.StringDtype("pyarrow")
 COMPARED_FIELDS = ("name", "description", "active", "metadata", "unit_amount", "currency", "interval")
 FRAME_COLUMNS = ("product_id", *COMPARED_FIELDS)
 # Columns kept beside the compared fields of the Stripe side, for repair and for the UI.
-STRIPE_EXTRA_COLUMNS = ("stripe_id", "default_price_id", "lookup_key", "created")
+STRIPE_EXTRA_COLUMNS = ("stripe_id", "default_price_id", "lookup_key", "created", "updated")
 # Kept beside the compared fields of the catalog side: when the row last changed (repair
 # keys its idempotent writes on it, so a new edit is a new write and a re-run is a replay).
 LOCAL_EXTRA_COLUMNS = ("updated_at",)
@@ -114,6 +114,7 @@ def stripe_frame(products: Iterable[Mapping[str, Any]], prefix: str = "") -> pd.
                 price.get("id"),
                 price.get("lookup_key"),
                 product.get("created"),
+                product.get("updated"),
             )
         )
     frame = pd.DataFrame.from_records(records, columns=[*FRAME_COLUMNS, *STRIPE_EXTRA_COLUMNS])

@@ -4,11 +4,14 @@ Crash safety comes from three things, so a run killed at any point and run again
 with no duplicate product or price:
 - the Stripe product id is derived from the catalog id, so creating it twice is refused
   (`resource_already_exists`) instead of duplicating it, and repair carries on;
-- every write carries a deterministic Idempotency-Key built from the operation, the object
-  and the catalog row's version, so a re-run within Stripe's 24 h window replays;
-- before creating a price, repair looks for an active price of the product that already
-  has the wanted amount, currency and interval, and reuses it; after switching the default
-  it archives every other active price, which also cleans up after a run killed midway.
+- every write carries a deterministic Idempotency-Key built from the operation, the object,
+  the catalog row's version and the Stripe state it replaces (the product as read, with its
+  `updated`; its active prices), so a re-run within Stripe's 24 h window replays, while
+  putting back a value a dashboard edit overwrote is a new write, not a replay;
+- before creating a price, repair looks for a price of the product that already has the
+  wanted amount, currency and interval, and reuses it (reactivating it if it was archived);
+  after switching the default it archives every other active price, which also cleans up
+  after a run killed midway.
 
 One product failing (after the client's retries) goes to `dead_letter` with the reason;
 the others go on.
@@ -37,6 +40,7 @@ from recon_pipeline.repair.plan import (
     DesiredProduct,
     RepairAction,
     RepairPlan,
+    state_fingerprint,
 )
 from recon_pipeline.stripe_api import StripeGateway, idempotency_key
 
@@ -177,7 +181,8 @@ class Repairer:
                 raise
             # Created by an earlier, interrupted run: make its fields right instead.
             current = self.gateway.request("get", f"/v1/products/{stripe_id}")
-            self.write(action.product_id, "post", f"/v1/products/{stripe_id}", self._product_params(desired, current.get("metadata")), desired.version)
+            observed = state_fingerprint(current.get("updated"), current.get("name"), current.get("description"), current.get("active"), current.get("metadata"))
+            self.write(action.product_id, "post", f"/v1/products/{stripe_id}", self._product_params(desired, current.get("metadata")), f"{desired.version}|{observed}")
             writes += 1
         if desired.price is not None:
             writes += self._set_price(action.product_id, stripe_id, desired)
@@ -187,21 +192,33 @@ class Repairer:
         desired, state = action.desired, action.stripe
         params = self._product_params(desired, state.metadata)
         wanted = {f: params[f] for f in action.fields}
-        self.write(action.product_id, "post", f"/v1/products/{state.stripe_id}", wanted, desired.version)
+        self.write(action.product_id, "post", f"/v1/products/{state.stripe_id}", wanted, f"{desired.version}|{state.fingerprint}")
         return 1
 
     def _change_price(self, action: RepairAction) -> int:
         return self._set_price(action.product_id, action.stripe.stripe_id, action.desired)
 
     def _set_price(self, product_id: str, stripe_id: str, desired: DesiredProduct) -> int:
-        active_prices = list(self.gateway.list_all("/v1/prices", params={"product": stripe_id, "active": "true", "limit": 100}))
+        prices = list(self.gateway.list_all("/v1/prices", params={"product": stripe_id, "limit": 100}))
+        active_prices = [p for p in prices if p.get("active")]
+        # Keys name the catalog version and the active prices replaced. Not the product's own
+        # state: an earlier attempt's product write changes that, and a retry must replay the
+        # same keys, or a price creation still in flight would be made twice.
+        version = f"{desired.version}|" + state_fingerprint(sorted(p["id"] for p in active_prices))
         writes = 0
         new_price_id = None
         if desired.price is not None:
             amount, currency, interval = desired.price
-            reusable = [p for p in active_prices if _price_matches(p, amount, currency, interval)]
-            if reusable:
-                new_price_id = reusable[0]["id"]
+            # Reuse a price that already has the wanted terms: an active one as it is, an
+            # archived one (say, archived in the dashboard) by reactivating it, so going back
+            # to an earlier price never mints a second identical Price.
+            matching = sorted((p for p in prices if _price_matches(p, amount, currency, interval)), key=lambda p: not p.get("active"))
+            if matching:
+                new_price_id = matching[0]["id"]
+                if not matching[0].get("active"):
+                    reactivate = {"active": True, "lookup_key": lookup_key_for(product_id), "transfer_lookup_key": True}
+                    self.write(product_id, "post", f"/v1/prices/{new_price_id}", reactivate, version)
+                    writes += 1
             else:
                 params: dict[str, Any] = {
                     "product": stripe_id,
@@ -212,18 +229,18 @@ class Repairer:
                 }
                 if interval:
                     params["recurring"] = {"interval": interval}
-                new_price_id = self.write(product_id, "post", "/v1/prices", params, desired.version)["id"]
+                new_price_id = self.write(product_id, "post", "/v1/prices", params, version)["id"]
                 writes += 1
-        self.write(product_id, "post", f"/v1/products/{stripe_id}", {"default_price": new_price_id or ""}, desired.version)
+        self.write(product_id, "post", f"/v1/products/{stripe_id}", {"default_price": new_price_id or ""}, version)
         writes += 1
         for price in active_prices:
             if price["id"] != new_price_id:
-                self.write(product_id, "post", f"/v1/prices/{price['id']}", {"active": False}, desired.version)
+                self.write(product_id, "post", f"/v1/prices/{price['id']}", {"active": False}, version)
                 writes += 1
         return writes
 
     def _archive_orphan(self, action: RepairAction) -> int:
-        self.write(action.product_id, "post", f"/v1/products/{action.stripe.stripe_id}", {"active": False}, "orphan")
+        self.write(action.product_id, "post", f"/v1/products/{action.stripe.stripe_id}", {"active": False}, f"orphan|{action.stripe.fingerprint}")
         return 1
 
     def _adopt_orphan(self, action: RepairAction) -> int:

@@ -14,6 +14,7 @@ snapshot.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from enum import Enum
@@ -77,6 +78,20 @@ class StripeState:
     unit_amount: int | None = None
     currency: str | None = None
     interval: str | None = None
+    updated: int | None = None  # Stripe's last-change timestamp of the product
+
+    @property
+    def fingerprint(self) -> str:
+        """The state a write replaces; part of its idempotency key.
+
+        Writing the same catalog version over a *different* Stripe state (a dashboard edit
+        made after our last push) must be a new write, not a replay of the old one.
+        """
+        return state_fingerprint(repr(self))
+
+
+def state_fingerprint(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,7 @@ def stripe_state_from_row(row: pd.Series) -> StripeState:
         unit_amount=None if pd.isna(amount) else int(amount),
         currency=_blank(row["currency"]),
         interval=_blank(row["interval"]),
+        updated=None if pd.isna(row.get("updated")) else int(row.get("updated")),
     )
 
 
