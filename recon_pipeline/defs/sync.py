@@ -104,6 +104,8 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
     result = InboxApplier(catalog.engine(), policy, stripe.gateway()).apply_pending()
     for decision in result.decisions[:50]:
         context.log.info(decision)
+    if result.stripe_error:
+        context.log.warning(f"Stripe unreachable ({result.stripe_error}): {result.waiting} events wait for the next run")
     metadata = backlog_metadata(catalog)
     yield dg.Output(
         None,
@@ -113,6 +115,7 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
             "stale": dg.MetadataValue.int(result.stale),
             "ignored": dg.MetadataValue.int(result.ignored),
             "conflicts": dg.MetadataValue.int(result.conflicts),
+            "waiting_for_stripe": dg.MetadataValue.int(result.waiting),
             "conflict_policy": dg.MetadataValue.text(policy.value),
             **metadata,
         },

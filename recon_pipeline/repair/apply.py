@@ -42,7 +42,7 @@ from recon_pipeline.repair.plan import (
     RepairPlan,
     state_fingerprint,
 )
-from recon_pipeline.stripe_api import StripeGateway, idempotency_key
+from recon_pipeline.stripe_api import StripeGateway, error_text, idempotency_key
 
 log = logging.getLogger(__name__)
 
@@ -304,14 +304,6 @@ def _price_matches(price: dict[str, Any], amount: int, currency: str, interval: 
         and (price.get("currency") or "").lower() == currency.lower()
         and (recurring.get("interval") or None) == (interval or None)
     )
-
-
-def error_text(exc: stripe.StripeError) -> str:
-    """The server's own message and code, never the request's credentials."""
-    code = getattr(exc, "code", None)
-    message = getattr(exc, "user_message", None) or str(exc)
-    status = getattr(exc, "http_status", None)
-    return f"{status or 'no response'} {code or type(exc).__name__}: {message}"
 
 
 def ids_in_chunks(ids: Iterable[str], size: int = 100) -> Iterable[list[str]]:

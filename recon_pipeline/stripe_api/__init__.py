@@ -1,6 +1,6 @@
 """The one Stripe client wrapper (rate limits, retries, idempotency) and the products snapshot."""
 
-from recon_pipeline.stripe_api.client import RetryPolicy, StripeGateway, idempotency_key, should_retry
+from recon_pipeline.stripe_api.client import RetryPolicy, StripeGateway, error_text, idempotency_key, should_retry
 from recon_pipeline.stripe_api.ratelimit import RateLimiter, TokenBucket, endpoint_key
 from recon_pipeline.stripe_api.snapshot import ProductsSnapshot, fetch_products_snapshot
 
@@ -11,6 +11,7 @@ __all__ = [
     "StripeGateway",
     "TokenBucket",
     "endpoint_key",
+    "error_text",
     "fetch_products_snapshot",
     "idempotency_key",
     "should_retry",

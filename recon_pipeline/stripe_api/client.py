@@ -148,3 +148,11 @@ class StripeGateway:
             if not page.get("has_more") or not page["data"]:
                 return
             params["starting_after"] = page["data"][-1]["id"]
+
+
+def error_text(exc: stripe.StripeError) -> str:
+    """The server's own message and code, never the request's credentials."""
+    code = getattr(exc, "code", None)
+    message = getattr(exc, "user_message", None) or str(exc)
+    status = getattr(exc, "http_status", None)
+    return f"{status or 'no response'} {code or type(exc).__name__}: {message}"

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping
 
+import stripe
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from recon_pipeline.catalog.schema import audit, inbox, outbox, products, stripe_seen, sync_ledger
 from recon_pipeline.reconcile.frames import canonical_metadata, canonical_text
-from recon_pipeline.stripe_api import StripeGateway
+from recon_pipeline.stripe_api import StripeGateway, error_text
 
 OWNED_FIELDS = ("name", "description", "active", "metadata", "unit_amount", "currency", "recurring_interval")
 PRODUCT_EVENTS = ("product.created", "product.updated", "product.deleted")
@@ -101,6 +102,8 @@ class ApplyResult:
     ignored: int = 0
     conflicts: int = 0
     decisions: list[str] = field(default_factory=list)
+    waiting: int = 0  # events left for the next pass because Stripe could not be reached
+    stripe_error: str | None = None
 
 
 def _catalog_values(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -192,8 +195,15 @@ class InboxApplier:
             pending = conn.execute(
                 select(inbox.c.event_id, inbox.c.payload).where(inbox.c.status == "received").order_by(inbox.c.created, inbox.c.received_at).limit(limit)
             ).all()
-        for row in pending:
-            self.apply_event(row.payload, result)
+        for done, row in enumerate(pending):
+            try:
+                self.apply_event(row.payload, result)
+            except stripe.StripeError as exc:
+                # Fetching the event's price failed after the client's retries (an outage):
+                # this event and the ones after it stay received, in order, for the next pass.
+                result.waiting = len(pending) - done
+                result.stripe_error = error_text(exc)
+                break
         return result
 
     def apply_event(self, event: Mapping[str, Any], result: ApplyResult) -> None:

@@ -29,9 +29,8 @@ from recon_pipeline.catalog.quarantine import valid_local_frame
 from recon_pipeline.catalog.schema import dead_letter, outbox, products
 from recon_pipeline.reconcile import diff_catalog, stripe_frame
 from recon_pipeline.repair import DEAD_LETTER, OrphanPolicy, Repairer, fetch_products_by_id, plan_repairs
-from recon_pipeline.repair.apply import error_text
 from recon_pipeline.repair.plan import with_price_tidy
-from recon_pipeline.stripe_api import StripeGateway
+from recon_pipeline.stripe_api import StripeGateway, error_text
 
 CLAIM_LOCK = 727_274  # any constant: the advisory lock that serializes claims on PostgreSQL
 

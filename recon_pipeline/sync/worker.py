@@ -4,7 +4,9 @@
 restart, a dropped connection, a failover) is not fatal: the worker says so, waits with
 exponential backoff and jitter, and carries on. Its cut-off drain has stopped by then, so it
 hands its own claims back at once (a worker killed outright leaves them to its lease);
-every push is idempotent, so pushing a product again is safe.
+every push is idempotent, so pushing a product again is safe. Stripe being unreachable is
+not fatal either: pushes back off in the outbox, and inbox events wait, in order, for a pass
+that can fetch their prices.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class WorkerTotals:
     pushed_products: int = 0
     applied_events: int = 0
     database_errors: int = 0
+    stripe_errors: int = 0
 
 
 def run_worker(
@@ -67,6 +70,10 @@ def run_worker(
         totals.pushed_products += pushed.pushed_products
         totals.applied_events += applied.applied
         busy = pushed.pushed_products or pushed.retried or pushed.dead or applied.applied
+        if applied.stripe_error:
+            totals.stripe_errors += 1
+            say(f"Stripe unreachable while applying the inbox ({applied.stripe_error}); {applied.waiting} events wait for the next pass")
+            stop.wait(random.uniform(0, max_backoff_s / 2))
         if busy:
             say(
                 f"pushed {pushed.pushed_products} products ({pushed.delivered_rows} changes), retried {pushed.retried}, dead {pushed.dead}; "

@@ -12,11 +12,15 @@ import time
 
 import httpx
 import pytest
+import stripe
 
-from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine
+from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, read_products_frame
 from recon_pipeline.catalog.changes import change_price, create_product, update_product
 from recon_pipeline.stripe_api import RetryPolicy, StripeGateway
+from recon_pipeline.sync.inbox import ConflictPolicy, InboxApplier
 from recon_pipeline.sync.outbox import OutboxPolicy, backlog, drain
+from recon_pipeline.sync.poller import poll_events
+from recon_pipeline.sync.worker import run_worker
 from recon_pipeline_tests.faults.checks import assert_no_duplicates, drift_rows
 
 PRODUCTS = 20
@@ -102,3 +106,23 @@ def test_a_price_change_cut_off_after_the_switch_archives_the_old_price_on_retry
     drain_until_empty(engine, gateway, policy)
     assert [p["unit_amount"] for p in emulator.state.all("price") if p["active"]] == [200]
     assert_no_duplicates(emulator.url)
+
+
+def test_an_outage_while_applying_the_inbox_leaves_its_events_waiting_and_the_worker_running(sqlite_url, emulator):
+    """Found by the soak: fetching an event's price during an outage used to kill the worker."""
+    engine = make_engine(sqlite_url)
+    init_schema(engine)
+    client = stripe.StripeClient("sk_test_dashboard", base_addresses={"api": emulator.url}, max_network_retries=0)
+    client.v1.products.create(params={"id": "sku_1", "name": "Made in the dashboard", "default_price_data": {"unit_amount": 900, "currency": "usd"}})
+    api = StripeGateway("sk_test_worker", emulator.url, global_rate=None, endpoint_rate=None, retry=RetryPolicy(2, 0.01, 0.02))
+    poll_events(engine, api, None)
+    applier = InboxApplier(engine, ConflictPolicy.STRIPE_WINS, api)
+    emulator.faults.update({"outage": True})
+    said: list[str] = []
+    totals = run_worker(engine, api, applier, name="w1", once=True, say=said.append, max_backoff_s=0.1)
+    assert totals.stripe_errors == 1 and any("events wait for the next pass" in line for line in said)
+    assert read_products_frame(engine).empty  # nothing half-applied
+    emulator.faults.update({"outage": False})
+    result = applier.apply_pending()
+    assert (result.waiting, result.stripe_error) == (0, None) and result.applied >= 1
+    assert read_products_frame(engine).loc[0, "unit_amount"] == 900
