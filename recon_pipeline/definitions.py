@@ -3,7 +3,9 @@
 import dagster as dg
 
 from recon_pipeline.defs import assets, hourly, jobs, repair, sensors, sync
+from recon_pipeline.defs.executors import executor_for
 from recon_pipeline.defs.resources import build_resources
+from recon_pipeline.settings import Settings
 
 
 def build_defs() -> dg.Definitions:
@@ -22,6 +24,7 @@ def build_defs() -> dg.Definitions:
             sync.stripe_events_poller,
         ],
         resources=build_resources(),
+        executor=executor_for(Settings.from_env().executor),
     )
 
 

@@ -33,6 +33,9 @@ ENDPOINT_RATE = 25.0
 
 
 CONFLICT_POLICIES = ("local_wins", "stripe_wins", "latest_wins")
+# How a run executes its steps: Dagster's default (subprocesses on the run's machine), one
+# process, a Kubernetes Job per step (dagster-k8s) or Celery workers (dagster-celery).
+EXECUTORS = ("multiprocess", "in_process", "k8s", "celery")
 
 
 class SettingsError(ValueError):
@@ -61,6 +64,7 @@ class Settings:
     max_outbox_lag_s: float = 300.0
     stripe_timeout_s: float = 30.0
     catalog_source: "CatalogSource" = field(default_factory=lambda: _own_schema())
+    executor: str = "multiprocess"
 
     @property
     def stripe_key_is_set(self) -> bool:
@@ -103,6 +107,9 @@ class Settings:
         conflict_policy = _text(env, "RECON_CONFLICT_POLICY") or "local_wins"
         if conflict_policy not in CONFLICT_POLICIES:
             raise SettingsError(f"RECON_CONFLICT_POLICY={conflict_policy!r} is not a policy; use one of {', '.join(CONFLICT_POLICIES)}.")
+        executor = _text(env, "RECON_EXECUTOR") or "multiprocess"
+        if executor not in EXECUTORS:
+            raise SettingsError(f"RECON_EXECUTOR={executor!r} is not an executor; use one of {', '.join(EXECUTORS)}.")
         webhook_secret = _text(env, "STRIPE_WEBHOOK_SECRET")
         if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
             raise SettingsError("STRIPE_WEBHOOK_SECRET does not look like a webhook signing secret (whsec_...); copy it from the webhook endpoint.")
@@ -127,6 +134,7 @@ class Settings:
             webhook_secret=webhook_secret,
             max_outbox_lag_s=_positive_float(env, "RECON_MAX_OUTBOX_LAG_S", 300.0, "seconds"),
             stripe_timeout_s=_positive_float(env, "RECON_STRIPE_TIMEOUT_S", 30.0, "seconds"),
+            executor=executor,
         )
 
 

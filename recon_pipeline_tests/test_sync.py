@@ -192,32 +192,6 @@ def test_webhook_receiver_stores_signed_events_once(receiver):
     assert len(rows(engine, inbox)) == 1
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["wrong_secret", "stale_timestamp", "no_signature", "tampered_body", "malformed_json", "not_an_event"],
-)
-def test_webhook_receiver_refuses_bad_requests_and_stores_nothing(receiver, case):
-    engine, server = receiver
-    good = event("evt_1", "product.updated", product_obj("sku_1", "A", 1))
-    body, headers = signed(good)
-    if case == "wrong_secret":
-        body, headers = signed(good, secret="whsec_other")
-    elif case == "stale_timestamp":
-        body, headers = signed(good, timestamp=int(time.time()) - 301)
-    elif case == "no_signature":
-        headers = {"Content-Type": "application/json"}
-    elif case == "tampered_body":
-        body = body.replace('"A"', '"B"')
-    elif case == "malformed_json":
-        body, headers = "{not json", signed(good)[1]
-        headers["Stripe-Signature"] = sign(body, SECRET)
-    elif case == "not_an_event":
-        body, headers = signed({"id": "x", "object": "product"})
-    response = httpx.post(f"{server.url}/webhooks/stripe", content=body, headers=headers)
-    assert response.status_code == 400 and "error" in response.json()
-    assert rows(engine, inbox) == []
-
-
 def test_the_emulator_delivers_signed_events_to_the_receiver(sqlite_url, emulator):
     engine = make_engine(sqlite_url)
     init_schema(engine)

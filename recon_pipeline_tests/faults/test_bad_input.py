@@ -1,9 +1,14 @@
 """Bad input: each bad catalog row is quarantined with a reason naming the value, the rest syncs,
-and nothing of a bad row is half-written to Stripe."""
+and nothing of a bad row is half-written to Stripe. Malformed webhook bodies are refused by
+the receiver with nothing stored; malformed settings stop a command before it writes."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +19,10 @@ from sqlalchemy import select, text
 
 from recon_pipeline.catalog import init_schema, make_engine
 from recon_pipeline.catalog.schema import quarantine
+from recon_pipeline.catalog.schema import inbox
 from recon_pipeline.demo_report import run_job
+from recon_pipeline.emulator.webhooks import sign
+from recon_pipeline_tests.test_sync import SECRET, event, product_obj, receiver, rows, signed  # noqa: F401 (receiver: a fixture)
 
 MAPPING = "id=sku,name=title,metadata=attrs,unit_amount=price,currency=curr"
 GOOD = [(f"ok_{i}", f"Good {i}", "{}", 1000 + i, "usd") for i in range(5)]
@@ -92,3 +100,60 @@ def test_the_emulator_refuses_an_unknown_currency_like_stripe(emulator):
     client.v1.products.create(params={"id": "p", "name": "P"})
     with pytest.raises(stripe.InvalidRequestError, match="Invalid currency: xyz"):
         client.v1.prices.create(params={"product": "p", "unit_amount": 100, "currency": "xyz"})
+
+
+# -- malformed webhook bodies: the receiver over HTTP answers 400 and stores nothing --------------
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["wrong_secret", "stale_timestamp", "no_signature", "tampered_body", "malformed_json", "not_an_event", "empty_body"],
+)
+def test_webhook_receiver_refuses_bad_requests_and_stores_nothing(receiver, case):
+    engine, server = receiver
+    good = event("evt_1", "product.updated", product_obj("sku_1", "A", 1))
+    body, headers = signed(good)
+    if case == "wrong_secret":
+        body, headers = signed(good, secret="whsec_other")
+    elif case == "stale_timestamp":
+        body, headers = signed(good, timestamp=int(time.time()) - 301)
+    elif case == "no_signature":
+        headers = {"Content-Type": "application/json"}
+    elif case == "tampered_body":
+        body = body.replace('"A"', '"B"')
+    elif case == "malformed_json":
+        body, headers = "{not json", signed(good)[1]
+        headers["Stripe-Signature"] = sign(body, SECRET)
+    elif case == "not_an_event":
+        body, headers = signed({"id": "x", "object": "product"})
+    elif case == "empty_body":
+        body, headers = "", signed(good)[1]
+        headers["Stripe-Signature"] = sign(body, SECRET)
+    response = httpx.post(f"{server.url}/webhooks/stripe", content=body, headers=headers)
+    assert response.status_code == 400 and "error" in response.json()
+    assert rows(engine, inbox) == []
+
+
+# -- malformed settings: the command refuses, naming the variable, and writes nothing ------------
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("RECON_STRIPE_RATE_LIMIT", "-3", "RECON_STRIPE_RATE_LIMIT='-3' must be greater than 0"),
+        ("RECON_MAX_DRIFT_RATE", "lots", "RECON_MAX_DRIFT_RATE"),
+        ("RECON_EXECUTOR", "kubernetes", "RECON_EXECUTOR='kubernetes' is not an executor"),
+        ("RECON_CATALOG_COLUMNS", "id", "RECON_CATALOG_COLUMNS is set but RECON_CATALOG_TABLE is not"),
+        ("RECON_CONFLICT_POLICY", "whoever", "RECON_CONFLICT_POLICY='whoever' is not a policy"),
+        ("STRIPE_WEBHOOK_SECRET", "hunter2", "STRIPE_WEBHOOK_SECRET does not look like a webhook signing secret"),
+    ],
+)
+def test_a_malformed_setting_stops_the_command_before_anything_is_written(tmp_path: Path, name, value, message):
+    catalog = tmp_path / "catalog.db"
+    env = {**os.environ, "RECON_CATALOG_URL": f"sqlite:///{catalog}", name: value}
+    done = subprocess.run([sys.executable, "-m", "recon_pipeline.cli", "init"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not catalog.exists()  # nothing half-written
+    if name == "STRIPE_WEBHOOK_SECRET":
+        assert value not in done.stderr  # a secret, even a wrong one, is not echoed
