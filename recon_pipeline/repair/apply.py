@@ -5,9 +5,10 @@ with no duplicate product or price:
 - the Stripe product id is derived from the catalog id, so creating it twice is refused
   (`resource_already_exists`) instead of duplicating it, and repair carries on;
 - every write carries a deterministic Idempotency-Key built from the operation, the object,
-  the catalog row's version and the Stripe state it replaces (the product as read, with its
-  `updated`; its active prices), so a re-run within Stripe's 24 h window replays, while
-  putting back a value a dashboard edit overwrote is a new write, not a replay;
+  the catalog row's version and the Stripe state it replaces (for a product write the
+  product as read, with its `updated`; for a price step the product's active prices), so a
+  re-run within Stripe's 24 h window replays, while putting back a value a dashboard edit
+  overwrote is a new write, not a replay;
 - before creating a price, repair looks for a price of the product that already has the
   wanted amount, currency and interval, and reuses it (reactivating it if it was archived);
   after switching the default it archives every other active price, which also cleans up
