@@ -46,11 +46,10 @@ from sqlalchemy import create_engine, text
 
 from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, upsert_products
 from recon_pipeline.catalog.changes import change_price, update_product
-from recon_pipeline.catalog.quarantine import valid_local_frame
 from recon_pipeline.emulator import EmulatorServer
 from recon_pipeline.emulator.server import _free_port
-from recon_pipeline.reconcile import diff_catalog, stripe_frame
-from recon_pipeline.stripe_api import StripeGateway, fetch_products_snapshot
+from recon_pipeline.repair import full_drift
+from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.sync.inbox import inbox_lag
 from recon_pipeline.sync.outbox import backlog
 
@@ -130,8 +129,7 @@ def rss_mib(pid: int) -> float:
 
 
 def drift_rows(engine, url: str) -> int:
-    gateway = StripeGateway("sk_test_soak_verify", url, global_rate=None, endpoint_rate=None)
-    return len(diff_catalog(valid_local_frame(engine), stripe_frame(fetch_products_snapshot(gateway).products)))
+    return len(full_drift(engine, StripeGateway("sk_test_soak_verify", url, global_rate=None, endpoint_rate=None)))
 
 
 def _postgres_database() -> tuple[str, Callable[[], None]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from recon_pipeline.settings import SettingsError
+from recon_pipeline.settings import EXECUTORS, SettingsError
 
 
 def executor_for(name: str) -> dg.ExecutorDefinition | None:
@@ -37,4 +37,4 @@ def executor_for(name: str) -> dg.ExecutorDefinition | None:
         raise SettingsError(
             f"RECON_EXECUTOR={name!r} needs {error.name}; install the deploy extra: pip install 'recon-pipeline[deploy]'."
         ) from None
-    raise SettingsError(f"RECON_EXECUTOR={name!r} is not an executor; use multiprocess, in_process, k8s or celery.")
+    raise SettingsError(f"RECON_EXECUTOR={name!r} is not an executor; use one of {', '.join(EXECUTORS)}.")

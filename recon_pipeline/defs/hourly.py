@@ -28,9 +28,8 @@ from recon_pipeline.backfill import (
 )
 from recon_pipeline.defs.resources import CatalogResource, StripeResource
 from recon_pipeline.reconcile import DRIFT_COLUMNS, diff_catalog, stripe_frame
-from recon_pipeline.repair import APPLIED, DEAD_LETTER, OrphanPolicy, Repairer, fetch_products_by_id, plan_repairs
+from recon_pipeline.repair import APPLIED, DEAD_LETTER, OrphanPolicy, Repairer, fetch_products_by_id, full_drift, plan_repairs
 from recon_pipeline.settings import Settings
-from recon_pipeline.stripe_api import fetch_products_snapshot
 from recon_pipeline.sync.inbox import ConflictPolicy, InboxApplier, store_event
 
 GROUP = "hourly"
@@ -113,9 +112,7 @@ def hourly_drift(
     start, _ = _window(context)
     touched = touched_products(catalog_changes_hourly, stripe_events_hourly)
     if beyond_retention(start):
-        local = valid_local_frame(catalog.engine())
-        remote = stripe_frame(fetch_products_snapshot(stripe.gateway()).products)
-        drift = diff_catalog(local, remote)
+        drift = full_drift(catalog.engine(), stripe.gateway())
         drift["hour"] = context.partition_keys[0]
         mode = "full"
     else:

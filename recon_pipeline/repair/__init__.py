@@ -9,6 +9,7 @@ from recon_pipeline.repair.apply import (
     RepairResult,
     Repairer,
     fetch_products_by_id,
+    full_drift,
     lookup_key_for,
 )
 from recon_pipeline.repair.plan import (
@@ -44,6 +45,7 @@ __all__ = [
     "RepairResult",
     "Repairer",
     "fetch_products_by_id",
+    "full_drift",
     "lookup_key_for",
     "plan_repairs",
 ]

@@ -26,11 +26,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import pandas as pd
 import stripe
 from sqlalchemy import Engine, insert, select, update
 
 from recon_pipeline.catalog import CatalogProduct, upsert_products
+from recon_pipeline.catalog.quarantine import valid_local_frame
 from recon_pipeline.catalog.schema import dead_letter, sync_ledger
+from recon_pipeline.reconcile import diff_catalog, stripe_frame
 from recon_pipeline.repair.plan import (
     ADOPT_ORPHAN,
     ARCHIVE_ORPHAN,
@@ -43,7 +46,7 @@ from recon_pipeline.repair.plan import (
     RepairPlan,
     state_fingerprint,
 )
-from recon_pipeline.stripe_api import StripeGateway, error_text, idempotency_key
+from recon_pipeline.stripe_api import StripeGateway, error_text, fetch_products_snapshot, idempotency_key
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +185,7 @@ class Repairer:
                 raise
             # Created by an earlier, interrupted run: make its fields right instead.
             current = self.gateway.request("get", f"/v1/products/{stripe_id}")
-            observed = state_fingerprint(current.get("updated"), current.get("name"), current.get("description"), current.get("active"), current.get("metadata"))
+            observed = state_fingerprint(current)  # the product as read, with its `updated`
             self.write(action.product_id, "post", f"/v1/products/{stripe_id}", self._product_params(desired, current.get("metadata")), f"{desired.version}|{observed}")
             writes += 1
         if desired.price is not None:
@@ -316,6 +319,11 @@ def ids_in_chunks(ids: Iterable[str], size: int = 100) -> Iterable[list[str]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def full_drift(engine: Engine, gateway: StripeGateway) -> pd.DataFrame:
+    """The drift between the whole catalog (its valid rows) and the whole Stripe account, read now."""
+    return diff_catalog(valid_local_frame(engine), stripe_frame(fetch_products_snapshot(gateway).products))
 
 
 def fetch_products_by_id(gateway: StripeGateway, stripe_ids: Iterable[str]) -> list[dict[str, Any]]:

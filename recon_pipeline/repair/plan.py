@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -87,10 +87,11 @@ class StripeState:
         Writing the same catalog version over a *different* Stripe state (a dashboard edit
         made after our last push) must be a new write, not a replay of the old one.
         """
-        return state_fingerprint(repr(self))
+        return state_fingerprint(asdict(self))
 
 
 def state_fingerprint(*parts: Any) -> str:
+    """A short, stable digest of Stripe state as read (keys sorted), for idempotency keys."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -6,9 +6,8 @@ from collections import Counter
 
 import stripe
 
-from recon_pipeline.catalog.quarantine import valid_local_frame
-from recon_pipeline.reconcile import diff_catalog, stripe_frame
-from recon_pipeline.stripe_api import StripeGateway, fetch_products_snapshot
+from recon_pipeline.repair import full_drift
+from recon_pipeline.stripe_api import StripeGateway
 
 
 def stripe_objects(url: str, kind: str) -> list[dict]:
@@ -30,5 +29,4 @@ def assert_no_duplicates(url: str) -> None:
 
 def drift_rows(engine, url: str) -> int:
     """Rows of drift between the whole catalog and the whole Stripe account, by a full reconciliation."""
-    gateway = StripeGateway("sk_test_verify", url, global_rate=None, endpoint_rate=None)
-    return len(diff_catalog(valid_local_frame(engine), stripe_frame(fetch_products_snapshot(gateway).products)))
+    return len(full_drift(engine, StripeGateway("sk_test_verify", url, global_rate=None, endpoint_rate=None)))
