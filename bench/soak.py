@@ -25,6 +25,7 @@ and the receiver's resident memory is sampled all along. Loopback only, bounded 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -35,14 +36,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import stripe
-from sqlalchemy import create_engine, text
 
 from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, upsert_products
 from recon_pipeline.catalog.changes import change_price, update_product
@@ -52,8 +50,8 @@ from recon_pipeline.repair import full_drift
 from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.sync.inbox import inbox_lag
 from recon_pipeline.sync.outbox import backlog
+from recon_pipeline_tests.conftest import database_url, temporary_database  # the test suite's PostgreSQL
 
-POSTGRES_ADMIN_URL = os.environ.get("RECON_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 
 FAULT_CYCLE = (
     ("none", {}),
@@ -63,7 +61,6 @@ FAULT_CYCLE = (
     ("slow requests", {"slow_rate": 0.1, "slow_ms": 1500}),
     ("outage", {"outage": True}),
 )
-NO_FAULTS = {"rate_limit": None, "failure_rate": 0.0, "drop_rate": 0.0, "slow_rate": 0.0, "outage": False}
 
 
 @dataclass
@@ -132,20 +129,6 @@ def drift_rows(engine, url: str) -> int:
     return len(full_drift(engine, StripeGateway("sk_test_soak_verify", url, global_rate=None, endpoint_rate=None)))
 
 
-def _postgres_database() -> tuple[str, Callable[[], None]]:
-    name = f"recon_soak_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
-
-
 def run_soak(
     duration_s: float = 180,
     catalog: str = "postgresql",
@@ -160,10 +143,11 @@ def run_soak(
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="recon-soak-"))
     log_dir = log_dir or tmp
+    databases = contextlib.ExitStack()  # the soak's own PostgreSQL database, dropped at the end
     if catalog == "postgresql":
-        catalog_url, drop_database = _postgres_database()
+        catalog_url = database_url(databases.enter_context(temporary_database("recon_soak")))
     else:
-        catalog_url, drop_database = f"sqlite:///{tmp / 'catalog.db'}", lambda: None
+        catalog_url = f"sqlite:///{tmp / 'catalog.db'}"
     engine = make_engine(catalog_url)
     init_schema(engine)
     ids = [f"sku_{i:04d}" for i in range(products)]
@@ -220,7 +204,8 @@ def run_soak(
                 wanted = int(elapsed // fault_period_s) % len(FAULT_CYCLE)
                 if wanted != phase:
                     phase = wanted
-                    api.faults.update({**NO_FAULTS, **FAULT_CYCLE[phase][1]})
+                    api.faults.clear()
+                    api.faults.update(FAULT_CYCLE[phase][1])
                     switches += 1
                 product_id = rng.choice(ids)
                 roll = rng.random()
@@ -241,7 +226,7 @@ def run_soak(
                     except stripe.StripeError:
                         refused += 1  # the dashboard call met the same fault; that edit did not happen (or we cannot know)
                 time.sleep(1 / catalog_rate)
-            api.faults.update(NO_FAULTS)
+            api.faults.clear()
             edits_stopped = time.monotonic()
 
             # Settle: outbox and inbox empty for 5 s in a row, and no drift.
@@ -291,7 +276,7 @@ def run_soak(
             except subprocess.TimeoutExpired:
                 process.kill()
         engine.dispose()
-        drop_database()
+        databases.close()
         if log_dir != tmp:
             shutil.rmtree(tmp, ignore_errors=True)
 

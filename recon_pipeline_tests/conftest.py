@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -26,10 +28,10 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'catalog.db'}"
 
 
-@pytest.fixture
-def postgres_database() -> str:
-    """A PostgreSQL database created for this test and dropped after it; yields its name."""
-    name = f"recon_test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def temporary_database(prefix: str = "recon_test") -> Iterator[str]:
+    """A PostgreSQL database created for the caller and dropped after; yields its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -41,9 +43,27 @@ def postgres_database() -> str:
         admin.dispose()
 
 
+def database_url(name: str) -> str:
+    """The SQLAlchemy URL of database `name` on the test server."""
+    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A PostgreSQL database created for this test and dropped after it; yields its name."""
+    with temporary_database() as name:
+        yield name
+
+
 @pytest.fixture
 def postgres_url(postgres_database: str) -> str:
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{postgres_database}"
+    return database_url(postgres_database)
+
+
+@pytest.fixture
+def dagster_postgres_url(postgres_url: str) -> str:
+    """The same database as dagster-postgres takes it (a plain postgresql:// URL, psycopg2 implied)."""
+    return postgres_url.replace("postgresql+psycopg2://", "postgresql://")
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def wait_for(path: Path, text: str, timeout_s: float) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.timeout(300)
-def test_reconcile_and_repair_run_their_steps_on_a_celery_worker(tmp_path: Path, postgres_url, emulator, broker):
+def test_reconcile_and_repair_run_their_steps_on_a_celery_worker(tmp_path: Path, dagster_postgres_url, emulator, broker):
     catalog_url = f"sqlite:///{tmp_path / 'catalog.db'}"
     engine = make_engine(catalog_url)
     init_schema(engine)
@@ -78,7 +78,7 @@ def test_reconcile_and_repair_run_their_steps_on_a_celery_worker(tmp_path: Path,
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "DAGSTER_HOME": str(home),
-        "DAGSTER_POSTGRES_URL": postgres_url.replace("postgresql+psycopg2://", "postgresql://"),
+        "DAGSTER_POSTGRES_URL": dagster_postgres_url,
         "DAGSTER_CELERY_BROKER_URL": broker,
         "RECON_EXECUTOR": "celery",
         "RECON_CATALOG_URL": catalog_url,

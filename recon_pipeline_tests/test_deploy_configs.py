@@ -40,8 +40,8 @@ current-context: none
 
 
 @pytest.fixture
-def storage_env(postgres_url, monkeypatch):
-    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_url.replace("postgresql+psycopg2://", "postgresql://"))
+def storage_env(dagster_postgres_url, monkeypatch):
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", dagster_postgres_url)
     monkeypatch.setenv("DAGSTER_CELERY_BROKER_URL", "pyamqp://guest@127.0.0.1:5672//")
 
 

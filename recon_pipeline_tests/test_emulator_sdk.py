@@ -9,7 +9,7 @@ import httpx
 import pytest
 import stripe
 
-from recon_pipeline.emulator import EmulatorServer
+from recon_pipeline.emulator import EmulatorServer, Faults
 
 
 def sdk(url: str, key: str = "sk_test_sdk") -> stripe.StripeClient:
@@ -185,3 +185,11 @@ def test_a_retry_while_the_first_request_still_works_gets_409_idempotency_key_in
     assert caught.value.error.type == "idempotency_error" and caught.value.error.code == "idempotency_key_in_use"
     replay = client.v1.products.create(params={"name": "Slow"}, options={"idempotency_key": "slow-1"})
     assert replay.id == first[0].id and replay.last_response.headers.get("Idempotent-Replayed") == "true"
+
+
+def test_clearing_the_faults_makes_the_emulator_healthy_again(emulator):
+    emulator.faults.update({"outage": True, "rate_limit": 1, "drop_rate": 0.5, "slow_rate": 0.5, "refuse_paths": ["/v1/prices/"]})
+    emulator.faults.clear()
+    assert emulator.faults.as_dict() == Faults().as_dict()
+    client = stripe.StripeClient("sk_test_clear", base_addresses={"api": emulator.url}, max_network_retries=0)
+    assert [client.v1.products.create(params={"name": f"P{i}"}).name for i in range(3)] == ["P0", "P1", "P2"]

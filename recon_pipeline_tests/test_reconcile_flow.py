@@ -71,10 +71,9 @@ def test_reconcile_and_repair_on_sqlite(tmp_path: Path, emulator, dagster_home, 
 
 
 @pytest.mark.postgres
-def test_reconcile_and_repair_with_catalog_and_dagster_storage_on_postgresql(postgres_url, dagster_home: Path, emulator, monkeypatch):
-    storage_url = postgres_url.replace("postgresql+psycopg2://", "postgresql://")
+def test_reconcile_and_repair_with_catalog_and_dagster_storage_on_postgresql(postgres_url, dagster_postgres_url, dagster_home: Path, emulator, monkeypatch):
     (dagster_home / "dagster.yaml").write_text(
-        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {storage_url}\n"
+        f"telemetry:\n  enabled: false\nstorage:\n  postgres:\n    postgres_url: {dagster_postgres_url}\n"
     )
     data = seeded(postgres_url, emulator.url, monkeypatch)
     with dg.DagsterInstance.get() as instance:

@@ -8,16 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, upsert_products
-from recon_pipeline_tests.conftest import POSTGRES_ADMIN_URL
+from recon_pipeline_tests.conftest import database_url, temporary_database
 
 pytestmark = pytest.mark.postgres
 
@@ -30,16 +28,12 @@ def free_port() -> int:
 
 @pytest.fixture
 def catalog_database():
-    name = f"recon_catalog_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    """A second database, for the catalog, beside the one Dagster's storage gets."""
+    with temporary_database("recon_catalog") as name:
+        yield database_url(name)
 
 
-def test_serve_runs_the_scheduled_reconciliation_on_postgresql_and_stops_cleanly(tmp_path: Path, postgres_url, catalog_database, emulator):
+def test_serve_runs_the_scheduled_reconciliation_on_postgresql_and_stops_cleanly(tmp_path: Path, dagster_postgres_url, catalog_database, emulator):
     ids = [f"sku_{i:03d}" for i in range(50)]
     engine = make_engine(catalog_database)
     init_schema(engine)
@@ -47,12 +41,11 @@ def test_serve_runs_the_scheduled_reconciliation_on_postgresql_and_stops_cleanly
     httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [{"id": i, "name": f"Product {i}", "created": 1_700_000_000} for i in ids]}).raise_for_status()
 
     home = tmp_path / "dagster_home"
-    storage_url = postgres_url.replace("postgresql+psycopg2://", "postgresql://")
     port = free_port()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
-        "DAGSTER_POSTGRES_URL": storage_url,
+        "DAGSTER_POSTGRES_URL": dagster_postgres_url,
         "RECON_CATALOG_URL": catalog_database,
         "STRIPE_API_BASE": emulator.url,
         "RECON_RECONCILE_CRON": "* * * * *",  # every minute, so the test need not wait an hour
@@ -74,7 +67,7 @@ def test_serve_runs_the_scheduled_reconciliation_on_postgresql_and_stops_cleanly
             pytest.fail("dagster-webserver did not come up")
         assert (home / "dagster.yaml").read_text() == (Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml").read_text()
 
-        os.environ["DAGSTER_POSTGRES_URL"] = storage_url
+        os.environ["DAGSTER_POSTGRES_URL"] = dagster_postgres_url
         try:
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 assert type(instance.run_storage).__name__ == "PostgresRunStorage"

@@ -54,6 +54,11 @@ class Faults:
                 setattr(self, name, value)
             self._buckets.clear()  # new limits start with full buckets
 
+    def clear(self) -> None:
+        """Every fault back to its default: the emulator answers like a healthy Stripe."""
+        healthy = Faults()
+        self.update({name: getattr(healthy, name) for name in FAULT_FIELDS})
+
     def _take(self, key: str, rate: float) -> bool:
         # A token bucket with burst = rate, as Stripe's limiter allows short bursts.
         now = time.monotonic()

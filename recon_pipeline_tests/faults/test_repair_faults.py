@@ -42,20 +42,26 @@ def drift_after(instance) -> int:
     return len(result.asset_value("catalog_drift"))
 
 
-def test_repair_converges_through_429_bursts_500s_and_latency(seeded, emulator, monkeypatch):
-    url, data = seeded
+def repair_through(emulator, **faults) -> None:
+    """Reconcile, then repair with the faults on: it succeeds after retries, nothing dead; then
+    with the faults off a reconciliation finds no drift and Stripe holds no duplicate."""
     with dg.DagsterInstance.get() as instance:
         run_job("reconcile_catalog", instance=instance)
-        # The client believes the account allows 12 requests/s, Stripe allows 8: bursts of 429s.
-        monkeypatch.setenv("RECON_STRIPE_RATE_LIMIT", "12")
-        set_faults(emulator, rate_limit=8, failure_rate=0.05, latency_ms=20)
+        set_faults(emulator, **faults)
         repair = run_job("repair_catalog", REPAIR_ARCHIVE, instance=instance)
         assert repair.success
         metadata = instance.get_latest_materialization_event(dg.AssetKey("catalog_repair")).asset_materialization.metadata
         assert metadata["retries"].value > 0 and metadata["dead_letters"].value == 0
-        set_faults(emulator, rate_limit=None, failure_rate=0.0, latency_ms=0)
+        emulator.faults.clear()
         assert drift_after(instance) == 0
     assert_no_duplicates(emulator.url)
+
+
+def test_repair_converges_through_429_bursts_500s_and_latency(seeded, emulator, monkeypatch):
+    url, data = seeded
+    # The client believes the account allows 12 requests/s, Stripe allows 8: bursts of 429s.
+    monkeypatch.setenv("RECON_STRIPE_RATE_LIMIT", "12")
+    repair_through(emulator, rate_limit=8, failure_rate=0.05, latency_ms=20)
     engine = make_engine(url)
     with engine.connect() as conn:
         ledger = conn.execute(select(sync_ledger.c.status, func.count()).group_by(sync_ledger.c.status)).all()
@@ -64,26 +70,16 @@ def test_repair_converges_through_429_bursts_500s_and_latency(seeded, emulator, 
 
 
 def test_repair_converges_through_slow_and_dropped_connections(seeded, emulator, monkeypatch):
-    with dg.DagsterInstance.get() as instance:
-        run_job("reconcile_catalog", instance=instance)
-        # A fifth of the answers never come (cut before or after the work), a tenth take longer than the client waits.
-        monkeypatch.setenv("RECON_STRIPE_TIMEOUT_S", "0.5")
-        set_faults(emulator, drop_rate=0.2, slow_rate=0.1, slow_ms=1200)
-        repair = run_job("repair_catalog", REPAIR_ARCHIVE, instance=instance)
-        assert repair.success
-        metadata = instance.get_latest_materialization_event(dg.AssetKey("catalog_repair")).asset_materialization.metadata
-        assert metadata["retries"].value > 0 and metadata["dead_letters"].value == 0
-        stats = httpx.get(f"{emulator.url}/_emulator/stats", timeout=5).json()
-        assert stats["dropped_connections"] > 0 and stats["slow_requests"] > 0
-        set_faults(emulator, drop_rate=0.0, slow_rate=0.0)
-        assert drift_after(instance) == 0
-    assert_no_duplicates(emulator.url)
+    # A fifth of the answers never come (cut before or after the work), a tenth take longer than the client waits.
+    monkeypatch.setenv("RECON_STRIPE_TIMEOUT_S", "0.5")
+    repair_through(emulator, drop_rate=0.2, slow_rate=0.1, slow_ms=1200)
+    stats = httpx.get(f"{emulator.url}/_emulator/stats", timeout=5).json()
+    assert stats["dropped_connections"] > 0 and stats["slow_requests"] > 0
 
 
 REPAIR_SCRIPT = """
 import dagster as dg
 from recon_pipeline.demo_report import run_job
-from recon_pipeline_tests.faults.checks import assert_no_duplicates
 with dg.DagsterInstance.get() as instance:
     run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive", "concurrency": 2}}}}, instance=instance)
 """
