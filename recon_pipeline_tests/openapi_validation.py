@@ -1,9 +1,10 @@
 """Validate emulator responses against Stripe's official OpenAPI description.
 
-../shared/stripe-openapi/spec3.json is OpenAPI 3.0 (2023-08-16); fixtures3.json holds
-today's example objects. OpenAPI 3.0 is not quite JSON Schema, so the component schemas
-are converted once: `nullable: true` becomes "or null", `$ref`s point into a
-`definitions` block, and one documented version gap is bridged (see VERSION_GAP).
+The vendored `recon_pipeline/emulator/stripe_openapi/` (provenance in its README) holds
+the products, prices, events and webhook endpoints part of Stripe's OpenAPI 3.0
+description at API version 2026-08-26.dahlia, and `fixtures3.json` today's example
+objects. OpenAPI 3.0 is not quite JSON Schema, so the component schemas are converted
+once: `nullable: true` becomes "or null" and `$ref`s point into a `definitions` block.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from typing import Any
 
 import jsonschema
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "stripe-openapi"
+import recon_pipeline.emulator
 
-# The 2023 spec requires `product.features`; today's API (and the fixtures, and stripe
-# 16.x) replaced it with `marketing_features`. The emulator answers like today's API, so
-# `features` is dropped from the required list and nothing else is loosened.
-VERSION_GAP = {"product": {"features"}}
+VENDORED = Path(recon_pipeline.emulator.__file__).resolve().parent / "stripe_openapi"
+SPEC = VENDORED / "spec3-2026-08-26-products-prices.json"
+FIXTURES = VENDORED / "fixtures3.json"
 
 
 def _convert(node: Any) -> Any:
@@ -42,19 +42,17 @@ def _convert(node: Any) -> Any:
 
 @lru_cache(maxsize=1)
 def spec() -> dict[str, Any]:
-    return json.loads((SHARED / "spec3.json").read_text())
+    return json.loads(SPEC.read_text())
 
 
 @lru_cache(maxsize=1)
 def fixtures() -> dict[str, Any]:
-    return json.loads((SHARED / "fixtures3.json").read_text())["resources"]
+    return json.loads(FIXTURES.read_text())["resources"]
 
 
 @lru_cache(maxsize=1)
 def definitions() -> dict[str, Any]:
     schemas = copy.deepcopy(spec()["components"]["schemas"])
-    for name, dropped in VERSION_GAP.items():
-        schemas[name]["required"] = [r for r in schemas[name]["required"] if r not in dropped]
     return {name: _convert(schema) for name, schema in schemas.items()}
 
 

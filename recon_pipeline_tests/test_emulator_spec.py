@@ -3,10 +3,12 @@ official OpenAPI description, with today's field set from Stripe's current fixtu
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import pytest
 
-from recon_pipeline_tests.openapi_validation import fixture_keys, fixtures, validate_object, validate_response
+from recon_pipeline_tests.openapi_validation import FIXTURES, SPEC, fixture_keys, fixtures, spec, validate_object, validate_response
 
 AUTH = {"Authorization": "Bearer sk_test_spec"}
 
@@ -24,6 +26,15 @@ def call(api: httpx.Client, method: str, template: str, path: str | None = None,
     validate_response(method, template, response.status_code, body)
     assert response.headers["request-id"].startswith("req_")
     return body
+
+
+def test_the_vendored_description_is_stripes_own_file_of_todays_api():
+    digests = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (SPEC, FIXTURES)}
+    assert digests == {
+        "spec3-2026-08-26-products-prices.json": "ace3005289e41fe32aca8830692d6aa71fa9af5058feaad58e42f4bcf3059ed0",
+        "fixtures3.json": "41486e14a5b930447f53ecc4e71e34e3184462ba3d18212a39d4a40f70eaba44",
+    }
+    assert spec()["info"]["version"] == "2026-08-26.dahlia"
 
 
 def test_validator_accepts_stripes_own_fixtures_and_rejects_a_broken_one():

@@ -1,6 +1,6 @@
 """Products, prices and events with Stripe's semantics, on top of `EmulatorState`.
 
-Objects carry today's field set (Stripe's current fixtures, ../shared/stripe-openapi).
+Objects carry today's field set (Stripe's current fixtures, vendored in stripe_openapi/).
 Every create, update and delete emits its event, with `data.previous_attributes` on
 updates and `request` naming the request and its idempotency key.
 """
