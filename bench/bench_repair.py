@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_repair.py                      # 5,000 drifted products, 50 writes/s
     .venv/bin/python bench/bench_repair.py --products 1000 --limit 25
+    .venv/bin/python bench/bench_repair.py --smoke              # 300 products: the checks, for CI
 
 5,000 catalog products whose names drifted in Stripe (one `POST /v1/products/{id}` each)
 are repaired through the one client wrapper, its endpoint limit set to the emulator's
@@ -19,11 +20,10 @@ from pathlib import Path
 
 import httpx
 
-from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, read_products_frame, upsert_products
+from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
 from recon_pipeline.emulator import EmulatorServer
-from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame
-from recon_pipeline.repair import Repairer, plan_repairs
-from recon_pipeline.stripe_api import StripeGateway, fetch_products_snapshot
+from recon_pipeline.repair import converge, read_sides
+from recon_pipeline.stripe_api import StripeGateway
 
 
 def main() -> None:
@@ -31,42 +31,44 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=5000)
     parser.add_argument("--limit", type=float, default=50.0, help="write limit, requests/s per endpoint")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--smoke", action="store_true", help="the CI size: 300 products")
     args = parser.parse_args()
+    if args.smoke:
+        args.products = 300
 
     with tempfile.TemporaryDirectory() as tmp, EmulatorServer(host="127.0.0.1", port=0) as server:
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'catalog.db'}")
-        catalog = [CatalogProduct(id=f"sku_{i:05d}", name=f"Product {i}", unit_amount=1000, currency="usd") for i in range(args.products)]
-        init_schema(engine)
-        upsert_products(engine, catalog)
+        catalog = Catalog.open(f"sqlite:///{Path(tmp) / 'catalog.db'}")
+        products = [CatalogProduct(id=f"sku_{i:05d}", name=f"Product {i}", unit_amount=1000, currency="usd") for i in range(args.products)]
+        upsert_products(catalog.engine, products)
         stripe_side = [
             {"id": p.id, "name": p.name + " (stale)", "description": None, "active": True, "metadata": {}, "created": 1_700_000_000 + i,
              "price": {"unit_amount": 1000, "currency": "usd", "recurring_interval": None, "lookup_key": None, "created": 1_700_000_000 + i}}
-            for i, p in enumerate(catalog)
+            for i, p in enumerate(products)
         ]
         httpx.post(f"{server.url}/_emulator/fixtures", json={"products": stripe_side}, timeout=120).raise_for_status()
 
+        # Both sides read before the clock starts: the benchmark times the writes.
         reader = StripeGateway(api_key="sk_test_bench", api_base=server.url, global_rate=1000, endpoint_rate=1000)
-        local = local_frame(read_products_frame(engine))
-        remote = stripe_frame(fetch_products_snapshot(reader, concurrency=8).products)
-        plan = plan_repairs(diff_catalog(local, remote), local, remote)
-        assert len(plan.actions) == args.products
-
+        sides = read_sides(catalog, reader)
         httpx.post(f"{server.url}/_emulator/faults", json={"endpoint_rate_limit": args.limit}, timeout=5).raise_for_status()
         writer = StripeGateway(api_key="sk_test_bench", api_base=server.url, global_rate=args.limit * 4, endpoint_rate=args.limit)
         started = time.perf_counter()
-        result = Repairer(writer, engine, run_id="bench").apply_plan(plan, concurrency=args.concurrency)
+        converged = converge(catalog, writer, sides=sides, run_id="bench", concurrency=args.concurrency, verify=False)
         seconds = time.perf_counter() - started
+        result = converged.result
+        assert len(converged.plan.actions) == args.products
         stats = httpx.get(f"{server.url}/_emulator/stats", timeout=5).json()
         httpx.post(f"{server.url}/_emulator/faults", json={"endpoint_rate_limit": None}, timeout=5).raise_for_status()
 
-        after = stripe_frame(fetch_products_snapshot(reader, concurrency=8).products)
-        remaining = diff_catalog(local_frame(read_products_frame(engine)), after)
-        ids = after["product_id"].tolist()
+        after = read_sides(catalog, reader)
+        remaining = after.drift()
+        ids = after.stripe["product_id"].tolist()
         rate = result.writes / seconds
         print(f"products repaired: {result.count('applied'):,} of {args.products:,}; dead letters: {result.count('dead_letter')}")
         print(f"writes: {result.writes:,} in {seconds:.1f} s = {rate:.1f} writes/s; limit {args.limit:g}/s -> {rate / args.limit:.1%} of the limit")
         print(f"client retries: {writer.stats.get('retries', 0)}, 429s seen by the client: {writer.stats.get('rate_limited', 0)}; emulator stats: {stats.get('status_counts', stats)}")
         print(f"drift after: {len(remaining)}; duplicate product ids: {len(ids) - len(set(ids))}")
+        assert remaining.empty and len(ids) == len(set(ids)) and result.count("applied") == args.products, "repair did not converge"
 
 
 if __name__ == "__main__":

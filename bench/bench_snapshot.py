@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_snapshot.py                  # 10,000 products, 200 ms, 25 req/s
     .venv/bin/python bench/bench_snapshot.py --products 2000
+    .venv/bin/python bench/bench_snapshot.py --smoke          # 1,000 products, no latency: the checks, for CI
 
 The emulator holds an account of N products created over two years (as a real account's
 would be), adds 200 ms to every request (as the real network would) and enforces the
@@ -30,7 +31,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=25.0)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--sequential", action="store_true", help="also time plain sequential pagination")
+    parser.add_argument("--smoke", action="store_true", help="the CI size: 1,000 products, no added latency")
     args = parser.parse_args()
+    if args.smoke:
+        args.products, args.latency_ms, args.sequential = 1000, 0, True
 
     rng = random.Random(1)
     now = int(time.time())
@@ -48,6 +52,7 @@ def main() -> None:
         snap = fetch_products_snapshot(gateway, concurrency=args.concurrency)
         ids = {p["id"] for p in snap.products}
         assert ids == {p["id"] for p in products}, "snapshot is missing products"
+        assert snap.complete and snap.duplicates == 0, "the snapshot did not page every window to the end"
         assert all(isinstance(p["default_price"], dict) for p in snap.products if p["default_price"])
         rate = len(snap.products) / snap.seconds
         stats = httpx.get(f"{server.url}/_emulator/stats", timeout=5).json()
@@ -60,6 +65,7 @@ def main() -> None:
             started = time.perf_counter()
             count = sum(1 for _ in sequential.list_all("/v1/products", {"expand": ["data.default_price"]}))
             seconds = time.perf_counter() - started
+            assert count == len(products), f"sequential pagination listed {count} of {len(products)} products"
             print(f"sequential pages:   {count:,} products in {seconds:.2f} s = {count / seconds:,.0f} products/s = {count / seconds / bound:.0%} of the bound")
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_sync_latency.py --path worker    # recon-pipeline worker + webhooks
     .venv/bin/python bench/bench_sync_latency.py --path dagster   # dagster dev: daemon + sensors
-    .venv/bin/python bench/bench_sync_latency.py --path worker --outbox-throughput 2000
+    .venv/bin/python bench/bench_sync_latency.py --smoke          # the worker path, 10 changes: every one arrives, for CI
 
 Everything runs as its own process on 127.0.0.1, as a user would run it: the emulator
 (`recon-pipeline emulator`), and either the worker and the webhook receiver (with a
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,27 +35,29 @@ from pathlib import Path
 import httpx
 import stripe
 
-from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, read_products_frame, upsert_products
+from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
 from recon_pipeline.catalog.changes import update_product
+from recon_pipeline.emulator.server import free_port as _free_port
+from recon_pipeline.settings import environment_for_children
+from recon_pipeline.testing import wait_until
 
 KEY = "sk_test_bench"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return _free_port("127.0.0.1")
+
+
+def answers(url: str) -> bool:
+    try:
+        httpx.get(url, timeout=1)
+        return True
+    except httpx.HTTPError:
+        return False
 
 
 def wait_http(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
+    wait_until(lambda: answers(url), timeout=seconds, interval=0.2, what=f"{url} to come up")
 
 
 def percentiles(values: list[float]) -> str:
@@ -87,9 +88,10 @@ def measure(issue, visible, count: int, rate: float, timeout: float) -> list[flo
         issue(i)
         started[i] = time.monotonic()
         time.sleep(1 / rate)
-    deadline = time.monotonic() + timeout
-    while len(latency) < count and time.monotonic() < deadline:
-        time.sleep(0.1)
+    try:
+        wait_until(lambda: len(latency) >= count, timeout=timeout, interval=0.1, what="every change to be visible")
+    except AssertionError:
+        pass  # reported below as missing
     done.set()
     watcher.join()
     missing = count - len(latency)
@@ -100,23 +102,22 @@ def measure(issue, visible, count: int, rate: float, timeout: float) -> list[flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--path", choices=["worker", "dagster"], required=True)
+    parser.add_argument("--path", choices=["worker", "dagster"], default="worker")
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--rate", type=float, default=5.0, help="changes issued per second")
     parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--smoke", action="store_true", help="the CI size: the worker path, 10 changes each way, 30 s timeout")
     args = parser.parse_args()
+    if args.smoke:
+        args.path, args.changes, args.rate, args.timeout = "worker", 10, 10.0, 30.0
 
     tmp = Path(tempfile.mkdtemp(prefix="recon-bench-"))
     catalog_url = f"sqlite:///{tmp / 'catalog.db'}"
     api_port, hook_port = free_port(), free_port()
     api = f"http://127.0.0.1:{api_port}"
-    env = {
-        **os.environ,
-        "RECON_CATALOG_URL": catalog_url,
-        "STRIPE_API_BASE": api,
-        "RECON_CONFLICT_POLICY": "stripe_wins",
-        "DAGSTER_HOME": str(tmp / "dagster_home"),
-    }
+    env = environment_for_children(
+        RECON_CATALOG_URL=catalog_url, STRIPE_API_BASE=api, RECON_CONFLICT_POLICY="stripe_wins", DAGSTER_HOME=str(tmp / "dagster_home")
+    )
     (tmp / "dagster_home").mkdir()
     (tmp / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     procs: list[subprocess.Popen] = []
@@ -129,9 +130,8 @@ def main() -> None:
         wait_http(f"{api}/_emulator/faults")
         n = args.changes
         ids = [f"sku_{i:04d}" for i in range(2 * n)]
-        engine = make_engine(catalog_url)
-        init_schema(engine)
-        upsert_products(engine, [CatalogProduct(id=i, name=f"{i} v0") for i in ids])
+        catalog = Catalog.open(catalog_url)
+        upsert_products(catalog.engine, [CatalogProduct(id=i, name=f"{i} v0") for i in ids])
         httpx.post(f"{api}/_emulator/fixtures", json={"products": [{"id": i, "name": f"{i} v0", "created": 1_700_000_000} for i in ids]}, timeout=60).raise_for_status()
         client = stripe.StripeClient(KEY, base_addresses={"api": api}, max_network_retries=0)
 
@@ -152,15 +152,16 @@ def main() -> None:
             names = {p["id"]: p["name"] for p in httpx.get(f"{api}/v1/products", params=[("limit", "100"), *[("ids[]", ids[i]) for i in pending[:100]]], headers={"Authorization": f"Bearer {KEY}"}).json()["data"]}
             return [i for i in pending[:100] if names.get(ids[i]) == f"{ids[i]} local"]
 
-        outbound = measure(lambda i: update_product(engine, ids[i], name=f"{ids[i]} local"), stripe_names, n, args.rate, args.timeout)
+        outbound = measure(lambda i: update_product(catalog, ids[i], name=f"{ids[i]} local"), stripe_names, n, args.rate, args.timeout)
         print(f"{args.path}: catalog edit -> visible in Stripe: {percentiles(outbound)}")
 
         def catalog_names(pending: list[int]) -> list[int]:
-            frame = read_products_frame(engine, [ids[n + i] for i in pending]).set_index("id")["name"]
+            frame = catalog.rows([ids[n + i] for i in pending]).set_index("id")["name"]
             return [i for i in pending if frame.get(ids[n + i]) == f"{ids[n + i]} stripe"]
 
         inbound = measure(lambda i: client.v1.products.update(ids[n + i], params={"name": f"{ids[n + i]} stripe"}), catalog_names, n, args.rate, args.timeout)
         print(f"{args.path}: Stripe edit -> visible in the catalog: {percentiles(inbound)}")
+        assert len(outbound) == len(inbound) == n, "a change did not arrive within the timeout"
     finally:
         for proc in procs:
             try:

@@ -9,17 +9,18 @@ so it falls back to a full reconciliation.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import pandas as pd
-from sqlalchemy import Engine
 
-from recon_pipeline.catalog import read_products_frame
+from recon_pipeline.catalog import Catalog
+from recon_pipeline.policies import ConflictPolicy
+from recon_pipeline.settings import PARTITION_FORMAT
 from recon_pipeline.stripe_api import StripeGateway
+from recon_pipeline.sync.inbox import EVENT_TYPES, ApplyResult, EventSource, InboxApplier, store_event
 
 EVENT_RETENTION = dt.timedelta(days=30)
-PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
-EVENT_TYPES = ["product.created", "product.updated", "product.deleted", "price.created", "price.updated", "price.deleted"]
 CHANGE_COLUMNS = ["product_id", "updated_at", "hour"]
 EVENT_COLUMNS = ["event_id", "type", "created", "product_id", "hour"]
 
@@ -35,9 +36,9 @@ def beyond_retention(start: dt.datetime, now: dt.datetime | None = None) -> bool
     return start < now - EVENT_RETENTION
 
 
-def catalog_changes(engine: Engine, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
+def catalog_changes(catalog: Catalog, start: dt.datetime, end: dt.datetime) -> pd.DataFrame:
     """Catalog products last changed in [start, end), with the hour each belongs to."""
-    rows = read_products_frame(engine)
+    rows = catalog.rows()
     frame = pd.DataFrame({"product_id": rows["id"].astype(str), "updated_at": pd.to_datetime(rows["updated_at"], utc=True)})
     frame = frame[(frame["updated_at"] >= pd.Timestamp(start)) & (frame["updated_at"] < pd.Timestamp(end))]
     frame = frame.sort_values("updated_at", kind="stable").reset_index(drop=True)
@@ -57,6 +58,22 @@ def stripe_events(gateway: StripeGateway, start: dt.datetime, end: dt.datetime) 
     """Product and price events created in [start, end) (seconds: Stripe's resolution)."""
     params = {"created": {"gte": int(start.timestamp()), "lt": int(end.timestamp())}, "types": EVENT_TYPES}
     return list(gateway.list_all("/v1/events", params))
+
+
+@dataclass
+class RecoveredEvents:
+    frame: pd.DataFrame  # EVENT_COLUMNS, one row per event
+    new_in_inbox: int
+    applied: ApplyResult
+
+
+def recover_events(catalog: Catalog, gateway: StripeGateway, start: dt.datetime, end: dt.datetime, policy: ConflictPolicy) -> RecoveredEvents:
+    """The hour's events, put in the inbox (duplicates are no-ops) and applied: what a backfill
+    recovers of the webhooks missed during an outage. Past the retention there are none."""
+    events = [] if beyond_retention(start) else stripe_events(gateway, start, end)
+    stored = sum(store_event(catalog.engine, event, EventSource.BACKFILL) for event in events)
+    applied = InboxApplier(catalog, policy, gateway).apply_pending()
+    return RecoveredEvents(events_frame(events), stored, applied)
 
 
 def events_frame(events: Iterable[dict[str, Any]]) -> pd.DataFrame:

@@ -1,30 +1,34 @@
-"""The project's Dagster Definitions: every asset, check, job, schedule, sensor and resource."""
+"""The project's Dagster Definitions: each domain builds its own, merged here once.
+
+    reconciliation   local_products, stripe_products, catalog_drift; reconcile_catalog, reconcile_hourly
+    repair           catalog_repair; repair_catalog, drift_repair_sensor
+    sync             outbox_push, inbox_apply; drain_outbox, apply_inbox, their sensors
+    hourly           the hourly partitions; backfill_hours, changes_hourly
+    alerts           alert_sensor
+
+Dagster loads `defs` (workspace.yaml points here): the settings are read from the
+environment once, so a malformed variable fails the code location's load with a message
+naming it. Tests, the demo and the drill call `build_defs(settings)` with their own.
+"""
+
+from __future__ import annotations
 
 import dagster as dg
 
-from recon_pipeline.defs import assets, hourly, jobs, repair, sensors, sync
+from recon_pipeline.defs import alerts, hourly, reconciliation, repair, sync
 from recon_pipeline.defs.executors import executor_for
 from recon_pipeline.defs.resources import build_resources
 from recon_pipeline.settings import Settings
 
+DOMAINS = (reconciliation, repair, sync, hourly, alerts)
 
-def build_defs() -> dg.Definitions:
-    """Definitions with resources configured from the environment as it is now."""
-    return dg.Definitions(
-        assets=[assets.local_products, assets.stripe_products, assets.catalog_drift, repair.catalog_repair, sync.outbox_push, sync.inbox_apply,
-                hourly.catalog_changes_hourly, hourly.stripe_events_hourly, hourly.hourly_drift, hourly.hourly_repair],
-        asset_checks=[*assets.catalog_drift_freshness],
-        jobs=[jobs.reconcile_catalog, jobs.repair_catalog, sync.drain_outbox, sync.apply_inbox, hourly.backfill_hours],
-        schedules=[jobs.reconcile_hourly, hourly.changes_hourly],
-        sensors=[
-            sensors.drift_repair_sensor,
-            sensors.alert_sensor,
-            assets.freshness_checks_sensor,
-            sync.outbox_sensor,
-            sync.stripe_events_poller,
-        ],
-        resources=build_resources(),
-        executor=executor_for(Settings.from_env().executor),
+
+def build_defs(settings: Settings | None = None) -> dg.Definitions:
+    """Every domain's Definitions, with the resources and the executor the settings call for."""
+    settings = settings if settings is not None else Settings.from_env()
+    return dg.Definitions.merge(
+        *(domain.build_defs(settings) for domain in DOMAINS),
+        dg.Definitions(resources=build_resources(settings), executor=executor_for(settings.executor)),
     )
 
 

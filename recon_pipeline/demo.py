@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine
 
-from recon_pipeline.catalog import CatalogProduct, init_schema, products, upsert_products
+from recon_pipeline.catalog import CatalogProduct, init_schema, replace_products
 
 ADJECTIVES = ["Basic", "Pro", "Team", "Enterprise", "Starter", "Premium", "Café", "Crème", "Nordic", "Ünïcode", "東京", "Growth"]
 NOUNS = ["Plan", "Seat", "Add-on", "Bundle", "Licence", "Support", "Storage", "Credits", "Report", "Workspace"]
@@ -164,9 +164,7 @@ def plan_demo(n_products: int = 1000, seed: int = 7, now: dt.datetime | None = N
 def seed_demo(engine: Engine, emulator_url: str, data: DemoData) -> None:
     """Replace the catalog's products and the emulator's account with the demo's."""
     init_schema(engine)
-    with engine.begin() as conn:
-        conn.execute(delete(products))
-    upsert_products(engine, data.catalog)
+    replace_products(engine, data.catalog)
     with httpx.Client(base_url=emulator_url, timeout=60) as admin:
         admin.post("/_emulator/reset").raise_for_status()
         admin.post("/_emulator/fixtures", json={"products": data.stripe}).raise_for_status()

@@ -9,20 +9,24 @@ import pandas as pd
 
 from recon_pipeline.demo import FIELD_KINDS, DemoData
 from recon_pipeline.reconcile import DRIFT_KINDS
+from recon_pipeline.settings import Settings
 
 
-def run_job(name: str, run_config: dict | None = None, instance: dg.DagsterInstance | None = None, quiet: bool = False) -> dg.ExecuteInProcessResult:
+def run_job(
+    name: str, run_config: dict | None = None, instance: dg.DagsterInstance | None = None, quiet: bool = False, settings: Settings | None = None
+) -> dg.ExecuteInProcessResult:
     """One run of a project job, recorded in the instance (DAGSTER_HOME) so the UI shows it.
 
-    `quiet` keeps Dagster's console logger to critical messages (the full log is still in
-    the instance, in the UI); the demo prints its own report instead.
+    `settings` default to the environment's. `quiet` keeps Dagster's console logger to
+    critical messages (the full log is still in the instance, in the UI); the demo prints
+    its own report instead.
     """
     from recon_pipeline.definitions import build_defs
 
     config = dict(run_config or {})
     if quiet:
         config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
-    job = build_defs().resolve_job_def(name)
+    job = build_defs(settings).resolve_job_def(name)
     return job.execute_in_process(run_config=config, instance=instance or dg.DagsterInstance.get(), raise_on_error=False)
 
 

@@ -1,7 +1,10 @@
-"""One settings object, read from the environment.
+"""One settings object, read from the environment once.
 
-Every entry point (CLI, Dagster resources, benchmarks) reads configuration here, so a
-missing or malformed variable fails fast with a message that names it.
+Every environment variable the project knows is read here, into one `Settings`, and
+nowhere else: the CLI reads it when a command starts, `recon_pipeline.definitions` when
+Dagster loads the code location, and everything else is handed what it needs from it
+(`build_defs(settings)`, the resources, the worker). A missing or malformed value fails
+there, with a message naming the variable, the value and what to do.
 
 With no configuration at all the project runs embedded: a SQLite catalog under the
 project's data folder and the bundled Stripe emulator on 127.0.0.1.
@@ -9,10 +12,15 @@ project's data folder and the bundled Stripe emulator on 127.0.0.1.
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, TypeVar
+
+from recon_pipeline.policies import ConflictPolicy, Executor, OrphanPolicy
 
 if TYPE_CHECKING:
     from recon_pipeline.catalog.source import CatalogSource
@@ -31,11 +39,39 @@ LIVE_GLOBAL_RATE = 100.0
 SANDBOX_GLOBAL_RATE = 25.0
 ENDPOINT_RATE = 25.0
 
+PARTITION_FORMAT = "%Y-%m-%d-%H:%M"
+DEFAULT_PARTITIONS_START = "2026-01-01-00:00"
+DEFAULT_RECONCILE_CRON = "0 * * * *"
+DEFAULT_UI_URL = "http://127.0.0.1:3000"
 
-CONFLICT_POLICIES = ("local_wins", "stripe_wins", "latest_wins")
-# How a run executes its steps: Dagster's default (subprocesses on the run's machine), one
-# process, a Kubernetes Job per step (dagster-k8s) or Celery workers (dagster-celery).
-EXECUTORS = ("multiprocess", "in_process", "k8s", "celery")
+# Every variable the project reads; an unknown RECON_ variable is warned about with the
+# closest of these (a typo would otherwise be silently ignored).
+KNOWN_VARIABLES = (
+    "RECON_CATALOG_URL",
+    "RECON_CATALOG_TABLE",
+    "RECON_CATALOG_COLUMNS",
+    "RECON_CATALOG_QUERY",
+    "STRIPE_API_KEY",
+    "STRIPE_API_BASE",
+    "STRIPE_WEBHOOK_SECRET",
+    "RECON_STRIPE_RATE_LIMIT",
+    "RECON_STRIPE_ENDPOINT_RATE_LIMIT",
+    "RECON_STRIPE_TIMEOUT_S",
+    "RECON_MAX_DRIFT_RATE",
+    "RECON_MAX_REPAIR_SHARE",
+    "RECON_ORPHAN_POLICY",
+    "RECON_CONFLICT_POLICY",
+    "RECON_MAX_OUTBOX_LAG_S",
+    "RECON_PARTITIONS_START",
+    "RECON_RECONCILE_CRON",
+    "RECON_EXECUTOR",
+    "ALERT_WEBHOOK_URL",
+    "DAGSTER_UI_URL",
+    "DAGSTER_HOME",
+    "DAGSTER_POSTGRES_URL",
+)
+# Variables read by other programs, not by us, that share our prefix.
+FOREIGN_VARIABLES = ("RECON_TEST_POSTGRES_URL",)
 
 
 class SettingsError(ValueError):
@@ -50,28 +86,53 @@ def emulator_url(port: int = EMULATOR_PORT) -> str:
     return f"http://{EMULATOR_HOST}:{port}"
 
 
+def _own_schema() -> "CatalogSource":
+    from recon_pipeline.catalog.source import CatalogSource
+
+    return CatalogSource()
+
+
 @dataclass(frozen=True)
 class Settings:
-    catalog_url: str
-    stripe_api_key: str = field(repr=False)
-    stripe_api_base: str
-    global_rate: float
-    endpoint_rate: float
-    max_drift_rate: float
-    uses_emulator: bool
-    conflict_policy: str = "local_wins"
-    webhook_secret: str | None = field(default=None, repr=False)
-    max_outbox_lag_s: float = 300.0
+    """Everything the project is configured with. Secrets are kept out of `repr()`."""
+
+    catalog_url: str = field(default_factory=default_catalog_url, repr=False)  # may carry a password
+    catalog_source: "CatalogSource" = field(default_factory=_own_schema)
+    stripe_api_key: str = field(default=EMULATOR_API_KEY, repr=False)
+    stripe_api_base: str = field(default_factory=emulator_url)
+    global_rate: float = SANDBOX_GLOBAL_RATE
+    endpoint_rate: float = ENDPOINT_RATE
     stripe_timeout_s: float = 30.0
-    catalog_source: "CatalogSource" = field(default_factory=lambda: _own_schema())
-    executor: str = "multiprocess"
+    max_drift_rate: float = 0.01
+    max_repair_share: float = 0.10
+    orphan_policy: OrphanPolicy = OrphanPolicy.REPORT
+    conflict_policy: ConflictPolicy = ConflictPolicy.LOCAL_WINS
+    max_outbox_lag_s: float = 300.0
+    webhook_secret: str | None = field(default=None, repr=False)
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    dagster_ui_url: str = DEFAULT_UI_URL
+    partitions_start: str = DEFAULT_PARTITIONS_START
+    reconcile_cron: str = DEFAULT_RECONCILE_CRON
+    executor: Executor = Executor.MULTIPROCESS
+    dagster_home: Path | None = None
+    dagster_postgres_url: str | None = field(default=None, repr=False)
+    # Names of the variables that were set: their values reach Dagster as EnvVar references,
+    # so secrets never appear in run config or the UI.
+    set_in_env: frozenset[str] = frozenset()
+    # Things worth saying that do not stop anything (an unknown RECON_ variable).
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def uses_emulator(self) -> bool:
+        return self.stripe_api_key == EMULATOR_API_KEY
 
     @property
     def stripe_key_is_set(self) -> bool:
-        return self.stripe_api_key != EMULATOR_API_KEY
+        return not self.uses_emulator
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read and check every variable; raises SettingsError naming the first bad one."""
         env = os.environ if env is None else env
         catalog_url = _text(env, "RECON_CATALOG_URL") or default_catalog_url()
         if "://" not in catalog_url:
@@ -97,51 +158,56 @@ class Settings:
                 f"STRIPE_API_BASE={api_base!r} must be an http(s) URL, e.g. {emulator_url()} "
                 f"for the bundled emulator or {STRIPE_LIVE_BASE}."
             )
-
         live = api_key.startswith(("sk_live_", "rk_live_"))
-        global_rate = _positive_float(
-            env, "RECON_STRIPE_RATE_LIMIT", LIVE_GLOBAL_RATE if live else SANDBOX_GLOBAL_RATE
-        )
-        endpoint_rate = _positive_float(env, "RECON_STRIPE_ENDPOINT_RATE_LIMIT", ENDPOINT_RATE)
-        max_drift_rate = _fraction(env, "RECON_MAX_DRIFT_RATE", 0.01)
-        conflict_policy = _text(env, "RECON_CONFLICT_POLICY") or "local_wins"
-        if conflict_policy not in CONFLICT_POLICIES:
-            raise SettingsError(f"RECON_CONFLICT_POLICY={conflict_policy!r} is not a policy; use one of {', '.join(CONFLICT_POLICIES)}.")
-        executor = _text(env, "RECON_EXECUTOR") or "multiprocess"
-        if executor not in EXECUTORS:
-            raise SettingsError(f"RECON_EXECUTOR={executor!r} is not an executor; use one of {', '.join(EXECUTORS)}.")
+
         webhook_secret = _text(env, "STRIPE_WEBHOOK_SECRET")
         if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
             raise SettingsError("STRIPE_WEBHOOK_SECRET does not look like a webhook signing secret (whsec_...); copy it from the webhook endpoint.")
-        from recon_pipeline.catalog.source import CatalogSource, CatalogSourceError
-
-        try:
-            source = CatalogSource.from_settings(
-                _text(env, "RECON_CATALOG_TABLE"), _text(env, "RECON_CATALOG_COLUMNS"), _text(env, "RECON_CATALOG_QUERY")
+        alert_url = _text(env, "ALERT_WEBHOOK_URL")
+        if alert_url is not None and not alert_url.startswith(("http://", "https://")):
+            # Never echo it: a Slack webhook URL carries its token.
+            raise SettingsError("ALERT_WEBHOOK_URL must be an http(s) URL (e.g. a Slack incoming webhook); unset it to only log alerts.")
+        ui_url = (_text(env, "DAGSTER_UI_URL") or DEFAULT_UI_URL).rstrip("/")
+        if not ui_url.startswith(("http://", "https://")):
+            raise SettingsError(f"DAGSTER_UI_URL={ui_url!r} must be an http(s) URL, e.g. {DEFAULT_UI_URL}.")
+        postgres_url = _text(env, "DAGSTER_POSTGRES_URL")
+        if postgres_url is not None and not postgres_url.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(
+                "DAGSTER_POSTGRES_URL must look like postgresql://USER:PASSWORD@HOST:5432/DATABASE "
+                "(dagster-postgres takes a plain postgresql:// URL, without +psycopg2)."
             )
-        except CatalogSourceError as error:
-            raise SettingsError(str(error)) from None
+        home = _text(env, "DAGSTER_HOME")
+
         return cls(
             catalog_url=catalog_url,
-            catalog_source=source,
+            catalog_source=_catalog_source(env),
             stripe_api_key=api_key,
             stripe_api_base=api_base,
-            global_rate=global_rate,
-            endpoint_rate=endpoint_rate,
-            max_drift_rate=max_drift_rate,
-            uses_emulator=api_key == EMULATOR_API_KEY,
-            conflict_policy=conflict_policy,
+            global_rate=_positive(env, "RECON_STRIPE_RATE_LIMIT", LIVE_GLOBAL_RATE if live else SANDBOX_GLOBAL_RATE),
+            endpoint_rate=_positive(env, "RECON_STRIPE_ENDPOINT_RATE_LIMIT", ENDPOINT_RATE),
+            stripe_timeout_s=_positive(env, "RECON_STRIPE_TIMEOUT_S", 30.0, "seconds"),
+            max_drift_rate=_fraction(env, "RECON_MAX_DRIFT_RATE", 0.01),
+            max_repair_share=_fraction(env, "RECON_MAX_REPAIR_SHARE", 0.10),
+            orphan_policy=_choice(env, "RECON_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
+            conflict_policy=_choice(env, "RECON_CONFLICT_POLICY", ConflictPolicy, ConflictPolicy.LOCAL_WINS),
+            max_outbox_lag_s=_positive(env, "RECON_MAX_OUTBOX_LAG_S", 300.0, "seconds"),
             webhook_secret=webhook_secret,
-            max_outbox_lag_s=_positive_float(env, "RECON_MAX_OUTBOX_LAG_S", 300.0, "seconds"),
-            stripe_timeout_s=_positive_float(env, "RECON_STRIPE_TIMEOUT_S", 30.0, "seconds"),
-            executor=executor,
+            alert_webhook_url=alert_url,
+            dagster_ui_url=ui_url,
+            partitions_start=_partition_start(env),
+            reconcile_cron=_cron(env),
+            executor=_choice(env, "RECON_EXECUTOR", Executor, Executor.MULTIPROCESS),
+            dagster_home=Path(home).expanduser().resolve() if home else None,
+            dagster_postgres_url=postgres_url,
+            set_in_env=frozenset(name for name in KNOWN_VARIABLES if _text(env, name) is not None),
+            warnings=tuple(_unknown_variables(env)),
         )
 
 
-def _own_schema():
-    from recon_pipeline.catalog.source import CatalogSource
-
-    return CatalogSource()
+def environment_for_children(**overrides: str) -> dict[str, str]:
+    """The environment a child process (dagster dev, the daemon, the emulator) starts with:
+    this one, so it reads the same settings, with the given variables set."""
+    return {**os.environ, **overrides}
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -149,6 +215,17 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     if value is None or not value.strip():
         return None
     return value.strip()
+
+
+def _catalog_source(env: Mapping[str, str]) -> "CatalogSource":
+    from recon_pipeline.catalog.source import CatalogSource, CatalogSourceError
+
+    try:
+        return CatalogSource.from_settings(
+            _text(env, "RECON_CATALOG_TABLE"), _text(env, "RECON_CATALOG_COLUMNS"), _text(env, "RECON_CATALOG_QUERY")
+        )
+    except CatalogSourceError as error:
+        raise SettingsError(str(error)) from None
 
 
 def _number(env: Mapping[str, str], name: str, default: float, hint: str) -> tuple[float, str | None]:
@@ -161,7 +238,7 @@ def _number(env: Mapping[str, str], name: str, default: float, hint: str) -> tup
         raise SettingsError(f"{name}={raw!r} is not a number; {hint}") from None
 
 
-def _positive_float(env: Mapping[str, str], name: str, default: float, unit: str = "requests per second") -> float:
+def _positive(env: Mapping[str, str], name: str, default: float, unit: str = "requests per second") -> float:
     value, raw = _number(env, name, default, f"set it in {unit}, e.g. {default:g}.")
     if not value > 0:
         raise SettingsError(f"{name}={raw!r} must be greater than 0 ({unit}).")
@@ -169,7 +246,56 @@ def _positive_float(env: Mapping[str, str], name: str, default: float, unit: str
 
 
 def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    value, raw = _number(env, name, default, "use a fraction such as 0.01 for 1%.")
+    value, raw = _number(env, name, default, f"use a fraction such as {default:g} for {default:.0%}.")
     if not 0 <= value <= 1:
-        raise SettingsError(f"{name}={raw!r} must be a fraction between 0 and 1, e.g. 0.01 for 1%.")
+        raise SettingsError(f"{name}={raw!r} must be a fraction between 0 and 1, e.g. {default:g} for {default:.0%}.")
     return value
+
+
+Choice = TypeVar("Choice", bound=StrEnum)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: type[Choice], default: Choice) -> Choice:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        return choices(raw)
+    except ValueError:
+        names = [c.value for c in choices]
+        close = difflib.get_close_matches(raw, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SettingsError(f"{name}={raw!r} is not one of {', '.join(names)}{hint}.") from None
+
+
+def _partition_start(env: Mapping[str, str]) -> str:
+    raw = _text(env, "RECON_PARTITIONS_START")
+    if raw is None:
+        return DEFAULT_PARTITIONS_START
+    try:
+        dt.datetime.strptime(raw, PARTITION_FORMAT)
+    except ValueError:
+        raise SettingsError(
+            f"RECON_PARTITIONS_START={raw!r} is not an hour in the form YYYY-MM-DD-HH:MM (UTC), e.g. {DEFAULT_PARTITIONS_START}."
+        ) from None
+    return raw
+
+
+def _cron(env: Mapping[str, str]) -> str:
+    raw = _text(env, "RECON_RECONCILE_CRON")
+    if raw is None:
+        return DEFAULT_RECONCILE_CRON
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if not is_valid_cron_string(raw):
+        raise SettingsError(f"RECON_RECONCILE_CRON={raw!r} is not a cron schedule; use five fields, e.g. {DEFAULT_RECONCILE_CRON!r} (hourly).")
+    return raw
+
+
+def _unknown_variables(env: Mapping[str, str]) -> list[str]:
+    said = []
+    for name in sorted(env):
+        if name.startswith("RECON_") and name not in KNOWN_VARIABLES and name not in FOREIGN_VARIABLES:
+            close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1)
+            said.append(f"{name} is not a recon-pipeline setting" + (f"; did you mean {close[0]}?" if close else "; it is ignored."))
+    return said

@@ -1,17 +1,31 @@
-"""Shared fixtures: real parts only (the emulator over HTTP, SQLite and PostgreSQL, a Dagster instance)."""
+"""Shared fixtures: real parts only (the emulator over HTTP, SQLite and PostgreSQL, a Dagster instance).
+
+Tests that need a Dagster instance, a server process or minutes of faults are marked
+`slow` here (by the fixtures they use, or by folder), so `make test-fast` can leave them out.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
 
-POSTGRES_ADMIN_URL = os.environ.get("RECON_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+from recon_pipeline.catalog import Catalog
+from recon_pipeline.testing import POSTGRES_ADMIN_URL, database_url, temporary_database
+
+# The test server's admin URL (a database the tests may create databases from).
+ADMIN_URL = os.environ.get("RECON_TEST_POSTGRES_URL") or POSTGRES_ADMIN_URL
+SLOW_FIXTURES = {"dagster_home"}
+SLOW_FOLDERS = {"faults"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or SLOW_FOLDERS & set(Path(str(item.fspath)).parts):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -28,42 +42,70 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'catalog.db'}"
 
 
-@contextmanager
-def temporary_database(prefix: str = "recon_test") -> Iterator[str]:
-    """A PostgreSQL database created for the caller and dropped after; yields its name."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def database_url(name: str) -> str:
-    """The SQLAlchemy URL of database `name` on the test server."""
-    return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A PostgreSQL database created for this test and dropped after it; yields its name."""
-    with temporary_database() as name:
+    with temporary_database(ADMIN_URL) as name:
         yield name
 
 
 @pytest.fixture
 def postgres_url(postgres_database: str) -> str:
-    return database_url(postgres_database)
+    return database_url(postgres_database, ADMIN_URL)
 
 
 @pytest.fixture
 def dagster_postgres_url(postgres_url: str) -> str:
     """The same database as dagster-postgres takes it (a plain postgresql:// URL, psycopg2 implied)."""
     return postgres_url.replace("postgresql+psycopg2://", "postgresql://")
+
+
+MARIADB_ADMIN_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "mariadb"])
+def empty_database(request, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database of this test's own: a SQLite file, a PostgreSQL or a MariaDB database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if request.param == "postgresql":
+        with temporary_database(ADMIN_URL) as name:
+            yield database_url(name, ADMIN_URL)
+        return
+    from sqlalchemy import create_engine, text
+
+    name = f"recon_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield MARIADB_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def catalog(request) -> Iterator[Catalog]:
+    """Our own catalog, on SQLite and on PostgreSQL, its schema at the newest migration."""
+    opened = Catalog.open(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
+    yield opened
+    opened.engine.dispose()
+
+
+@pytest.fixture
+def receiver(sqlite_url: str):
+    """The webhook receiver over HTTP on 127.0.0.1 (secret WEBHOOK_SECRET), its inbox a fresh SQLite
+    catalog; yields (engine, server)."""
+    from recon_pipeline.emulator import ServerThread
+    from recon_pipeline.sync.webhooks import create_webhook_app
+    from recon_pipeline.testing import WEBHOOK_SECRET
+
+    engine = Catalog.open(sqlite_url).engine
+    with ServerThread(create_webhook_app(engine, WEBHOOK_SECRET)) as server:
+        yield engine, server
 
 
 @pytest.fixture

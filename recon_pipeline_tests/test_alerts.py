@@ -2,50 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from recon_pipeline.alerts import check_alert, post_alert, run_alert
+from recon_pipeline.backoff import Backoff
+from recon_pipeline.testing import AlertReceiver
 
-
-class AlertReceiver:
-    """A Slack-incoming-webhook stand-in on 127.0.0.1 that records what it receives."""
-
-    def __init__(self, fail_first: int = 0, status: int = 503):
-        self.received: list[dict] = []
-        self.attempts = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.attempts += 1
-                if receiver.attempts <= fail_first:
-                    self.send_response(status)
-                    self.end_headers()
-                    return
-                receiver.received.append(json.loads(body))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+UI = "http://127.0.0.1:3000"
+QUICK = Backoff(base_s=0.01, cap_s=0.05)
 
 
 @pytest.fixture
@@ -80,18 +44,32 @@ def test_check_alert_is_slack_compatible_with_structured_fields(receiver):
 
 def test_a_failing_webhook_is_retried_until_it_accepts():
     with AlertReceiver(fail_first=2) as flaky:
-        assert post_alert(flaky.url, run_alert("run123456", "repair_catalog", "boom"), attempts=4, base_delay=0.01)
+        assert post_alert(flaky.url, run_alert("run123456", "repair_catalog", "boom", UI), attempts=4, backoff=QUICK)
         assert flaky.attempts == 3
         assert flaky.received[0]["kind"] == "run_failed"
 
 
 def test_a_webhook_that_refuses_the_payload_is_not_retried():
     with AlertReceiver(fail_first=10, status=400) as refusing:
-        assert not post_alert(refusing.url, run_alert("r", "j", None), attempts=4, base_delay=0.01)
+        assert not post_alert(refusing.url, run_alert("r", "j", None, UI), attempts=4, backoff=QUICK)
         assert refusing.attempts == 1
 
 
 def test_an_unreachable_webhook_gives_up_after_its_attempts():
     with AlertReceiver() as gone:
         url = gone.url
-    assert not post_alert(url, run_alert("r", "j", None), attempts=2, base_delay=0.01, timeout=1)
+    assert not post_alert(url, run_alert("r", "j", None, UI), attempts=2, backoff=QUICK, timeout=1)
+
+
+def test_a_retry_after_is_honoured_up_to_its_cap_and_the_backoff_is_full_jitter():
+    never_jitter = Backoff(base_s=1.0, cap_s=8.0, jitter=lambda: 1.0)
+    assert [never_jitter.delay(n) for n in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert Backoff(base_s=1.0, cap_s=8.0, jitter=lambda: 0.0).delay(3) == 0.0
+    assert never_jitter.delay(0, retry_after=30) == 30
+    assert never_jitter.delay(0, retry_after=3600) == 60  # as the SDK: never parked for an hour
+
+
+def test_a_throttled_webhook_is_retried_after_its_retry_after():
+    with AlertReceiver(fail_first=1, status=429) as throttled:
+        assert post_alert(throttled.url, run_alert("r", "j", None, UI), attempts=2, backoff=QUICK)
+        assert throttled.attempts == 2

@@ -5,25 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, inspect, select
 
-from recon_pipeline.catalog import (
-    CatalogProduct,
-    InvalidProduct,
-    init_schema,
-    make_engine,
-    products,
-    read_products_frame,
-    upsert_products,
-)
+from recon_pipeline.catalog import Catalog, CatalogProduct, InvalidProduct, init_schema, products, upsert_products
 from recon_pipeline.reconcile import local_frame
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request):
-    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-    engine = make_engine(url)
-    init_schema(engine)
-    yield engine
-    engine.dispose()
+@pytest.fixture
+def engine(catalog: Catalog):
+    return catalog.engine
 
 
 def count(engine) -> int:
@@ -45,7 +33,7 @@ def test_products_round_trip_with_unicode_and_metadata(engine):
             CatalogProduct(id="sku_2", name="Free tier", active=False),
         ],
     )
-    frame = local_frame(read_products_frame(engine))
+    frame = local_frame(Catalog(engine).rows())
     assert frame["product_id"].tolist() == ["sku_1", "sku_2"]
     first = frame.iloc[0]
     assert (first["name"], first["metadata"], first["unit_amount"], first["currency"], first["interval"]) == (
@@ -62,7 +50,7 @@ def test_products_round_trip_with_unicode_and_metadata(engine):
 def test_upsert_updates_existing_products(engine):
     upsert_products(engine, [CatalogProduct(id="sku_1", name="Old", unit_amount=100, currency="usd")])
     upsert_products(engine, [CatalogProduct(id="sku_1", name="New", unit_amount=200, currency="usd")])
-    frame = read_products_frame(engine)
+    frame = Catalog(engine).rows()
     assert count(engine) == 1
     assert (frame.loc[0, "name"], frame.loc[0, "unit_amount"]) == ("New", 200)
 

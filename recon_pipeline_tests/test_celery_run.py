@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import dagster as dg
 import httpx
 import pytest
 
-from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, upsert_products
-from recon_pipeline_tests.faults.checks import assert_no_duplicates, drift_rows
+from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
+from recon_pipeline.testing import assert_no_duplicates, drift_rows, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,26 +49,20 @@ def rabbitmq_is_up() -> bool:
 
 
 def wait_for(path: Path, text: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text(errors="replace"):
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{text!r} not in {path} after {timeout_s} s:\n{path.read_text(errors='replace')[-3000:]}")
+    wait_until(lambda: path.exists() and text in path.read_text(errors="replace"), timeout=timeout_s, interval=0.3, what=f"{text!r} in {path}")
 
 
 @pytest.mark.postgres
 @pytest.mark.timeout(300)
 def test_reconcile_and_repair_run_their_steps_on_a_celery_worker(tmp_path: Path, dagster_postgres_url, emulator, broker):
     catalog_url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    engine = make_engine(catalog_url)
-    init_schema(engine)
+    catalog = Catalog.open(catalog_url)
     ids = [f"sku_{i:02d}" for i in range(50)]
-    upsert_products(engine, [CatalogProduct(id=i, name=f"Product {i}") for i in ids])
+    upsert_products(catalog.engine, [CatalogProduct(id=i, name=f"Product {i}") for i in ids])
     # In Stripe: three renamed, one missing; 8 % of the catalog, under the mass-drift breaker.
     fixtures = [{"id": i, "name": f"Old {i}" if n < 3 else f"Product {i}", "created": 1_700_000_000} for n, i in enumerate(ids[:-1])]
     httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": fixtures}).raise_for_status()
-    assert drift_rows(engine, emulator.url) == 4
+    assert drift_rows(catalog, emulator.url) == 4
 
     home = tmp_path / "home"
     home.mkdir()
@@ -132,5 +125,5 @@ def test_reconcile_and_repair_run_their_steps_on_a_celery_worker(tmp_path: Path,
         os.environ.pop("DAGSTER_POSTGRES_URL", None)
     worker_says = worker_log.read_text(errors="replace")
     assert "Task execute_plan" in worker_says and "succeeded" in worker_says
-    assert drift_rows(engine, emulator.url) == 0
+    assert drift_rows(catalog, emulator.url) == 0
     assert_no_duplicates(emulator.url)

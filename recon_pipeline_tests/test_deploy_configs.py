@@ -113,7 +113,7 @@ def test_no_deploy_file_holds_a_secret():
 
 def test_an_unknown_executor_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("RECON_EXECUTOR", "kubernetes")
-    with pytest.raises(SettingsError, match="RECON_EXECUTOR='kubernetes' is not an executor; use one of multiprocess"):
+    with pytest.raises(SettingsError, match="RECON_EXECUTOR='kubernetes' is not one of multiprocess, in_process, k8s, celery"):
         build_defs()
     assert executor_for("multiprocess") is None
     assert executor_for("in_process") is dg.in_process_executor

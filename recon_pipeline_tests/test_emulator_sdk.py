@@ -9,6 +9,7 @@ import httpx
 import pytest
 import stripe
 
+from recon_pipeline.testing import wait_until
 from recon_pipeline.emulator import EmulatorServer, Faults
 
 
@@ -177,7 +178,7 @@ def test_a_retry_while_the_first_request_still_works_gets_409_idempotency_key_in
     first: list = []
     thread = threading.Thread(target=lambda: first.append(client.v1.products.create(params={"name": "Slow"}, options={"idempotency_key": "slow-1"})))
     thread.start()
-    time.sleep(0.2)
+    wait_until(lambda: httpx.get(f"{emulator.url}/_emulator/stats").json()["idempotency_keys_in_flight"] == 1, timeout=5, what="the first request to be in flight")
     with pytest.raises(stripe.APIError) as caught:
         client.v1.products.create(params={"name": "Slow"}, options={"idempotency_key": "slow-1"})
     thread.join()

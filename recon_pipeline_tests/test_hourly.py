@@ -11,13 +11,15 @@ import pytest
 from sqlalchemy import update
 
 from recon_pipeline.backfill import catalog_changes, hour_key
-from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, upsert_products
+from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
 from recon_pipeline.catalog.schema import products
-from recon_pipeline.defs.hourly import HOURLY
+from recon_pipeline.defs.hourly import hourly_partitions
+from recon_pipeline.settings import DEFAULT_PARTITIONS_START
 from recon_pipeline.definitions import build_defs
 from recon_pipeline.demo_report import run_job
 
 UTC = dt.timezone.utc
+HOURLY = hourly_partitions(DEFAULT_PARTITIONS_START)
 
 
 def at(text: str) -> dt.datetime:
@@ -25,14 +27,14 @@ def at(text: str) -> dt.datetime:
 
 
 def test_an_edit_at_12_59_59_999_is_in_12_and_one_at_13_00_in_13(sqlite_url):
-    engine = make_engine(sqlite_url)
-    init_schema(engine)
+    catalog = Catalog.open(sqlite_url)
+    engine = catalog.engine
     upsert_products(engine, [CatalogProduct(id="late", name="L"), CatalogProduct(id="on_the_hour", name="O")])
     with engine.begin() as conn:
         conn.execute(update(products).where(products.c.id == "late").values(updated_at=at("2026-11-24T12:59:59.999000")))
         conn.execute(update(products).where(products.c.id == "on_the_hour").values(updated_at=at("2026-11-24T13:00:00")))
-    twelve = catalog_changes(engine, at("2026-11-24T12:00:00"), at("2026-11-24T13:00:00"))
-    thirteen = catalog_changes(engine, at("2026-11-24T13:00:00"), at("2026-11-24T14:00:00"))
+    twelve = catalog_changes(catalog, at("2026-11-24T12:00:00"), at("2026-11-24T13:00:00"))
+    thirteen = catalog_changes(catalog, at("2026-11-24T13:00:00"), at("2026-11-24T14:00:00"))
     assert twelve["product_id"].tolist() == ["late"] and twelve["hour"].tolist() == ["2026-11-24-12:00"]
     assert thirteen["product_id"].tolist() == ["on_the_hour"] and thirteen["hour"].tolist() == ["2026-11-24-13:00"]
     assert hour_key(dt.datetime(2026, 11, 24, 14, 30, tzinfo=dt.timezone(dt.timedelta(hours=2)))) == "2026-11-24-12:00"
@@ -54,9 +56,7 @@ def hourly_setup(tmp_path: Path, emulator, dagster_home, monkeypatch):
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
     monkeypatch.setenv("RECON_CATALOG_URL", url)
     monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
-    engine = make_engine(url)
-    init_schema(engine)
-    return engine, emulator
+    return Catalog.open(url).engine, emulator
 
 
 def run_range(first: str, last: str, instance) -> dg.ExecuteInProcessResult:

@@ -10,12 +10,18 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from recon_pipeline.catalog import init_schema, make_engine, read_products_frame
+from sqlalchemy import func, select
+
+from recon_pipeline.catalog import Catalog, CatalogReadOnly, init_schema, make_engine
+from recon_pipeline.catalog.schema import audit, outbox, products
 from recon_pipeline.catalog.source import CatalogSource
 from recon_pipeline.demo_report import run_job
+from recon_pipeline.policies import ConflictPolicy
 from recon_pipeline.reconcile import local_frame
 from recon_pipeline.settings import Settings, SettingsError
-from recon_pipeline_tests.conftest import POSTGRES_ADMIN_URL
+from recon_pipeline.sync.inbox import EventSource, InboxApplier, store_event
+from recon_pipeline.testing import event, product_obj
+from recon_pipeline_tests.conftest import ADMIN_URL as POSTGRES_ADMIN_URL
 
 MARIADB_ADMIN_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 MAPPING = "id=sku,name=title,description=blurb,active=is_live,metadata=attrs,unit_amount=price_cents,currency=curr,recurring_interval=billing,updated_at=changed_at"
@@ -59,7 +65,7 @@ def users_database(request, tmp_path: Path):
 
 def test_a_users_table_is_read_through_a_column_mapping(users_database):
     source = CatalogSource.from_settings("shop_items", MAPPING, None)
-    frame = local_frame(read_products_frame(make_engine(users_database), source=source))
+    frame = local_frame(Catalog(make_engine(users_database), source).rows())
     assert frame["product_id"].tolist() == ["A-1", "A-2", "A-3"]
     first = frame.iloc[0]
     assert (first["name"], first["description"], first["metadata"], first["unit_amount"], first["currency"], first["interval"]) == (
@@ -67,21 +73,31 @@ def test_a_users_table_is_read_through_a_column_mapping(users_database):
     )
     assert frame["active"].tolist() == [True, False, True]
     assert frame["unit_amount"].isna().tolist() == [False, True, False]
-    only = read_products_frame(make_engine(users_database), ids=["A-3"], source=source)
+    only = Catalog(make_engine(users_database), source).rows(ids=["A-3"])
     assert only["name"].tolist() == ["東京 Seat"]
 
 
 def test_a_users_catalog_is_read_through_a_query(users_database):
     query = "SELECT sku AS id, title AS name, price_cents AS unit_amount, curr AS currency, is_live AS active FROM shop_items WHERE is_live = 1"
     source = CatalogSource.from_settings(None, None, query)
-    rows = read_products_frame(make_engine(users_database), source=source)
-    assert rows["id"].tolist() == ["A-1", "A-3"]
-    assert read_products_frame(make_engine(users_database), ids=["A-3", "nope"], source=source)["id"].tolist() == ["A-3"]
+    catalog = Catalog(make_engine(users_database), source)
+    assert catalog.rows()["id"].tolist() == ["A-1", "A-3"]
+    assert catalog.rows(ids=["A-3", "nope"])["id"].tolist() == ["A-3"]
+    # The fields the query leaves out take their defaults, all the way to the canonical frame.
+    frame = catalog.valid_frame()
+    assert frame["product_id"].tolist() == ["A-1", "A-3"] and (frame["description"] == "").all() and frame["interval"].tolist() == ["", ""]
+
+
+def test_the_readmes_catalog_query_reads_as_written(users_database):
+    """RECON_CATALOG_QUERY as the README shows it (its table's columns renamed to this test's)."""
+    query = "SELECT sku AS id, title AS name, price_cents AS unit_amount, 'usd' AS currency FROM shop_items WHERE NOT is_live = 0"
+    frame = Catalog(make_engine(users_database), CatalogSource.from_settings(None, None, query)).valid_frame()
+    assert frame["product_id"].tolist() == ["A-1", "A-3"] and frame["active"].all()
 
 
 def test_a_partial_mapping_fills_the_optional_fields_with_defaults(users_database):
     source = CatalogSource.from_settings("shop_items", "id=sku,name=title", None)
-    frame = local_frame(read_products_frame(make_engine(users_database), source=source))
+    frame = local_frame(Catalog(make_engine(users_database), source).rows())
     assert frame["active"].all() and (frame["metadata"] == "{}").all() and frame["unit_amount"].isna().all()
 
 
@@ -117,3 +133,23 @@ def test_reconcile_and_repair_a_users_own_table(users_database, emulator, dagste
         assert run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift").empty
         adopt = run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"orphan_policy": "adopt"}}}}, instance=instance)
         assert not adopt.success
+
+
+def test_stripe_edits_never_write_into_a_users_table(users_database):
+    """A read-only catalog refuses a policy that would write into it, and under local_wins a
+    Stripe edit is read against the user's table and put back through the outbox."""
+    catalog = Catalog(make_engine(users_database), CatalogSource.from_settings("shop_items", MAPPING, None))
+    init_schema(catalog.engine)
+    for policy in (ConflictPolicy.STRIPE_WINS, ConflictPolicy.LATEST_WINS):
+        with pytest.raises(CatalogReadOnly, match="only reads"):
+            InboxApplier(catalog, policy)
+    renamed = event("evt_1", "product.updated", product_obj("A-1", "Renamed in Stripe", 1_700_000_000))
+    renamed["data"]["previous_attributes"] = {"name": "Café Pro ✓"}
+    store_event(catalog.engine, renamed, EventSource.WEBHOOK)
+    result = InboxApplier(catalog, ConflictPolicy.LOCAL_WINS).apply_pending()
+    assert (result.applied, result.conflicts) == (1, 1)
+    with catalog.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(products)).scalar_one() == 0
+        assert conn.execute(select(outbox.c.product_id, outbox.c.change)).all() == [("A-1", "revert")]
+        assert conn.execute(select(audit.c.decision)).scalars().all() == ["conflict_local_wins"]
+    assert catalog.rows(ids=["A-1"])["name"].tolist() == ["Café Pro ✓"]

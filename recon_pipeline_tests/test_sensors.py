@@ -8,11 +8,13 @@ import dagster as dg
 import pytest
 
 from recon_pipeline.catalog import make_engine
-from recon_pipeline.defs.sensors import alert_sensor, drift_repair_sensor
+from recon_pipeline.defs.alerts import alert_sensor
+from recon_pipeline.defs.repair import drift_repair_sensor
+from recon_pipeline.defs.resources import AlertsResource
 from recon_pipeline.definitions import build_defs
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.demo_report import run_job
-from recon_pipeline_tests.test_alerts import AlertReceiver
+from recon_pipeline.testing import AlertReceiver
 
 
 @pytest.fixture
@@ -39,11 +41,11 @@ def test_drift_repair_sensor_requests_one_repair_per_drift_materialization(drift
     assert not [r for r in (drift_repair_sensor(again) or []) if isinstance(r, dg.RunRequest)]
 
 
-def test_alert_sensor_posts_failed_check_and_failed_run_once(drifted_instance, monkeypatch):
+def test_alert_sensor_posts_failed_check_and_failed_run_once(drifted_instance):
     instance, reconcile = drifted_instance
     with AlertReceiver() as receiver:
-        monkeypatch.setenv("ALERT_WEBHOOK_URL", receiver.url)
-        context = dg.build_sensor_context(instance=instance)
+        alerts = AlertsResource(webhook_url=receiver.url, ui_url="http://127.0.0.1:3000")
+        context = dg.build_sensor_context(instance=instance, resources={"alerts": alerts})
         alert_sensor(context)
         kinds = sorted((a["kind"], a.get("check")) for a in receiver.received)
         assert kinds == [("asset_check_failed", "drift_rate_below_threshold"), ("run_failed", None)]
@@ -52,14 +54,13 @@ def test_alert_sensor_posts_failed_check_and_failed_run_once(drifted_instance, m
         assert check["threshold"] == 0.01 and check["value"] > 0.01
         assert check["url"].endswith("/assets/catalog_drift?view=checks")
         # Once per failure: the next evaluation, from the stored cursor, posts nothing new.
-        alert_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+        alert_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": alerts}))
         assert len(receiver.received) == 2
 
 
-def test_alert_sensor_without_a_webhook_only_logs(drifted_instance, monkeypatch):
+def test_alert_sensor_without_a_webhook_only_logs(drifted_instance):
     instance, _ = drifted_instance
-    monkeypatch.delenv("ALERT_WEBHOOK_URL", raising=False)
-    context = dg.build_sensor_context(instance=instance)
+    context = dg.build_sensor_context(instance=instance, resources={"alerts": AlertsResource(webhook_url="")})
     result = alert_sensor(context)
     assert isinstance(result, dg.SkipReason)
     assert "checks" in context.cursor

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+
+import recon_pipeline
 
 from recon_pipeline.settings import EMULATOR_API_KEY, Settings, SettingsError, default_catalog_url, emulator_url
 
@@ -36,6 +41,16 @@ def test_the_api_key_is_not_in_the_settings_repr():
         ({"RECON_STRIPE_RATE_LIMIT": "fast"}, "RECON_STRIPE_RATE_LIMIT='fast' is not a number"),
         ({"RECON_STRIPE_ENDPOINT_RATE_LIMIT": "0"}, "RECON_STRIPE_ENDPOINT_RATE_LIMIT='0' must be greater than 0"),
         ({"RECON_MAX_DRIFT_RATE": "5"}, "RECON_MAX_DRIFT_RATE='5' must be a fraction between 0 and 1"),
+        ({"RECON_MAX_REPAIR_SHARE": "ten"}, "RECON_MAX_REPAIR_SHARE='ten' is not a number"),
+        ({"RECON_ORPHAN_POLICY": "nuke"}, "RECON_ORPHAN_POLICY='nuke' is not one of report, archive, adopt"),
+        ({"RECON_ORPHAN_POLICY": "archve"}, "did you mean 'archive'"),
+        ({"RECON_CONFLICT_POLICY": "remote_wins"}, "RECON_CONFLICT_POLICY='remote_wins' is not one of local_wins"),
+        ({"RECON_PARTITIONS_START": "2026-01-01"}, "RECON_PARTITIONS_START='2026-01-01' is not an hour in the form YYYY-MM-DD-HH:MM"),
+        ({"RECON_RECONCILE_CRON": "hourly"}, "RECON_RECONCILE_CRON='hourly' is not a cron schedule"),
+        ({"RECON_MAX_OUTBOX_LAG_S": "-1"}, "RECON_MAX_OUTBOX_LAG_S='-1' must be greater than 0"),
+        ({"DAGSTER_UI_URL": "localhost:3000"}, "DAGSTER_UI_URL='localhost:3000' must be an http"),
+        ({"DAGSTER_POSTGRES_URL": "mysql://x"}, "DAGSTER_POSTGRES_URL must look like postgresql://"),
+        ({"RECON_EXECUTOR": "threads"}, "RECON_EXECUTOR='threads' is not one of"),
     ],
 )
 def test_a_malformed_setting_fails_fast_naming_the_variable(env, names):
@@ -47,3 +62,36 @@ def test_a_malformed_key_is_not_echoed_in_the_error():
     with pytest.raises(SettingsError) as error:
         Settings.from_env({"STRIPE_API_KEY": "pk_live_verysecret"})
     assert "verysecret" not in str(error.value)
+
+
+def test_every_variable_is_read_once_here_and_nowhere_else_in_the_package():
+    """settings.py is the only module of the package that reads the environment."""
+    package = Path(recon_pipeline.__file__).parent
+    readers = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "settings.py" and re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text())
+    )
+    assert readers == []
+
+
+def test_an_unknown_recon_variable_is_warned_about_with_the_closest_name():
+    settings = Settings.from_env({"RECON_CONFLICT_POLICI": "stripe_wins", "RECON_SOMETHING_ELSE": "1"})
+    assert settings.conflict_policy == "local_wins"
+    assert settings.warnings == (
+        "RECON_CONFLICT_POLICI is not a recon-pipeline setting; did you mean RECON_CONFLICT_POLICY?",
+        "RECON_SOMETHING_ELSE is not a recon-pipeline setting; it is ignored.",
+    )
+
+
+def test_secrets_are_not_in_the_repr():
+    settings = Settings.from_env(
+        {"ALERT_WEBHOOK_URL": "https://hooks.example/T0/SECRETTOKEN", "STRIPE_WEBHOOK_SECRET": "whsec_hidden", "RECON_CATALOG_URL": "postgresql://u:pw123@h/db"}
+    )
+    assert not {"SECRETTOKEN", "whsec_hidden", "pw123"} & set(re.findall(r"\w+", repr(settings)))
+
+
+def test_a_malformed_alert_url_is_refused_without_echoing_it():
+    with pytest.raises(SettingsError, match="ALERT_WEBHOOK_URL must be an http") as error:
+        Settings.from_env({"ALERT_WEBHOOK_URL": "hooks.slack.com/services/T0/SECRETTOKEN"})
+    assert "SECRETTOKEN" not in str(error.value)

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -20,16 +18,19 @@ import pytest
 from recon_pipeline.catalog import make_engine
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.demo_report import run_job
+from recon_pipeline.emulator.server import free_port
+from recon_pipeline.testing import wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 @pytest.fixture
@@ -40,19 +41,14 @@ def webserver(tmp_path: Path, emulator, dagster_home, monkeypatch):
     seed_demo(make_engine(url), emulator.url, plan_demo(n_products=1000, seed=7))
     with dg.DagsterInstance.get() as instance:
         run_job("reconcile_catalog", instance=instance, quiet=True)  # the drift check fails: 60 of 1008
-    port = free_port()
+    port = free_port("127.0.0.1")
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         env=dict(os.environ), cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"{base}/server_info", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        wait_until(lambda: answers(f"{base}/server_info"), timeout=60, interval=0.5, what="dagster-webserver to come up")
         yield base
     finally:
         server.terminate()

@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import Engine, delete, insert, select
 
 from recon_pipeline.catalog.schema import quarantine
-from recon_pipeline.catalog.store import CatalogProduct, InvalidProduct, read_products_frame, validate_product
+from recon_pipeline.catalog.store import CatalogProduct, InvalidProduct, validate_product
 
 FIELDS = ("id", "name", "description", "active", "metadata", "unit_amount", "currency", "recurring_interval")
 
@@ -92,15 +92,3 @@ def record(engine: Engine, bad: list[dict[str, Any]]) -> None:
 def quarantined_ids(engine: Engine) -> set[str]:
     with engine.connect() as conn:
         return {r.product_id for r in conn.execute(select(quarantine.c.product_id)) if r.product_id}
-
-
-def valid_local_frame(engine: Engine, ids=None) -> pd.DataFrame:
-    """The canonical frame of the catalog rows that can be synced (all, or the given ids).
-
-    Every reader that compares or pushes catalog state uses this, so a bad row is skipped
-    the same way everywhere (local_products also records why, in `quarantine`).
-    """
-    from recon_pipeline.reconcile import local_frame
-
-    rows, _ = split_valid(read_products_frame(engine, ids))
-    return local_frame(rows)

@@ -5,6 +5,8 @@ Plain SQLAlchemy Core, so the same schema runs on SQLite (embedded default) and 
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy import (
     JSON,
@@ -22,6 +24,25 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+
+class OutboxStatus(StrEnum):
+    """Where an outbox row is: waiting (or backing off), claimed by a worker, delivered, given up."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class InboxStatus(StrEnum):
+    """What became of a received Stripe event."""
+
+    RECEIVED = "received"  # waiting to be applied
+    APPLIED = "applied"
+    ECHO = "echo"  # our own write coming back
+    STALE = "stale"  # older than what the catalog has already seen
+    IGNORED = "ignored"
 
 products = Table(
     "products",
@@ -86,7 +107,7 @@ outbox = Table(
     Column("change", String(32), nullable=False, comment="create | update | archive | change_price"),
     Column("fields", JSON, nullable=True, comment="What changed, for the audit trail"),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("status", String(16), nullable=False, default="pending", comment="pending | in_flight | done | dead"),
+    Column("status", String(16), nullable=False, default=OutboxStatus.PENDING.value, comment="pending | in_flight | done | dead"),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("claimed_by", String(64), nullable=True),
@@ -109,7 +130,7 @@ inbox = Table(
     Column("payload", JSON, nullable=False),
     Column("source", String(16), nullable=False, comment="webhook | poller"),
     Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("status", String(16), nullable=False, default="received", comment="received | applied | echo | stale | ignored"),
+    Column("status", String(16), nullable=False, default=InboxStatus.RECEIVED.value, comment="received | applied | echo | stale | ignored"),
     Column("applied_at", DateTime(timezone=True), nullable=True),
     Column("note", Text, nullable=True),
 )

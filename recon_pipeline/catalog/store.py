@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy import Connection, Engine, create_engine, delete, event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from recon_pipeline.catalog.currencies import ISO_4217
-from recon_pipeline.catalog.schema import metadata, products
-from recon_pipeline.catalog.source import CatalogSource
+from recon_pipeline.catalog.schema import products
+from recon_pipeline.catalog.source import DEFAULTS, CatalogSource
 
 INTERVALS = ("day", "week", "month", "year")
 # Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500.
@@ -80,16 +79,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def init_schema(engine: Engine) -> None:
-    """Create the catalog's tables if they do not exist (safe to run any number of times,
+    """Bring the catalog's schema to the newest migration (safe to run any number of times,
     and from several processes at once: Dagster runs steps in parallel processes)."""
-    for attempt in range(5):
-        try:
-            metadata.create_all(engine)
-            return
-        except DatabaseError as error:
-            # Another process created a table between our check and our CREATE: check again.
-            if "already exists" not in str(error) and "duplicate" not in str(error).lower() or attempt == 4:
-                raise
+    from recon_pipeline.catalog.migrate import upgrade
+
+    upgrade(engine)
 
 
 def validate_product(product: CatalogProduct) -> None:
@@ -144,6 +138,13 @@ def _texts(product: CatalogProduct):
             yield f"metadata[{str(key)[:20]}]", value
 
 
+def replace_products(engine: Engine, items: Iterable[CatalogProduct]) -> int:
+    """Make the catalog exactly these products (demo and benchmark seeding)."""
+    with engine.begin() as conn:
+        conn.execute(delete(products))
+    return upsert_products(engine, items)
+
+
 def upsert_products(engine: Engine, items: Iterable[CatalogProduct], now: dt.datetime | None = None) -> int:
     """Insert or update products in one transaction, after validating every one of them."""
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -167,18 +168,69 @@ def upsert_products(engine: Engine, items: Iterable[CatalogProduct], now: dt.dat
     return len(rows)
 
 
-def read_products_frame(engine: Engine, ids: Iterable[str] | None = None, source: "CatalogSource | None" = None) -> pd.DataFrame:
-    """Catalog products as a DataFrame (one row per product, ordered by id): all, or the given ids.
+class CatalogReadOnly(ValueError):
+    """A write into a catalog the pipeline only reads (the user's own table or query)."""
 
-    Read from the configured source: our `products` table, or the user's own table or
-    query (RECON_CATALOG_TABLE/COLUMNS or RECON_CATALOG_QUERY, see `source.py`).
+
+@dataclass(frozen=True)
+class Catalog:
+    """The catalog database, and where its products are read from.
+
+    Every reader and writer of catalog rows goes through this: the source says whether
+    products come from our `products` table or from the user's own table or query
+    (`source.py`), and a catalog that is the user's own is never written.
     """
-    if source is None:
-        from recon_pipeline.settings import Settings
 
-        source = Settings.from_env().catalog_source
-    query = source.select(None if ids is None else [str(i) for i in ids])
-    with engine.connect() as conn:
-        result = conn.execute(query)
-        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-    return frame
+    engine: Engine
+    source: CatalogSource = field(default_factory=CatalogSource)
+
+    @classmethod
+    def open(cls, url: str, source: CatalogSource | None = None) -> "Catalog":
+        """The catalog at a SQLAlchemy URL, its schema brought up to date."""
+        engine = make_engine(url)
+        init_schema(engine)
+        return cls(engine, source or CatalogSource())
+
+    @property
+    def writable(self) -> bool:
+        """Only our own `products` table is written; a user's table or query is read-only."""
+        return self.source.is_own_schema
+
+    def require_writable(self, what: str) -> None:
+        """Raise CatalogReadOnly, saying what would have written, unless the catalog is ours."""
+        if not self.writable:
+            raise CatalogReadOnly(
+                f"{what} would write into the catalog, but the catalog is your own "
+                f"{'query' if self.source.query else 'table ' + repr(self.source.table)} "
+                "(RECON_CATALOG_TABLE / RECON_CATALOG_QUERY), which the pipeline only reads."
+            )
+
+    def rows(self, ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Catalog products as a DataFrame (one row per product, ordered by id): all, or the given ids.
+
+        Columns are our field names, whatever the source (`source.FIELDS`).
+        """
+        query = self.source.select(None if ids is None else [str(i) for i in ids])
+        with self.engine.connect() as conn:
+            result = conn.execute(query)
+            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+        for name, default in DEFAULTS.items():  # a query may leave optional fields out
+            if name not in frame.columns:
+                frame[name] = default
+        return frame
+
+    def row(self, conn: Connection, product_id: str) -> Mapping[str, Any] | None:
+        """One product's row, read through the source inside the caller's transaction."""
+        return conn.execute(self.source.select([product_id])).mappings().first()
+
+    def valid_frame(self, ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """The canonical frame of the rows that can be synced (all, or the given ids).
+
+        Every reader that compares or pushes catalog state uses this, so a bad row is skipped
+        the same way everywhere (local_products also records why, in `quarantine`).
+        """
+        from recon_pipeline.catalog.quarantine import split_valid
+        from recon_pipeline.reconcile.frames import local_frame
+
+        rows, _ = split_valid(self.rows(ids))
+        return local_frame(rows)

@@ -1,4 +1,6 @@
-"""The Dagster layer: thin wiring of the catalog, Stripe client and reconciliation logic.
+"""The Dagster layer: thin wiring of the catalog, the Stripe client and the logic, by domain.
 
-One module per kind of Dagster object; `recon_pipeline.definitions` puts them together.
+One module per domain (reconciliation, repair, sync, hourly, alerts), each with a
+`build_defs(settings)`; `recon_pipeline.definitions` merges them. No SQL and no business
+rule lives here: assets, checks and sensors ask the logic layer and report what it says.
 """

@@ -11,30 +11,29 @@ Whatever the executor, the instance holds the `stripe_api` pool, so steps that c
 stay within its limit across every machine.
 """
 
-from __future__ import annotations
 
 import dagster as dg
 
-from recon_pipeline.settings import EXECUTORS, SettingsError
+from recon_pipeline.policies import Executor
+from recon_pipeline.settings import SettingsError
 
 
-def executor_for(name: str) -> dg.ExecutorDefinition | None:
+def executor_for(name: Executor) -> dg.ExecutorDefinition | None:
     """The executor named by RECON_EXECUTOR; None keeps Dagster's default."""
-    if name == "multiprocess":
+    name = Executor(name)
+    if name is Executor.MULTIPROCESS:
         return None
-    if name == "in_process":
+    if name is Executor.IN_PROCESS:
         return dg.in_process_executor
     try:
-        if name == "k8s":
+        if name is Executor.K8S:
             from dagster_k8s import k8s_job_executor
 
             return k8s_job_executor
-        if name == "celery":
-            from dagster_celery import celery_executor
+        from dagster_celery import celery_executor
 
-            return celery_executor
+        return celery_executor
     except ImportError as error:
         raise SettingsError(
-            f"RECON_EXECUTOR={name!r} needs {error.name}; install the deploy extra: pip install 'recon-pipeline[deploy]'."
+            f"RECON_EXECUTOR={name.value!r} needs {error.name}; install the deploy extra: pip install 'recon-pipeline[deploy]'."
         ) from None
-    raise SettingsError(f"RECON_EXECUTOR={name!r} is not an executor; use one of {', '.join(EXECUTORS)}.")

@@ -1,33 +1,41 @@
-"""Dagster resources for the two sides: the local catalog and the Stripe account.
+"""Dagster resources: the catalog, the Stripe account, the policies, the alert webhook.
 
-Configured from the environment by `build_resources()`; secrets are passed as
-`EnvVar`, so they never appear in run config, the UI or logs.
+`build_resources(settings)` configures them from the one `Settings`. A value that came from
+the environment is passed as `EnvVar` (Dagster reads it when a run starts), so secrets
+never appear in run config, the UI or logs; the literal is used only for the embedded
+defaults (the emulator's URL and its non-secret key, the SQLite catalog).
 """
 
-
-import os
 
 import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
-from recon_pipeline.catalog import init_schema, make_engine
+from recon_pipeline.catalog import Catalog
+from recon_pipeline.catalog.source import CatalogSource
+from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
 from recon_pipeline.settings import Settings
 from recon_pipeline.stripe_api import RetryPolicy, StripeGateway
 
 
 class CatalogResource(dg.ConfigurableResource):
-    """The local product catalog: a SQLAlchemy URL (SQLite or PostgreSQL)."""
+    """The local product catalog: its database (a SQLAlchemy URL) and where products are read
+    from: our `products` table, or your own table (with its column mapping) or query."""
 
     url: str
+    table: str | None = None
+    columns: dict[str, str] = {}
+    query: str | None = None
 
-    _engine: Engine | None = PrivateAttr(default=None)
+    _catalog: Catalog | None = PrivateAttr(default=None)
+
+    def catalog(self) -> Catalog:
+        if self._catalog is None:
+            self._catalog = Catalog.open(self.url, CatalogSource(table=self.table, columns=dict(self.columns), query=self.query))
+        return self._catalog
 
     def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = make_engine(self.url)
-            init_schema(self._engine)
-        return self._engine
+        return self.catalog().engine
 
 
 class StripeResource(dg.ConfigurableResource):
@@ -56,25 +64,67 @@ class StripeResource(dg.ConfigurableResource):
         return self._gateway
 
 
-def _from_env_or(name: str, value: str) -> str | dg.EnvVar:
-    # EnvVar keeps the value out of run config and the UI; the literal is used only for
-    # the embedded defaults (the emulator's URL and its non-secret key).
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else value
+class ReconPolicy(dg.ConfigurableResource):
+    """The thresholds the checks hold and the policies repair and sync follow by default."""
+
+    max_drift_rate: float = 0.01
+    max_repair_share: float = 0.10
+    orphan_policy: str = OrphanPolicy.REPORT.value
+    conflict_policy: str = ConflictPolicy.LOCAL_WINS.value
+    max_outbox_lag_s: float = 300.0
+
+    def orphans(self, override: str | None = None) -> OrphanPolicy:
+        """The orphan policy of a run: its config's, or the default; a bad name fails the run, naming it."""
+        return _choice(OrphanPolicy, override or self.orphan_policy, "orphan_policy")
+
+    def conflicts(self, override: str | None = None) -> ConflictPolicy:
+        """The conflict policy of a run: its config's, or the default."""
+        return _choice(ConflictPolicy, override or self.conflict_policy, "conflict_policy")
 
 
-def build_resources(settings: Settings | None = None) -> dict[str, object]:
+def _choice(choices, value: str, name: str):
+    try:
+        return choices(value)
+    except ValueError:
+        raise dg.Failure(f"{name}={value!r} is not one of {', '.join(c.value for c in choices)}.") from None
+
+
+class AlertsResource(dg.ConfigurableResource):
+    """Where failed checks and runs are posted (ALERT_WEBHOOK_URL; empty: only logged), and
+    the Dagster UI that the alerts link to."""
+
+    webhook_url: str = ""
+    ui_url: str = "http://127.0.0.1:3000"
+
+
+def _from_env(settings: Settings, name: str, value: str) -> str | dg.EnvVar:
+    return dg.EnvVar(name) if name in settings.set_in_env else value
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
     from recon_pipeline.defs.partition_store import PartitionStore
 
-    settings = settings or Settings.from_env()
-    catalog_url = _from_env_or("RECON_CATALOG_URL", settings.catalog_url)
+    catalog_url = _from_env(settings, "RECON_CATALOG_URL", settings.catalog_url)
+    source = settings.catalog_source
     return {
-        "catalog": CatalogResource(url=catalog_url),
+        "catalog": CatalogResource(url=catalog_url, table=source.table, columns=dict(source.columns), query=source.query),
         "partition_store": PartitionStore(url=catalog_url),
         "stripe": StripeResource(
-            api_key=_from_env_or("STRIPE_API_KEY", settings.stripe_api_key),
-            api_base=_from_env_or("STRIPE_API_BASE", settings.stripe_api_base),
+            api_key=_from_env(settings, "STRIPE_API_KEY", settings.stripe_api_key),
+            api_base=_from_env(settings, "STRIPE_API_BASE", settings.stripe_api_base),
             global_rate=settings.global_rate,
             endpoint_rate=settings.endpoint_rate,
             timeout_s=settings.stripe_timeout_s,
+        ),
+        "policy": ReconPolicy(
+            max_drift_rate=settings.max_drift_rate,
+            max_repair_share=settings.max_repair_share,
+            orphan_policy=settings.orphan_policy.value,
+            conflict_policy=settings.conflict_policy.value,
+            max_outbox_lag_s=settings.max_outbox_lag_s,
+        ),
+        "alerts": AlertsResource(
+            webhook_url=_from_env(settings, "ALERT_WEBHOOK_URL", settings.alert_webhook_url or ""),
+            ui_url=settings.dagster_ui_url,
         ),
     }

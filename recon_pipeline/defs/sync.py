@@ -7,17 +7,16 @@ For seconds rather than a sensor's tens of seconds, run `recon-pipeline worker` 
 `recon-pipeline webhooks`): the same code, in a loop.
 """
 
-import datetime as dt
+
 import json
 
 import dagster as dg
-from sqlalchemy import func, select
 
-from recon_pipeline.catalog.schema import inbox, outbox
-from recon_pipeline.defs.resources import CatalogResource, StripeResource
+from recon_pipeline.catalog import CatalogReadOnly
+from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.settings import Settings
-from recon_pipeline.sync.inbox import ConflictPolicy, InboxApplier, inbox_lag
-from recon_pipeline.sync.outbox import backlog, drain
+from recon_pipeline.sync.inbox import InboxApplier, inbox_lag
+from recon_pipeline.sync.outbox import backlog, drain, ready_count
 from recon_pipeline.sync.poller import poll_events
 
 GROUP = "sync"
@@ -46,13 +45,13 @@ def backlog_metadata(catalog: CatalogResource) -> dict[str, dg.MetadataValue]:
         dg.AssetCheckSpec("outbox_dead_letters_zero", asset="outbox_push", description="No outbox change has exhausted its retries (WARN: see `recon-pipeline dead-letters list`)."),
     ],
 )
-def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
+def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy):
     """Pushes every ready outbox change to Stripe: the product's current catalog state, coalesced,
     at the client's rate limits, retried with backoff; hopeless ones go to dead_letter.
 
     Metadata plots the backlog: depth, oldest pending age, delivered per minute, dead rows.
     """
-    result = drain(catalog.engine(), stripe.gateway(), run_id=context.run.run_id)
+    result = drain(catalog.catalog(), stripe.gateway(), run_id=context.run.run_id)
     for error in result.errors[:50]:
         context.log.warning(error)
     metadata = backlog_metadata(catalog)
@@ -67,7 +66,7 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
             **metadata,
         },
     )
-    max_age = Settings.from_env().max_outbox_lag_s
+    max_age = policy.max_outbox_lag_s
     age = metadata["outbox/oldest_pending_age_s"].value
     yield dg.AssetCheckResult(
         check_name="outbox_lag_below_threshold",
@@ -86,8 +85,8 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
 
 
 class InboxConfig(dg.Config):
-    conflict_policy: str = ""
-    """local_wins | stripe_wins | latest_wins; empty: RECON_CONFLICT_POLICY (default local_wins)."""
+    conflict_policy: str | None = None
+    """local_wins | stripe_wins | latest_wins; unset: RECON_CONFLICT_POLICY (default local_wins)."""
 
 
 @dg.asset(
@@ -95,13 +94,16 @@ class InboxConfig(dg.Config):
     kinds={"sql"},
     check_specs=[dg.AssetCheckSpec("inbox_lag_below_threshold", asset="inbox_apply", description="No received Stripe event has waited longer than RECON_MAX_OUTBOX_LAG_S to be applied.")],
 )
-def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog: CatalogResource, stripe: StripeResource):
+def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy):
     """Applies received Stripe events to the catalog in order: echoes of our own writes and
     stale events are skipped, owned fields that Stripe changed are decided by the conflict
     policy, and every decision is written to the audit table."""
-    settings = Settings.from_env()
-    policy = ConflictPolicy(config.conflict_policy or settings.conflict_policy)
-    result = InboxApplier(catalog.engine(), policy, stripe.gateway()).apply_pending()
+    conflict_policy = policy.conflicts(config.conflict_policy)
+    try:
+        applier = InboxApplier(catalog.catalog(), conflict_policy, stripe.gateway())
+    except CatalogReadOnly as error:
+        raise dg.Failure(str(error)) from None
+    result = applier.apply_pending()
     for decision in result.decisions[:50]:
         context.log.info(decision)
     if result.stripe_error:
@@ -116,15 +118,15 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
             "ignored": dg.MetadataValue.int(result.ignored),
             "conflicts": dg.MetadataValue.int(result.conflicts),
             "waiting_for_stripe": dg.MetadataValue.int(result.waiting),
-            "conflict_policy": dg.MetadataValue.text(policy.value),
+            "conflict_policy": dg.MetadataValue.text(conflict_policy.value),
             **metadata,
         },
     )
     age = metadata["inbox/oldest_age_s"].value
     yield dg.AssetCheckResult(
         check_name="inbox_lag_below_threshold",
-        passed=age <= settings.max_outbox_lag_s,
-        metadata={"oldest_age_s": age, "max_age_s": settings.max_outbox_lag_s},
+        passed=age <= policy.max_outbox_lag_s,
+        metadata={"oldest_age_s": age, "max_age_s": policy.max_outbox_lag_s},
     )
 
 
@@ -148,9 +150,7 @@ def outbox_sensor(context: dg.SensorEvaluationContext, catalog: CatalogResource)
     failure does not launch empty runs. No run key: the in-progress check is the guard,
     and a retried change must be able to launch another run.
     """
-    now = dt.datetime.now(dt.timezone.utc)
-    with catalog.engine().connect() as conn:
-        ready = conn.execute(select(func.count()).where(outbox.c.status == "pending", outbox.c.next_attempt_at <= now)).scalar_one()
+    ready = ready_count(catalog.engine())
     if not ready:
         return dg.SkipReason("no change is ready in the outbox")
     if _in_progress(context, "drain_outbox"):
@@ -165,10 +165,14 @@ def stripe_events_poller(context: dg.SensorEvaluationContext, catalog: CatalogRe
     cursor = json.loads(context.cursor) if context.cursor else None
     polled = poll_events(catalog.engine(), stripe.gateway(), cursor)
     context.update_cursor(json.dumps(polled.cursor))
-    with catalog.engine().connect() as conn:
-        waiting = conn.execute(select(func.count()).where(inbox.c.status == "received")).scalar_one()
+    waiting, _ = inbox_lag(catalog.engine())
     if not waiting:
         return dg.SkipReason(f"polled {polled.seen} events, stored {polled.stored}; nothing to apply")
     if _in_progress(context, "apply_inbox"):
         return dg.SkipReason(f"{waiting} events wait; apply_inbox is already running")
     return dg.RunRequest(tags={"recon/inbox_waiting": str(waiting)})
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    """Continuous sync: the outbox and inbox assets, their jobs and the sensors that launch them."""
+    return dg.Definitions(assets=[outbox_push, inbox_apply], jobs=[drain_outbox, apply_inbox], sensors=[outbox_sensor, stripe_events_poller])

@@ -234,6 +234,7 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
                 "server_errors": status_counts.get("500", 0),
                 "dropped_connections": stats["dropped"],
                 "slow_requests": stats["slow"],
+                "idempotency_keys_in_flight": len(in_flight),
                 "endpoints": endpoints,
                 "objects": {kind: sum(1 for _ in state.all(kind)) for kind in ("product", "price", "event")},
                 "webhooks": {"delivered": deliverer.delivered, "failed_attempts": deliverer.failed_attempts},

@@ -31,7 +31,7 @@ class ServerThread:
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self.app = app
         self._server = uvicorn.Server(_config(app, self.host, self.port, "warning"))
         self._thread: threading.Thread | None = None
@@ -75,7 +75,7 @@ class EmulatorServer(ServerThread):
         self.state.close()
 
 
-def _free_port(host: str) -> int:
+def free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]

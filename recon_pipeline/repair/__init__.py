@@ -1,5 +1,6 @@
-"""Repair: plan writes from drift (pure) and apply them to Stripe (idempotent, recorded)."""
+"""Repair: plan writes from drift (pure), apply them to Stripe (idempotent, recorded), converge."""
 
+from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.repair.apply import (
     APPLIED,
     DEAD_LETTER,
@@ -8,10 +9,11 @@ from recon_pipeline.repair.apply import (
     Outcome,
     RepairResult,
     Repairer,
-    fetch_products_by_id,
-    full_drift,
+    WriteSource,
     lookup_key_for,
+    unanswered_products,
 )
+from recon_pipeline.repair.converge import Converged, Sides, converge, full_drift, read_sides
 from recon_pipeline.repair.plan import (
     ACTION_ORDER,
     ADOPT_ORPHAN,
@@ -20,10 +22,10 @@ from recon_pipeline.repair.plan import (
     CREATE_PRODUCT,
     REPORT_ORPHAN,
     UPDATE_PRODUCT,
-    OrphanPolicy,
     RepairAction,
     RepairPlan,
     plan_repairs,
+    with_price_tidy,
 )
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "ARCHIVE_ORPHAN",
     "CHANGE_PRICE",
     "CREATE_PRODUCT",
+    "Converged",
     "DEAD_LETTER",
     "DRY_RUN",
     "REPORTED",
@@ -44,8 +47,13 @@ __all__ = [
     "RepairPlan",
     "RepairResult",
     "Repairer",
-    "fetch_products_by_id",
+    "Sides",
+    "WriteSource",
+    "converge",
     "full_drift",
     "lookup_key_for",
     "plan_repairs",
+    "read_sides",
+    "unanswered_products",
+    "with_price_tidy",
 ]

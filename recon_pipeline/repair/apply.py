@@ -24,16 +24,16 @@ import datetime as dt
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from enum import StrEnum
+from typing import Any, Callable
 
-import pandas as pd
 import stripe
 from sqlalchemy import Engine, insert, select, update
 
-from recon_pipeline.catalog import CatalogProduct, upsert_products
-from recon_pipeline.catalog.quarantine import valid_local_frame
-from recon_pipeline.catalog.schema import dead_letter, sync_ledger
-from recon_pipeline.reconcile import diff_catalog, stripe_frame
+from recon_pipeline.catalog import Catalog, CatalogProduct
+from recon_pipeline.catalog.changes import adopt_from_stripe
+from recon_pipeline.catalog.schema import sync_ledger
+from recon_pipeline.repair.dead_letters import record_dead_letter
 from recon_pipeline.repair.plan import (
     ADOPT_ORPHAN,
     ARCHIVE_ORPHAN,
@@ -46,11 +46,21 @@ from recon_pipeline.repair.plan import (
     RepairPlan,
     state_fingerprint,
 )
-from recon_pipeline.stripe_api import StripeGateway, error_text, fetch_products_snapshot, idempotency_key
+from recon_pipeline.stripe_api import StripeGateway, error_text, idempotency_key
 
 log = logging.getLogger(__name__)
 
+# What became of one action.
 APPLIED, REPORTED, DRY_RUN, DEAD_LETTER = "applied", "reported", "dry_run", "dead_letter"
+
+
+class WriteSource(StrEnum):
+    """Which path made a write to Stripe (sync_ledger.source, dead_letter.source)."""
+
+    REPAIR = "repair"
+    OUTBOX = "outbox"
+    REPLAY = "replay"
+    BACKFILL = "backfill"
 
 
 @dataclass
@@ -78,6 +88,11 @@ class RepairResult:
     def touched_products(self) -> list[str]:
         return sorted({o.product_id for o in self.outcomes if o.status == APPLIED})
 
+    @property
+    def errors(self) -> dict[str, str]:
+        """{product_id: Stripe's reason} for every product whose writes failed."""
+        return {o.product_id: o.error or "" for o in self.outcomes if o.status == DEAD_LETTER}
+
 
 def lookup_key_for(product_id: str) -> str:
     """The lookup_key of a product's current price; it moves to each new price."""
@@ -87,11 +102,12 @@ def lookup_key_for(product_id: str) -> str:
 class Repairer:
     """Applies repair actions through the one Stripe client wrapper, recording every write."""
 
-    def __init__(self, gateway: StripeGateway, engine: Engine, run_id: str | None = None, source: str = "repair"):
+    def __init__(self, gateway: StripeGateway, catalog: Catalog, run_id: str | None = None, source: WriteSource = WriteSource.REPAIR):
         self.gateway = gateway
-        self.engine = engine
+        self.catalog = catalog
+        self.engine = catalog.engine
         self.run_id = run_id
-        self.source = source
+        self.source = WriteSource(source)
 
     # -- the ledger ---------------------------------------------------------------------
     def write(self, product_id: str, method: str, path: str, params: dict[str, Any], version: str) -> dict[str, Any]:
@@ -147,18 +163,9 @@ class Repairer:
     def dead_letter(self, action: RepairAction, reason: str) -> None:
         """Park a failed action in dead_letter with the reason, replayable later."""
         log.warning("dead letter: %s %s: %s", action.action, action.product_id, reason)
+        payload = {"product_id": action.product_id, "action": action.action, "fields": list(action.fields)}
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(dead_letter).values(
-                    source=self.source,
-                    product_id=action.product_id,
-                    action=action.action,
-                    payload={"product_id": action.product_id, "action": action.action, "fields": list(action.fields)},
-                    reason=reason,
-                    attempts=self.gateway.retry.max_attempts,
-                    failed_at=dt.datetime.now(dt.timezone.utc),
-                )
-            )
+            record_dead_letter(conn, self.source, action.product_id, action.action, payload, reason, self.gateway.retry.max_attempts)
 
     def _product_params(self, desired: DesiredProduct, stripe_metadata: dict[str, str] | None) -> dict[str, Any]:
         metadata: dict[str, str] = dict(desired.metadata)
@@ -249,8 +256,8 @@ class Repairer:
 
     def _adopt_orphan(self, action: RepairAction) -> int:
         state = action.stripe
-        upsert_products(
-            self.engine,
+        adopt_from_stripe(
+            self.catalog,
             [
                 CatalogProduct(
                     id=action.product_id,
@@ -267,8 +274,12 @@ class Repairer:
         return 0
 
     # -- the plan ---------------------------------------------------------------------------
-    def apply_plan(self, plan: RepairPlan, concurrency: int = 8, dry_run: bool = False) -> RepairResult:
-        """Apply every action; products in parallel, each product's actions in order."""
+    def apply_plan(self, plan: RepairPlan, concurrency: int = 8, dry_run: bool = False, dead_letters: bool = True) -> RepairResult:
+        """Apply every action; products in parallel, each product's actions in order.
+
+        A product whose action fails stops there (its later actions depend on it) and, with
+        `dead_letters`, is parked in dead_letter; the outbox keeps its own retries instead.
+        """
         if dry_run:
             return RepairResult([Outcome(a.product_id, a.action, DRY_RUN, 0, a.describe()) for a in plan.actions])
         by_product: dict[str, list[RepairAction]] = {}
@@ -281,7 +292,8 @@ class Repairer:
                 outcome = self.apply(action)
                 outcomes.append(outcome)
                 if outcome.status == DEAD_LETTER:
-                    self.dead_letter(action, outcome.error or "")
+                    if dead_letters:
+                        self.dead_letter(action, outcome.error or "")
                     break  # later actions of this product depend on this one
             return outcomes
 
@@ -308,28 +320,3 @@ def _price_matches(price: dict[str, Any], amount: int, currency: str, interval: 
         and (price.get("currency") or "").lower() == currency.lower()
         and (recurring.get("interval") or None) == (interval or None)
     )
-
-
-def ids_in_chunks(ids: Iterable[str], size: int = 100) -> Iterable[list[str]]:
-    chunk: list[str] = []
-    for product_id in ids:
-        chunk.append(product_id)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def full_drift(engine: Engine, gateway: StripeGateway) -> pd.DataFrame:
-    """The drift between the whole catalog (its valid rows) and the whole Stripe account, read now."""
-    return diff_catalog(valid_local_frame(engine), stripe_frame(fetch_products_snapshot(gateway).products))
-
-
-def fetch_products_by_id(gateway: StripeGateway, stripe_ids: Iterable[str]) -> list[dict[str, Any]]:
-    """The given products with their default price expanded, 100 ids a request."""
-    products: list[dict[str, Any]] = []
-    for chunk in ids_in_chunks(stripe_ids):
-        page = gateway.request("get", "/v1/products", params={"ids": chunk, "limit": 100, "expand": ["data.default_price"]})
-        products.extend(page["data"])
-    return products

@@ -17,23 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from typing import Any
 
 import pandas as pd
 
+from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.reconcile import FIELD_MISMATCH, MISSING_IN_STRIPE, ORPHAN_IN_STRIPE
 
 PRODUCT_FIELDS = ("name", "description", "active", "metadata")
 PRICE_FIELDS = ("unit_amount", "currency", "interval")
-
-
-class OrphanPolicy(str, Enum):
-    """What repair does with a product that is in Stripe but not in the catalog."""
-
-    REPORT = "report"
-    ARCHIVE = "archive"
-    ADOPT = "adopt"
 
 
 # Action names, in the order they are applied to one product.

@@ -2,7 +2,7 @@
 
 from recon_pipeline.stripe_api.client import RetryPolicy, StripeGateway, error_text, idempotency_key, should_retry
 from recon_pipeline.stripe_api.ratelimit import RateLimiter, TokenBucket, endpoint_key
-from recon_pipeline.stripe_api.snapshot import ProductsSnapshot, fetch_products_snapshot
+from recon_pipeline.stripe_api.snapshot import ProductsSnapshot, fetch_products_by_id, fetch_products_snapshot
 
 __all__ = [
     "ProductsSnapshot",
@@ -12,6 +12,7 @@ __all__ = [
     "TokenBucket",
     "endpoint_key",
     "error_text",
+    "fetch_products_by_id",
     "fetch_products_snapshot",
     "idempotency_key",
     "should_retry",

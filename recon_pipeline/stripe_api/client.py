@@ -5,9 +5,9 @@ Built on the official SDK (`stripe.StripeClient.raw_request`), created with
 `Retry-After`; retrying here, we:
 
 - wait for a token of the account-wide and the per-endpoint bucket before each request;
-- retry 429, 409, 5xx and connection errors with exponential backoff and full jitter,
-  never sooner than `Retry-After`, never when Stripe says `Stripe-Should-Retry: false`,
-  always when it says `true`;
+- retry 429, 409, 5xx and connection errors with the project's one backoff (`backoff.py`:
+  exponential, full jitter, capped), never sooner than `Retry-After` (up to 60 s, as the
+  SDK), never when Stripe says `Stripe-Should-Retry: false`, always when it says `true`;
 - send the caller's deterministic Idempotency-Key on writes, so a retry or a re-run
   replays instead of writing twice.
 
@@ -20,15 +20,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import stripe
 
+from recon_pipeline.backoff import Backoff, retry_after_seconds
 from recon_pipeline.stripe_api.ratelimit import RateLimiter, endpoint_key
+
+if TYPE_CHECKING:
+    from recon_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +40,15 @@ RETRY_STATUSES = {409, 429, 500, 502, 503, 504}
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How many times a request is tried, and the backoff between tries."""
+
     max_attempts: int = 8
     base_delay: float = 0.25
     max_delay: float = 30.0
 
-    def backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(max_delay, base * 2**attempt)]."""
-        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(base_s=self.base_delay, cap_s=self.max_delay)
 
 
 def idempotency_key(operation: str, object_id: str, params: Mapping[str, Any]) -> str:
@@ -71,12 +76,9 @@ def should_retry(error: stripe.StripeError) -> bool:
     return error.http_status in RETRY_STATUSES
 
 
-def retry_after(error: stripe.StripeError) -> float:
-    value = _header(error, "retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else 0.0
-    except ValueError:
-        return 0.0
+def retry_after(error: stripe.StripeError) -> float | None:
+    """The server's Retry-After in seconds, if it sent a usable one."""
+    return retry_after_seconds(_header(error, "retry-after"))
 
 
 class StripeGateway:
@@ -101,6 +103,17 @@ class StripeGateway:
         )
         self._stats = {"requests": 0, "retries": 0, "rate_limited": 0, "server_errors": 0, "throttle_wait_s": 0.0}
         self._stats_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "StripeGateway":
+        """The account the settings name (the bundled emulator by default), at its limits."""
+        return cls(
+            api_key=settings.stripe_api_key,
+            api_base=settings.stripe_api_base,
+            global_rate=settings.global_rate,
+            endpoint_rate=settings.endpoint_rate,
+            timeout=settings.stripe_timeout_s,
+        )
 
     def __repr__(self) -> str:
         return f"StripeGateway(api_base={self.api_base!r})"
@@ -133,7 +146,7 @@ class StripeGateway:
                     self._count("server_errors")
                 if attempt + 1 >= self.retry.max_attempts or not should_retry(error):
                     raise
-                delay = max(self.retry.backoff(attempt), retry_after(error))
+                delay = self.retry.backoff.delay(attempt, retry_after(error))
                 log.info("%s answered %s (%s); retry %d in %.2fs", endpoint, error.http_status, error.code, attempt + 1, delay)
                 self._count("retries")
                 time.sleep(delay)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from recon_pipeline.stripe_api.client import StripeGateway
 
@@ -133,3 +133,13 @@ def fetch_products_snapshot(gateway: StripeGateway, concurrency: int = 8) -> Pro
     snapshot.complete = all_complete
     snapshot.seconds = time.perf_counter() - started
     return snapshot
+
+
+def fetch_products_by_id(gateway: StripeGateway, stripe_ids: Iterable[str]) -> list[dict[str, Any]]:
+    """The given products with their default price expanded, 100 ids a request."""
+    ids = list(stripe_ids)
+    products: list[dict[str, Any]] = []
+    for start in range(0, len(ids), PAGE):
+        page = gateway.request("get", "/v1/products", params={"ids": ids[start : start + PAGE], "limit": PAGE, "expand": EXPAND})
+        products.extend(page["data"])
+    return products

@@ -24,25 +24,41 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Mapping
 
 import stripe
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from recon_pipeline.catalog.schema import audit, inbox, outbox, products, stripe_seen, sync_ledger
+from recon_pipeline.catalog import Catalog, CatalogProduct
+from recon_pipeline.catalog.changes import adopt_from_stripe, enqueue, take_from_stripe
+from recon_pipeline.catalog.schema import InboxStatus, audit, inbox, stripe_seen, sync_ledger
+from recon_pipeline.policies import ConflictPolicy
 from recon_pipeline.reconcile.frames import canonical_metadata, canonical_text
 from recon_pipeline.stripe_api import StripeGateway, error_text
 
 OWNED_FIELDS = ("name", "description", "active", "metadata", "unit_amount", "currency", "recurring_interval")
 PRODUCT_EVENTS = ("product.created", "product.updated", "product.deleted")
+# Every event type the catalog listens to (webhook endpoints, the poller, backfills).
+EVENT_TYPES = [*PRODUCT_EVENTS, "price.created", "price.updated", "price.deleted"]
 
 
-class ConflictPolicy(str, Enum):
-    LOCAL_WINS = "local_wins"
-    STRIPE_WINS = "stripe_wins"
-    LATEST_WINS = "latest_wins"
+class EventSource(StrEnum):
+    """Where an event entered the inbox (inbox.source)."""
+
+    WEBHOOK = "webhook"
+    POLLER = "poller"
+    BACKFILL = "backfill"
+
+
+class Decision(StrEnum):
+    """What the inbox decided for one field or product (audit.decision)."""
+
+    KEPT_LOCAL = "conflict_local_wins"  # the catalog keeps its value; an outbox row puts it back in Stripe
+    TOOK_STRIPE = "conflict_stripe_wins"  # the catalog takes Stripe's value
+    ADOPTED = "adopted"  # a product only Stripe had, now in the catalog
+    ORPHAN_REPORTED = "orphan_reported"  # a product only Stripe has, left alone
 
 
 class MalformedEvent(ValueError):
@@ -72,7 +88,7 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
     return event
 
 
-def store_event(engine: Engine, event: Mapping[str, Any], source: str) -> bool:
+def store_event(engine: Engine, event: Mapping[str, Any], source: EventSource) -> bool:
     """Put an event in the inbox; False when it was already there (a duplicate or replay)."""
     event = parse_event(event)
     try:
@@ -84,9 +100,9 @@ def store_event(engine: Engine, event: Mapping[str, Any], source: str) -> bool:
                     created=event["created"],
                     object_id=event["data"]["object"].get("id"),
                     payload=event,
-                    source=source,
+                    source=EventSource(source),
                     received_at=_now(),
-                    status="received",
+                    status=InboxStatus.RECEIVED,
                 )
             )
         return True
@@ -158,9 +174,18 @@ def _catalog_value(name: str, canonical: Any) -> Any:
 
 
 class InboxApplier:
-    def __init__(self, engine: Engine, policy: ConflictPolicy = ConflictPolicy.LOCAL_WINS, gateway: StripeGateway | None = None):
-        self.engine = engine
+    """Applies received events to the catalog under a conflict policy, auditing each decision.
+
+    A policy that writes Stripe's values into the catalog (`stripe_wins`, `latest_wins`) is
+    refused at once for a catalog the pipeline only reads (the user's own table or query).
+    """
+
+    def __init__(self, catalog: Catalog, policy: ConflictPolicy = ConflictPolicy.LOCAL_WINS, gateway: StripeGateway | None = None):
+        self.catalog = catalog
+        self.engine = catalog.engine
         self.policy = ConflictPolicy(policy)
+        if self.policy.writes_catalog:
+            catalog.require_writable(f"RECON_CONFLICT_POLICY={self.policy.value} (use local_wins)")
         self.gateway = gateway
 
     def _default_price(self, product: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -186,14 +211,14 @@ class InboxApplier:
             )
         )
 
-    def _mark(self, conn: Connection, event_id: str, status: str, note: str | None = None) -> None:
+    def _mark(self, conn: Connection, event_id: str, status: InboxStatus, note: str | None = None) -> None:
         conn.execute(update(inbox).where(inbox.c.event_id == event_id).values(status=status, applied_at=_now(), note=note))
 
     def apply_pending(self, limit: int = 1000) -> ApplyResult:
         result = ApplyResult()
         with self.engine.connect() as conn:
             pending = conn.execute(
-                select(inbox.c.event_id, inbox.c.payload).where(inbox.c.status == "received").order_by(inbox.c.created, inbox.c.received_at).limit(limit)
+                select(inbox.c.event_id, inbox.c.payload).where(inbox.c.status == InboxStatus.RECEIVED).order_by(inbox.c.created, inbox.c.received_at).limit(limit)
             ).all()
         for done, row in enumerate(pending):
             try:
@@ -215,21 +240,21 @@ class InboxApplier:
             price = self._default_price(obj)
         with self.engine.begin() as conn:
             if key and conn.execute(select(sync_ledger.c.id).where(sync_ledger.c.idempotency_key == key).limit(1)).first():
-                self._mark(conn, event["id"], "echo", "our own write coming back")
+                self._mark(conn, event["id"], InboxStatus.ECHO, "our own write coming back")
                 result.echoes += 1
                 return
             if event["type"] not in PRODUCT_EVENTS:
-                self._mark(conn, event["id"], "ignored", "prices reach the catalog through their product's default_price")
+                self._mark(conn, event["id"], InboxStatus.IGNORED, "prices reach the catalog through their product's default_price")
                 result.ignored += 1
                 return
             product_id = obj["id"]
             seen = conn.execute(select(stripe_seen).where(stripe_seen.c.product_id == product_id)).mappings().first()
             updated = int(obj.get("updated") or event["created"])
             if seen is not None and updated < seen["stripe_updated"]:
-                self._mark(conn, event["id"], "stale", f"older than {seen['event_id']} already applied")
+                self._mark(conn, event["id"], InboxStatus.STALE, f"older than {seen['event_id']} already applied")
                 result.stale += 1
                 return
-            row = conn.execute(select(products).where(products.c.id == product_id)).mappings().first()
+            row = self.catalog.row(conn, product_id)
             if event["type"] == "product.deleted":
                 self._deleted(conn, event, product_id, row, result)
             elif row is None:
@@ -237,7 +262,7 @@ class InboxApplier:
             else:
                 self._conflicts(conn, event, product_id, row, _stripe_values(obj, price), updated, result)
             self._seen(conn, product_id, updated, event["id"], seen is not None)
-            self._mark(conn, event["id"], "applied")
+            self._mark(conn, event["id"], InboxStatus.APPLIED)
             result.applied += 1
 
     def _seen(self, conn: Connection, product_id: str, updated: int, event_id: str, exists: bool) -> None:
@@ -266,59 +291,44 @@ class InboxApplier:
         result.conflicts += len(differing)
         stripe_wins, why = self._stripe_wins(updated, row)
         if stripe_wins:
-            conn.execute(
-                update(products)
-                .where(products.c.id == product_id)
-                .values(**{f: _catalog_value(f, stripe_values[f]) for f in differing}, updated_at=_now())
-            )
+            take_from_stripe(self.catalog, conn, product_id, {f: _catalog_value(f, stripe_values[f]) for f in differing})
         else:
             # The catalog owns these fields: put its values back in Stripe, through the outbox.
-            now = _now()
-            conn.execute(
-                insert(outbox).values(
-                    product_id=product_id, change="revert", fields={"fields": differing, "event_id": event["id"]},
-                    created_at=now, status="pending", attempts=0, next_attempt_at=now,
-                )
-            )
-        decision = "conflict_stripe_wins" if stripe_wins else "conflict_local_wins"
+            enqueue(conn, product_id, "revert", {"fields": differing, "event_id": event["id"]})
+        decision = Decision.TOOK_STRIPE if stripe_wins else Decision.KEPT_LOCAL
         for f in differing:
             self._audit(conn, event, product_id, f, local[f], stripe_values[f], decision, f"{event['type']} changed an owned field; {why}")
             result.decisions.append(f"{product_id}.{f}: {decision}")
 
     def _unknown(self, conn, event, obj, price, result) -> None:
         product_id = obj["id"]
-        adopt = self.policy is not ConflictPolicy.LOCAL_WINS
+        adopt = self.policy.writes_catalog
         if adopt:
             values = {f: _catalog_value(f, v) for f, v in _stripe_values(obj, price).items()}
-            conn.execute(insert(products).values(id=product_id, updated_at=_now(), **{"unit_amount": None, "currency": None, "recurring_interval": None, **values}))
-        decision = "adopted" if adopt else "orphan_reported"
+            adopt_from_stripe(self.catalog, [CatalogProduct(id=product_id, **values)], conn)
+        decision = Decision.ADOPTED if adopt else Decision.ORPHAN_REPORTED
         self._audit(conn, event, product_id, None, None, obj.get("name"), decision, f"{event['type']} for a product the catalog does not have; policy {self.policy.value}")
         result.decisions.append(f"{product_id}: {decision}")
 
     def _deleted(self, conn, event, product_id, row, result) -> None:
         if row is None:
             return
-        if self.policy is ConflictPolicy.LOCAL_WINS:
-            now = _now()
-            conn.execute(
-                insert(outbox).values(product_id=product_id, change="revert", fields={"deleted_in_stripe": True, "event_id": event["id"]},
-                                      created_at=now, status="pending", attempts=0, next_attempt_at=now)
-            )
-            decision = "conflict_local_wins"
+        if self.policy.writes_catalog:
+            take_from_stripe(self.catalog, conn, product_id, {"active": False})
+            decision = Decision.TOOK_STRIPE
         else:
-            conn.execute(update(products).where(products.c.id == product_id).values(active=False, updated_at=_now()))
-            decision = "conflict_stripe_wins"
+            enqueue(conn, product_id, "revert", {"deleted_in_stripe": True, "event_id": event["id"]})
+            decision = Decision.KEPT_LOCAL
         self._audit(conn, event, product_id, "active", bool(row["active"]), False, decision, f"deleted in Stripe; policy {self.policy.value}")
         result.conflicts += 1
         result.decisions.append(f"{product_id}: {decision}")
 
 
 def inbox_lag(engine: Engine) -> tuple[int, float]:
-    """Events waiting and the age in seconds of the oldest one."""
+    """Events waiting to be applied, and the age in seconds of the oldest one."""
     with engine.connect() as conn:
-        rows = conn.execute(select(inbox.c.received_at).where(inbox.c.status == "received").order_by(inbox.c.received_at)).all()
-    if not rows:
+        waiting, oldest = conn.execute(select(func.count(), func.min(inbox.c.received_at)).where(inbox.c.status == InboxStatus.RECEIVED)).one()
+    if not waiting:
         return 0, 0.0
-    oldest = rows[0].received_at
     oldest = oldest.replace(tzinfo=dt.timezone.utc) if oldest.tzinfo is None else oldest
-    return len(rows), (_now() - oldest).total_seconds()
+    return int(waiting), (_now() - oldest).total_seconds()

@@ -15,21 +15,19 @@ after `max_attempts` it goes to `dead_letter`.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import socket
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import stripe
-from sqlalchemy import Engine, and_, func, insert, or_, select, text, update
+from sqlalchemy import Engine, and_, func, or_, select, text, update
 
-from recon_pipeline.catalog.quarantine import valid_local_frame
-from recon_pipeline.catalog.schema import dead_letter, outbox, products
-from recon_pipeline.reconcile import diff_catalog, stripe_frame
-from recon_pipeline.repair import DEAD_LETTER, OrphanPolicy, Repairer, fetch_products_by_id, plan_repairs
-from recon_pipeline.repair.plan import with_price_tidy
+from recon_pipeline.backoff import Backoff
+from recon_pipeline.catalog import Catalog
+from recon_pipeline.catalog.schema import OutboxStatus, outbox
+from recon_pipeline.repair import WriteSource, converge
+from recon_pipeline.repair.dead_letters import record_dead_letter
 from recon_pipeline.stripe_api import StripeGateway, error_text
 
 CLAIM_LOCK = 727_274  # any constant: the advisory lock that serializes claims on PostgreSQL
@@ -43,7 +41,8 @@ class OutboxPolicy:
     lease_s: float = 120.0
 
     def next_delay(self, attempts: int) -> float:
-        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** max(0, attempts - 1))) + self.base_delay_s / 2
+        """Seconds until a change that has failed `attempts` times is tried again."""
+        return Backoff(base_s=self.base_delay_s, cap_s=self.max_delay_s).delay(attempts - 1)
 
 
 @dataclass
@@ -81,16 +80,14 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, 
     now = _now()
     ready_by = ready_by or now
     expired = now - dt.timedelta(seconds=lease_s)
-    ready = or_(
-        and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= ready_by),
-        and_(outbox.c.status == "in_flight", outbox.c.claimed_at < expired),
-    )
+    lease_ran_out = and_(outbox.c.status == OutboxStatus.IN_FLIGHT, outbox.c.claimed_at < expired)
+    ready = or_(and_(outbox.c.status == OutboxStatus.PENDING, outbox.c.next_attempt_at <= ready_by), lease_ran_out)
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
         elif engine.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
-        busy = select(outbox.c.product_id).where(outbox.c.status == "in_flight", outbox.c.claimed_at >= expired)
+        busy = select(outbox.c.product_id).where(outbox.c.status == OutboxStatus.IN_FLIGHT, outbox.c.claimed_at >= expired)
         candidates = conn.execute(
             select(outbox.c.id, outbox.c.product_id, outbox.c.attempts, outbox.c.status)
             .where(ready, outbox.c.product_id.not_in(busy))
@@ -101,14 +98,16 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, 
         product_ids = list(dict.fromkeys(row.product_id for row in candidates))[:limit]
         if not product_ids:
             return Claimed()
-        retrying = {row.product_id for row in candidates if row.product_id in product_ids and (row.attempts or row.status == "in_flight")}
+        retrying = {row.product_id for row in candidates if row.product_id in product_ids and (row.attempts or row.status == OutboxStatus.IN_FLIGHT)}
         conn.execute(
             update(outbox)
-            .where(outbox.c.product_id.in_(product_ids), or_(outbox.c.status == "pending", and_(outbox.c.status == "in_flight", outbox.c.claimed_at < expired)))
-            .values(status="in_flight", claimed_by=worker, claimed_at=now)
+            .where(outbox.c.product_id.in_(product_ids), or_(outbox.c.status == OutboxStatus.PENDING, lease_ran_out))
+            .values(status=OutboxStatus.IN_FLIGHT, claimed_by=worker, claimed_at=now)
         )
         rows = conn.execute(
-            select(outbox.c.id, outbox.c.product_id).where(outbox.c.product_id.in_(product_ids), outbox.c.status == "in_flight", outbox.c.claimed_by == worker)
+            select(outbox.c.id, outbox.c.product_id).where(
+                outbox.c.product_id.in_(product_ids), outbox.c.status == OutboxStatus.IN_FLIGHT, outbox.c.claimed_by == worker
+            )
         ).all()
     claimed = Claimed(retrying=retrying)
     for row in rows:
@@ -117,72 +116,49 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, 
 
 
 def push_products(
-    gateway: StripeGateway, engine: Engine, product_ids: list[str], run_id: str | None = None, concurrency: int = 8, retrying: set[str] = frozenset()
+    gateway: StripeGateway, catalog: Catalog, product_ids: list[str], run_id: str | None = None, concurrency: int = 8, retrying: set[str] = frozenset()
 ) -> dict[str, str | None]:
     """Bring each product in Stripe to its current catalog state; returns {product_id: error or None}.
 
     Both sides are read once for the whole batch (Stripe: 100 products a request). For a
     product in `retrying` the price step runs again even without drift (see `with_price_tidy`).
     """
-    catalog = valid_local_frame(engine, product_ids)
-    remote = stripe_frame(fetch_products_by_id(gateway, product_ids))
-    plan = plan_repairs(diff_catalog(catalog, remote), catalog, remote, OrphanPolicy.REPORT)
-    plan = with_price_tidy(plan, retrying, catalog, remote)
-    repairer = Repairer(gateway, engine, run_id=run_id, source="outbox")
-    errors: dict[str, str | None] = {p: None for p in product_ids}
-    for missing in set(product_ids) - set(catalog["product_id"]):
-        errors[missing] = f"product {missing!r} is not in the catalog"
-    by_product: dict[str, list] = {}
-    for action in plan.actions:
-        by_product.setdefault(action.product_id, []).append(action)
-
-    def push(item) -> None:
-        product_id, actions = item
-        for action in actions:
-            outcome = repairer.apply(action)
-            if outcome.status == DEAD_LETTER:
-                errors[product_id] = outcome.error
-                return
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        list(pool.map(push, by_product.items()))
-    return errors
+    converged = converge(
+        catalog, gateway, product_ids, retrying=retrying, source=WriteSource.OUTBOX, run_id=run_id, concurrency=concurrency, dead_letters=False, verify=False
+    )
+    in_catalog = set(converged.sides.local["product_id"])
+    return {
+        p: converged.errors.get(p) if p in in_catalog else f"product {p!r} is not in the catalog (or is quarantined: see the quarantine table)"
+        for p in product_ids
+    }
 
 
 def _finish(engine: Engine, product_id: str, ids: list[int], error: str | None, policy: OutboxPolicy, result: DrainResult) -> None:
     now = _now()
     with engine.begin() as conn:
         if error is None:
-            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(status="done", done_at=now, last_error=None))
+            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(status=OutboxStatus.DONE, done_at=now, last_error=None))
             result.pushed_products += 1
             result.delivered_rows += len(ids)
             return
         attempts = (conn.execute(select(func.max(outbox.c.attempts)).where(outbox.c.id.in_(ids))).scalar() or 0) + 1
         if attempts >= policy.max_attempts:
-            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(status="dead", attempts=attempts, last_error=error))
-            conn.execute(
-                insert(dead_letter).values(
-                    source="outbox",
-                    product_id=product_id,
-                    action="push",
-                    payload={"outbox_ids": ids},
-                    reason=error,
-                    attempts=attempts,
-                    failed_at=now,
-                )
-            )
+            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(status=OutboxStatus.DEAD, attempts=attempts, last_error=error))
+            record_dead_letter(conn, WriteSource.OUTBOX, product_id, "push", {"outbox_ids": ids}, error, attempts)
             result.dead += 1
         else:
             retry_at = now + dt.timedelta(seconds=policy.next_delay(attempts))
             conn.execute(
-                update(outbox).where(outbox.c.id.in_(ids)).values(status="pending", attempts=attempts, next_attempt_at=retry_at, last_error=error, claimed_by=None)
+                update(outbox)
+                .where(outbox.c.id.in_(ids))
+                .values(status=OutboxStatus.PENDING, attempts=attempts, next_attempt_at=retry_at, last_error=error, claimed_by=None)
             )
             result.retried += 1
         result.errors.append(f"{product_id}: {error}")
 
 
 def drain(
-    engine: Engine,
+    catalog: Catalog,
     gateway: StripeGateway,
     worker: str | None = None,
     policy: OutboxPolicy | None = None,
@@ -192,6 +168,7 @@ def drain(
     batch_size: int = 100,
 ) -> DrainResult:
     """Push every ready product, batch after batch, `concurrency` writes at a time, until none is ready (or the cap)."""
+    engine = catalog.engine
     worker = worker or worker_id()
     policy = policy or OutboxPolicy()
     result = DrainResult()
@@ -204,7 +181,7 @@ def drain(
         if not batch:
             break
         try:
-            errors = push_products(gateway, engine, list(batch), run_id, concurrency, retrying=batch.retrying)
+            errors = push_products(gateway, catalog, list(batch), run_id, concurrency, retrying=batch.retrying)
         except stripe.StripeError as exc:
             errors = {p: error_text(exc) for p in batch}
         except Exception as exc:  # a push must never leave its rows claimed forever
@@ -219,7 +196,9 @@ def release_claims(engine: Engine, worker: str) -> int:
     """Hand back a worker's own claims (after its drain was cut off), so they need not wait out the lease."""
     with engine.begin() as conn:
         return conn.execute(
-            update(outbox).where(outbox.c.status == "in_flight", outbox.c.claimed_by == worker).values(status="pending", claimed_by=None)
+            update(outbox)
+            .where(outbox.c.status == OutboxStatus.IN_FLIGHT, outbox.c.claimed_by == worker)
+            .values(status=OutboxStatus.PENDING, claimed_by=None)
         ).rowcount
 
 
@@ -237,21 +216,23 @@ def backlog(engine: Engine) -> Backlog:
     now = _now()
     with engine.connect() as conn:
         counts = dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())
-        oldest = conn.execute(select(func.min(outbox.c.created_at)).where(outbox.c.status.in_(["pending", "in_flight"]))).scalar()
+        oldest = conn.execute(select(func.min(outbox.c.created_at)).where(outbox.c.status.in_([OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT]))).scalar()
         recent = conn.execute(
-            select(func.count()).where(outbox.c.status == "done", outbox.c.done_at >= now - dt.timedelta(minutes=1))
+            select(func.count()).where(outbox.c.status == OutboxStatus.DONE, outbox.c.done_at >= now - dt.timedelta(minutes=1))
         ).scalar()
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=dt.timezone.utc)
     return Backlog(
-        depth=int(counts.get("pending", 0)),
-        in_flight=int(counts.get("in_flight", 0)),
+        depth=int(counts.get(OutboxStatus.PENDING, 0)),
+        in_flight=int(counts.get(OutboxStatus.IN_FLIGHT, 0)),
         oldest_pending_age_s=(now - oldest).total_seconds() if oldest else 0.0,
         delivered_last_minute=int(recent or 0),
-        dead=int(counts.get("dead", 0)),
+        dead=int(counts.get(OutboxStatus.DEAD, 0)),
     )
 
 
-def catalog_product_ids(engine: Engine) -> list[str]:
+def ready_count(engine: Engine) -> int:
+    """Changes pending and past their `next_attempt_at`: what a drain would push now."""
     with engine.connect() as conn:
-        return [row.id for row in conn.execute(select(products.c.id))]
+        ready = select(func.count()).where(outbox.c.status == OutboxStatus.PENDING, outbox.c.next_attempt_at <= _now())
+        return conn.execute(ready).scalar_one()

@@ -15,10 +15,9 @@ import stripe
 from sqlalchemy import Engine
 
 from recon_pipeline.stripe_api import StripeGateway
-from recon_pipeline.sync.inbox import store_event
+from recon_pipeline.sync.inbox import EVENT_TYPES, EventSource, store_event
 
 FIRST_LOOKBACK_S = 24 * 3600
-TYPES = ["product.created", "product.updated", "product.deleted", "price.created", "price.updated", "price.deleted"]
 
 
 @dataclass
@@ -32,7 +31,7 @@ def _newer_than(gateway: StripeGateway, last_id: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     cursor = last_id
     while True:
-        page = gateway.request("get", "/v1/events", {"limit": 100, "ending_before": cursor, "types": TYPES})
+        page = gateway.request("get", "/v1/events", {"limit": 100, "ending_before": cursor, "types": EVENT_TYPES})
         events = page["data"] + events  # each page is newest first, and newer than the last
         if not page["has_more"] or not page["data"]:
             return events
@@ -40,7 +39,7 @@ def _newer_than(gateway: StripeGateway, last_id: str) -> list[dict[str, Any]]:
 
 
 def _since(gateway: StripeGateway, created_gte: int) -> list[dict[str, Any]]:
-    return list(gateway.list_all("/v1/events", {"created": {"gte": created_gte}, "types": TYPES}))
+    return list(gateway.list_all("/v1/events", {"created": {"gte": created_gte}, "types": EVENT_TYPES}))
 
 
 def poll_events(engine: Engine, gateway: StripeGateway, cursor: dict[str, Any] | None) -> PollResult:
@@ -56,7 +55,7 @@ def poll_events(engine: Engine, gateway: StripeGateway, cursor: dict[str, Any] |
             events = _since(gateway, int(cursor.get("created", time.time() - FIRST_LOOKBACK_S)))
     else:
         events = _since(gateway, int(cursor.get("created", time.time() - FIRST_LOOKBACK_S)))
-    stored = sum(store_event(engine, event, "poller") for event in events)
+    stored = sum(store_event(engine, event, EventSource.POLLER) for event in events)
     if events:  # both walks return newest first
         cursor = {"last_id": events[0]["id"], "created": events[0]["created"]}
     return PollResult(cursor=cursor, seen=len(events), stored=stored)

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from recon_pipeline.sync.inbox import MalformedEvent, parse_event, store_event
+from recon_pipeline.sync.inbox import EventSource, MalformedEvent, parse_event, store_event
 
 log = logging.getLogger(__name__)
 TOLERANCE_S = 300
@@ -40,7 +40,7 @@ def create_webhook_app(engine: Engine, secret: str, tolerance: int = TOLERANCE_S
             event = parse_event(payload)
         except MalformedEvent as error:
             return JSONResponse({"error": f"malformed event: {error}"}, status_code=400)
-        stored = store_event(engine, event, "webhook")
+        stored = store_event(engine, event, EventSource.WEBHOOK)
         return JSONResponse({"received": True, "duplicate": not stored})
 
     async def health(request: Request) -> JSONResponse:

@@ -11,13 +11,15 @@ that can fetch their prices.
 
 from __future__ import annotations
 
-import random
 import threading
 from dataclasses import dataclass
 from typing import Callable
 
 from sqlalchemy.exc import DBAPIError
 
+from recon_pipeline.backoff import Backoff
+from recon_pipeline.catalog import Catalog
+from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.sync.inbox import InboxApplier
 from recon_pipeline.sync.outbox import drain, release_claims
 
@@ -32,8 +34,8 @@ class WorkerTotals:
 
 
 def run_worker(
-    engine,
-    gateway,
+    catalog: Catalog,
+    gateway: StripeGateway,
     applier: InboxApplier,
     *,
     name: str,
@@ -47,20 +49,23 @@ def run_worker(
 ) -> WorkerTotals:
     """Pass after pass until `stop` is set (or one busy-free pass with `once`)."""
     stop = stop or threading.Event()
+    engine = catalog.engine
+    backoff = Backoff(base_s=0.5, cap_s=max_backoff_s)
     totals = WorkerTotals()
     failures_in_a_row = 0
+    stripe_failures_in_a_row = 0
     while not stop.is_set():
         try:
             if failures_in_a_row:
                 released = release_claims(engine, name)
                 say(f"catalog database reachable again; {released} claimed changes handed back")
                 failures_in_a_row = 0
-            pushed = drain(engine, gateway, worker=name, concurrency=concurrency, batch_size=batch_size)
+            pushed = drain(catalog, gateway, worker=name, concurrency=concurrency, batch_size=batch_size)
             applied = applier.apply_pending()
         except DBAPIError as error:
             failures_in_a_row += 1
             totals.database_errors += 1
-            delay = random.uniform(0, min(max_backoff_s, 0.5 * 2 ** min(failures_in_a_row, 10)))
+            delay = backoff.delay(failures_in_a_row)
             reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
             say(f"catalog database unreachable ({reason}); retrying in {delay:.1f} s")
             engine.dispose()  # drop every pooled connection: after a restart they are all dead
@@ -73,7 +78,10 @@ def run_worker(
         if applied.stripe_error:
             totals.stripe_errors += 1
             say(f"Stripe unreachable while applying the inbox ({applied.stripe_error}); {applied.waiting} events wait for the next pass")
-            stop.wait(random.uniform(0, max_backoff_s / 2))
+            stop.wait(backoff.delay(stripe_failures_in_a_row))
+            stripe_failures_in_a_row += 1
+        else:
+            stripe_failures_in_a_row = 0
         if busy:
             say(
                 f"pushed {pushed.pushed_products} products ({pushed.delivered_rows} changes), retried {pushed.retried}, dead {pushed.dead}; "

@@ -18,11 +18,11 @@ import stripe
 from sqlalchemy import select, text
 
 from recon_pipeline.catalog import init_schema, make_engine
-from recon_pipeline.catalog.schema import quarantine
-from recon_pipeline.catalog.schema import inbox
+from recon_pipeline.catalog.schema import inbox, quarantine
 from recon_pipeline.demo_report import run_job
 from recon_pipeline.emulator.webhooks import sign
-from recon_pipeline_tests.test_sync import SECRET, event, product_obj, receiver, rows, signed  # noqa: F401 (receiver: a fixture)
+from recon_pipeline.testing import WEBHOOK_SECRET as SECRET
+from recon_pipeline.testing import event, product_obj, signed
 
 MAPPING = "id=sku,name=title,metadata=attrs,unit_amount=price,currency=curr"
 GOOD = [(f"ok_{i}", f"Good {i}", "{}", 1000 + i, "usd") for i in range(5)]
@@ -131,7 +131,8 @@ def test_webhook_receiver_refuses_bad_requests_and_stores_nothing(receiver, case
         headers["Stripe-Signature"] = sign(body, SECRET)
     response = httpx.post(f"{server.url}/webhooks/stripe", content=body, headers=headers)
     assert response.status_code == 400 and "error" in response.json()
-    assert rows(engine, inbox) == []
+    with engine.connect() as conn:
+        assert conn.execute(select(inbox)).all() == []
 
 
 # -- malformed settings: the command refuses, naming the variable, and writes nothing ------------
@@ -142,9 +143,12 @@ def test_webhook_receiver_refuses_bad_requests_and_stores_nothing(receiver, case
     [
         ("RECON_STRIPE_RATE_LIMIT", "-3", "RECON_STRIPE_RATE_LIMIT='-3' must be greater than 0"),
         ("RECON_MAX_DRIFT_RATE", "lots", "RECON_MAX_DRIFT_RATE"),
-        ("RECON_EXECUTOR", "kubernetes", "RECON_EXECUTOR='kubernetes' is not an executor"),
+        ("RECON_EXECUTOR", "kubernetes", "RECON_EXECUTOR='kubernetes' is not one of multiprocess"),
         ("RECON_CATALOG_COLUMNS", "id", "RECON_CATALOG_COLUMNS is set but RECON_CATALOG_TABLE is not"),
-        ("RECON_CONFLICT_POLICY", "whoever", "RECON_CONFLICT_POLICY='whoever' is not a policy"),
+        ("RECON_CONFLICT_POLICY", "whoever", "RECON_CONFLICT_POLICY='whoever' is not one of local_wins"),
+        ("RECON_ORPHAN_POLICY", "nuke", "RECON_ORPHAN_POLICY='nuke' is not one of report"),
+        ("RECON_MAX_REPAIR_SHARE", "ten", "RECON_MAX_REPAIR_SHARE='ten' is not a number"),
+        ("RECON_PARTITIONS_START", "2026-01-01", "RECON_PARTITIONS_START='2026-01-01' is not an hour"),
         ("STRIPE_WEBHOOK_SECRET", "hunter2", "STRIPE_WEBHOOK_SECRET does not look like a webhook signing secret"),
     ],
 )

@@ -13,16 +13,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine
+from recon_pipeline.catalog import Catalog, CatalogProduct
 from recon_pipeline.catalog.changes import change_price, create_product, update_product
-from recon_pipeline.emulator.server import _free_port
+from recon_pipeline.emulator.server import free_port
 from recon_pipeline.sync.outbox import backlog
-from recon_pipeline_tests.faults.checks import assert_no_duplicates, drift_rows
+from recon_pipeline.testing import assert_no_duplicates, drift_rows, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -40,7 +39,7 @@ class PrivatePostgres:
     def __init__(self, root: Path):
         self.root = root
         self.data = root / "data"
-        self.port = _free_port("127.0.0.1")
+        self.port = free_port("127.0.0.1")
         # PostgreSQL refuses to run as root: as root, run it as the postgres user.
         self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
@@ -76,13 +75,14 @@ def private_postgres():
     shutil.rmtree(root, ignore_errors=True)
 
 
-def seed(engine, count: int) -> None:
-    init_schema(engine)
+def seed(url: str, count: int) -> Catalog:
+    catalog = Catalog.open(url)
     for i in range(count):
-        create_product(engine, CatalogProduct(id=f"sku_{i:03d}", name=f"P{i}", unit_amount=100 + i, currency="usd"))
-        update_product(engine, f"sku_{i:03d}", name=f"P{i} final")
+        create_product(catalog, CatalogProduct(id=f"sku_{i:03d}", name=f"P{i}", unit_amount=100 + i, currency="usd"))
+        update_product(catalog, f"sku_{i:03d}", name=f"P{i} final")
         if i % 3 == 0:
-            change_price(engine, f"sku_{i:03d}", 900 + i, "usd")
+            change_price(catalog, f"sku_{i:03d}", 900 + i, "usd")
+    return catalog
 
 
 def start_worker(catalog_url: str, emulator, log: Path) -> subprocess.Popen:
@@ -94,16 +94,15 @@ def start_worker(catalog_url: str, emulator, log: Path) -> subprocess.Popen:
 
 
 def wait_drained(engine, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def drained() -> bool:
         try:
             queue = backlog(engine)
-            if queue.depth == queue.in_flight == 0:
-                return
+            return queue.depth == queue.in_flight == 0
         except Exception:  # the database may still be coming back
             engine.dispose()
-        time.sleep(0.2)
-    raise AssertionError(f"the outbox did not drain in {timeout_s:g} s: {backlog(engine)}")
+            return False
+
+    wait_until(drained, timeout=timeout_s, interval=0.2, what="the outbox to drain")
 
 
 def stop_worker(worker: subprocess.Popen) -> int:
@@ -112,19 +111,16 @@ def stop_worker(worker: subprocess.Popen) -> int:
 
 
 def test_a_postgresql_restart_mid_drain_loses_and_duplicates_nothing(private_postgres, emulator, tmp_path):
-    engine = make_engine(private_postgres.url)
-    seed(engine, 60)
+    catalog = seed(private_postgres.url, 60)
+    engine = catalog.engine
     emulator.faults.update({"latency_ms": 40})
     log = tmp_path / "worker.log"
     worker = start_worker(private_postgres.url, emulator, log)
     try:
-        deadline = time.monotonic() + 30
-        while backlog(engine).in_flight == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert backlog(engine).in_flight > 0, "the worker never started draining"
+        wait_until(lambda: backlog(engine).in_flight, timeout=30, what="the worker to start draining")
         engine.dispose()
         private_postgres.stop()  # the worker loses its database mid-drain
-        time.sleep(3)
+        wait_until(lambda: "catalog database unreachable" in log.read_text(), timeout=30, what="the worker to notice the database is gone")
         assert worker.poll() is None, f"the worker died with the database:\n{log.read_text()}"
         private_postgres.start()
         emulator.faults.update({"latency_ms": 0})
@@ -136,13 +132,13 @@ def test_a_postgresql_restart_mid_drain_loses_and_duplicates_nothing(private_pos
     assert code == 0, output
     assert "catalog database unreachable" in output and "reachable again" in output, output
     assert backlog(engine).dead == 0
-    assert drift_rows(engine, emulator.url) == 0
+    assert drift_rows(catalog, emulator.url) == 0
     assert_no_duplicates(emulator.url)
 
 
 def test_two_workers_at_once_through_dropped_connections_and_5xx(postgres_url, emulator, tmp_path):
-    engine = make_engine(postgres_url)
-    seed(engine, 90)
+    catalog = seed(postgres_url, 90)
+    engine = catalog.engine
     emulator.faults.update({"drop_rate": 0.1, "failure_rate": 0.1, "latency_ms": 10})
     workers = [start_worker(postgres_url, emulator, tmp_path / f"worker{i}.log") for i in range(2)]
     try:
@@ -154,5 +150,5 @@ def test_two_workers_at_once_through_dropped_connections_and_5xx(postgres_url, e
     assert all("pushed" in log for log in logs), "both workers did part of the work"
     emulator.faults.update({"drop_rate": 0.0, "failure_rate": 0.0})
     assert backlog(engine).dead == 0
-    assert drift_rows(engine, emulator.url) == 0
+    assert drift_rows(catalog, emulator.url) == 0
     assert_no_duplicates(emulator.url)

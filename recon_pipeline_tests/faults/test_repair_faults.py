@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +17,7 @@ from recon_pipeline.catalog import CatalogProduct, make_engine, upsert_products
 from recon_pipeline.catalog.schema import dead_letter, sync_ledger
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.demo_report import run_job
-from recon_pipeline_tests.faults.checks import assert_no_duplicates
+from recon_pipeline.testing import assert_no_duplicates, wait_until
 
 REPAIR_ARCHIVE = {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}
 
@@ -85,13 +84,19 @@ with dg.DagsterInstance.get() as instance:
 """
 
 
-@pytest.mark.parametrize("kill_after_s", [1.5, 3.0])
-def test_sigkill_mid_repair_then_rerun_converges_without_duplicates(seeded, emulator, kill_after_s):
+def writes_started(url: str) -> int:
+    with make_engine(url).connect() as conn:
+        return conn.execute(select(func.count()).select_from(sync_ledger)).scalar_one()
+
+
+@pytest.mark.parametrize("kill_after_writes", [10, 50])
+def test_sigkill_mid_repair_then_rerun_converges_without_duplicates(seeded, emulator, kill_after_writes):
+    url, _ = seeded
     with dg.DagsterInstance.get() as instance:
         run_job("reconcile_catalog", instance=instance)
         set_faults(emulator, latency_ms=40)
         child = subprocess.Popen([sys.executable, "-c", REPAIR_SCRIPT], env=dict(os.environ))
-        time.sleep(kill_after_s)
+        wait_until(lambda: writes_started(url) >= kill_after_writes or child.poll() is not None, timeout=120, what=f"{kill_after_writes} repair writes")
         assert child.poll() is None, "repair finished before it could be killed; slow the emulator further"
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)

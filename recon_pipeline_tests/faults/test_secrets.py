@@ -9,17 +9,18 @@ import dagster as dg
 import httpx
 import pytest
 
-from recon_pipeline.catalog import make_engine
+from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.changes import update_product
 from recon_pipeline.cli import build_parser
-from recon_pipeline.defs.sensors import alert_sensor
+from recon_pipeline.defs.alerts import alert_sensor
+from recon_pipeline.definitions import build_defs
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.demo_report import run_job
 from recon_pipeline.emulator import ServerThread
 from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.sync.outbox import drain
 from recon_pipeline.sync.webhooks import create_webhook_app
-from recon_pipeline_tests.test_alerts import AlertReceiver
+from recon_pipeline.testing import AlertReceiver
 
 pytestmark = pytest.mark.postgres
 
@@ -40,7 +41,8 @@ def test_no_secret_reaches_logs_event_log_run_config_or_metadata(postgres_url, e
     monkeypatch.setenv("RECON_CATALOG_URL", catalog_url)
     caplog.set_level(logging.DEBUG)
 
-    engine = make_engine(catalog_url)
+    catalog = Catalog.open(catalog_url)
+    engine = catalog.engine
     seed_demo(engine, emulator.url, plan_demo(n_products=1000, seed=13))
     with AlertReceiver() as receiver, dg.DagsterInstance.get() as instance:
         monkeypatch.setenv("ALERT_WEBHOOK_URL", f"{receiver.url}/{secrets['alert_token']}")
@@ -49,9 +51,9 @@ def test_no_secret_reaches_logs_event_log_run_config_or_metadata(postgres_url, e
             run_job("reconcile_catalog", instance=instance),
             run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}, instance=instance),
         ]
-        alert_sensor(dg.build_sensor_context(instance=instance))
-        update_product(engine, "sku_00001", name="Edited")
-        drain(engine, StripeGateway(secrets["api_key"], emulator.url, global_rate=None, endpoint_rate=None))
+        alert_sensor(dg.build_sensor_context(instance=instance, resources={"alerts": build_defs().resources["alerts"]}))
+        update_product(catalog, "sku_00001", name="Edited")
+        drain(catalog, StripeGateway(secrets["api_key"], emulator.url, global_rate=None, endpoint_rate=None))
         with ServerThread(create_webhook_app(engine, secrets["webhook_secret"])) as hooks:
             httpx.post(f"{hooks.url}/webhooks/stripe", content=b"{}", headers={"Stripe-Signature": "t=1,v1=bad"})
         emulator.faults.update({"failure_rate": 0.0})

@@ -8,20 +8,20 @@ fault; the emulator's own counters prove the fault happened.
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
 import stripe
 
-from recon_pipeline.catalog import CatalogProduct, init_schema, make_engine, read_products_frame
+from recon_pipeline.catalog import Catalog, CatalogProduct
 from recon_pipeline.catalog.changes import change_price, create_product, update_product
+from recon_pipeline.policies import ConflictPolicy
 from recon_pipeline.stripe_api import RetryPolicy, StripeGateway
-from recon_pipeline.sync.inbox import ConflictPolicy, InboxApplier
+from recon_pipeline.sync.inbox import InboxApplier
 from recon_pipeline.sync.outbox import OutboxPolicy, backlog, drain
 from recon_pipeline.sync.poller import poll_events
 from recon_pipeline.sync.worker import run_worker
-from recon_pipeline_tests.faults.checks import assert_no_duplicates, drift_rows
+from recon_pipeline.testing import assert_no_duplicates, drift_rows, wait_until
 
 PRODUCTS = 20
 
@@ -39,22 +39,19 @@ def emulator_stats(emulator) -> dict:
     return httpx.get(f"{emulator.url}/_emulator/stats", timeout=5).json()
 
 
-def drain_until_empty(engine, gateway, policy: OutboxPolicy, deadline_s: float = 90.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        drain(engine, gateway, policy=policy, concurrency=4)
-        queue = backlog(engine)
-        if queue.depth == queue.in_flight == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the outbox did not drain in {deadline_s:g} s: {backlog(engine)}")
+def drain_until_empty(catalog: Catalog, gateway, policy: OutboxPolicy, deadline_s: float = 90.0) -> None:
+    def empty() -> bool:
+        drain(catalog, gateway, policy=policy, concurrency=4)
+        queue = backlog(catalog.engine)
+        return queue.depth == queue.in_flight == 0
+
+    wait_until(empty, timeout=deadline_s, interval=0.1, what="the outbox to drain")
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_the_outbox_drains_through_the_fault_without_loss_or_duplicates(tmp_path, emulator, scenario):
     faults, timeout_s, (counter, key) = SCENARIOS[scenario]
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
-    init_schema(engine)
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
     # The client believes the account allows 100 requests/s; the emulator decides what it really allows.
     gateway = StripeGateway("sk_test_faults", emulator.url, global_rate=100, endpoint_rate=100, retry=RetryPolicy(4, 0.05, 0.5), timeout=timeout_s)
     policy = OutboxPolicy(max_attempts=1000, base_delay_s=0.1, max_delay_s=1.0)
@@ -65,15 +62,15 @@ def test_the_outbox_drains_through_the_fault_without_loss_or_duplicates(tmp_path
             threading.Timer(3.0, lambda: emulator.faults.update({"outage": False})).start()
         for i in range(PRODUCTS):
             edit(i)
-        drain_until_empty(engine, gateway, policy)
+        drain_until_empty(catalog, gateway, policy)
         emulator.faults.clear()
 
-    wave(lambda i: create_product(engine, CatalogProduct(id=f"sku_{i:03d}", name=f"P{i}", unit_amount=100 + i, currency="usd")))
+    wave(lambda i: create_product(catalog, CatalogProduct(id=f"sku_{i:03d}", name=f"P{i}", unit_amount=100 + i, currency="usd")))
 
     def second(i: int) -> None:
-        update_product(engine, f"sku_{i:03d}", name=f"P{i} renamed", metadata={"wave": "2"})
+        update_product(catalog, f"sku_{i:03d}", name=f"P{i} renamed", metadata={"wave": "2"})
         if i % 2:
-            change_price(engine, f"sku_{i:03d}", 500 + i, "usd")
+            change_price(catalog, f"sku_{i:03d}", 500 + i, "usd")
 
     wave(second)
 
@@ -81,48 +78,45 @@ def test_the_outbox_drains_through_the_fault_without_loss_or_duplicates(tmp_path
     happened = stats[counter] if key is None else stats[counter].get(key, 0)
     assert happened > 0, f"the {scenario} fault never happened: {stats}"
     assert gateway.stats["retries"] > 0
-    queue = backlog(engine)
+    queue = backlog(catalog.engine)
     assert queue.dead == 0 and queue.depth == queue.in_flight == 0, "nothing lost"
-    assert drift_rows(engine, emulator.url) == 0
+    assert drift_rows(catalog, emulator.url) == 0
     assert_no_duplicates(emulator.url)
     assert len([p for p in emulator.state.all("price")]) == PRODUCTS + PRODUCTS // 2, "one price per product, one more per price change"
 
 
 def test_a_price_change_cut_off_after_the_switch_archives_the_old_price_on_retry(tmp_path, emulator):
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
-    init_schema(engine)
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
     gateway = StripeGateway("sk_test_faults", emulator.url, global_rate=None, endpoint_rate=None, retry=RetryPolicy(2, 0.01, 0.05))
     policy = OutboxPolicy(base_delay_s=0.01, max_delay_s=0.05)
-    create_product(engine, CatalogProduct(id="sku_1", name="One", unit_amount=100, currency="usd"))
-    drain_until_empty(engine, gateway, policy)
+    create_product(catalog, CatalogProduct(id="sku_1", name="One", unit_amount=100, currency="usd"))
+    drain_until_empty(catalog, gateway, policy)
     # Stripe refuses the archive (the third write): the new price is created and made the default.
     emulator.faults.update({"refuse_paths": ["/v1/prices/"]})
-    change_price(engine, "sku_1", 200, "usd")
-    first = drain(engine, gateway, policy=policy)
-    assert first.retried == 1 and drift_rows(engine, emulator.url) == 0, "no drift, yet the old price is still active"
+    change_price(catalog, "sku_1", 200, "usd")
+    first = drain(catalog, gateway, policy=policy)
+    assert first.retried == 1 and drift_rows(catalog, emulator.url) == 0, "no drift, yet the old price is still active"
     assert sum(p["active"] for p in emulator.state.all("price")) == 2
     emulator.faults.update({"refuse_paths": []})
-    time.sleep(0.1)
-    drain_until_empty(engine, gateway, policy)
+    drain_until_empty(catalog, gateway, policy)
     assert [p["unit_amount"] for p in emulator.state.all("price") if p["active"]] == [200]
     assert_no_duplicates(emulator.url)
 
 
 def test_an_outage_while_applying_the_inbox_leaves_its_events_waiting_and_the_worker_running(sqlite_url, emulator):
     """Found by the soak: fetching an event's price during an outage used to kill the worker."""
-    engine = make_engine(sqlite_url)
-    init_schema(engine)
+    catalog = Catalog.open(sqlite_url)
     client = stripe.StripeClient("sk_test_dashboard", base_addresses={"api": emulator.url}, max_network_retries=0)
     client.v1.products.create(params={"id": "sku_1", "name": "Made in the dashboard", "default_price_data": {"unit_amount": 900, "currency": "usd"}})
     api = StripeGateway("sk_test_worker", emulator.url, global_rate=None, endpoint_rate=None, retry=RetryPolicy(2, 0.01, 0.02))
-    poll_events(engine, api, None)
-    applier = InboxApplier(engine, ConflictPolicy.STRIPE_WINS, api)
+    poll_events(catalog.engine, api, None)
+    applier = InboxApplier(catalog, ConflictPolicy.STRIPE_WINS, api)
     emulator.faults.update({"outage": True})
     said: list[str] = []
-    totals = run_worker(engine, api, applier, name="w1", once=True, say=said.append, max_backoff_s=0.1)
+    totals = run_worker(catalog, api, applier, name="w1", once=True, say=said.append, max_backoff_s=0.1)
     assert totals.stripe_errors == 1 and any("events wait for the next pass" in line for line in said)
-    assert read_products_frame(engine).empty  # nothing half-applied
+    assert catalog.rows().empty  # nothing half-applied
     emulator.faults.update({"outage": False})
     result = applier.apply_pending()
     assert (result.waiting, result.stripe_error) == (0, None) and result.applied >= 1
-    assert read_products_frame(engine).loc[0, "unit_amount"] == 900
+    assert catalog.rows().loc[0, "unit_amount"] == 900

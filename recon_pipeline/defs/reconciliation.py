@@ -1,12 +1,13 @@
-"""Reconciliation assets: both sides snapshotted, and the drift between them.
+"""Reconciliation: both sides snapshotted, and the drift between them (group `reconciliation`).
 
     local_products ──┐
-                     ├──> catalog_drift
+                     ├──> catalog_drift          (job: reconcile_catalog; schedule: reconcile_hourly)
     stripe_products ─┘
 
 Each asset guards itself with blocking checks (ids unique, snapshot complete, drift rate
 under the threshold), so a bad snapshot never produces a drift table that a repair would
-act on.
+act on. The logic is in `recon_pipeline.reconcile` (plain functions on DataFrames); this
+module only wires it and reports.
 """
 
 
@@ -16,24 +17,31 @@ import time
 import dagster as dg
 import pandas as pd
 
-from recon_pipeline.catalog import read_products_frame
 from recon_pipeline.catalog.quarantine import quarantined_ids, record, split_valid
-from recon_pipeline.defs.resources import CatalogResource, StripeResource
-from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame, summarize_drift
+from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
+from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, diff_catalog, local_frame, stripe_frame, summarize_drift
 from recon_pipeline.settings import Settings
 from recon_pipeline.stripe_api import fetch_products_snapshot
 
 GROUP = "reconciliation"
 PREVIEW_ROWS = 20
+# The hourly schedule refreshes catalog_drift; two hours without it means the scheduler or
+# the daemon is silent, and that is itself an alert (the freshness check below).
+DRIFT_FRESHNESS = dt.timedelta(hours=2)
 
 
-def _duplicate_ids(frame: pd.DataFrame) -> list[str]:
-    ids = frame["product_id"]
-    return sorted(ids[ids.duplicated()].unique().tolist())
+def _ids_unique_spec(asset: str, side: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        "ids_unique",
+        asset=asset,
+        blocking=True,
+        description=f"Every product id appears once in {side}; duplicates make matching ambiguous, so the diff does not run.",
+    )
 
 
 def _ids_unique_result(asset: str, frame: pd.DataFrame) -> dg.AssetCheckResult:
-    dupes = _duplicate_ids(frame)
+    ids = frame["product_id"]
+    dupes = sorted(ids[ids.duplicated()].unique().tolist())
     return dg.AssetCheckResult(
         check_name="ids_unique",
         asset_key=asset,
@@ -44,15 +52,6 @@ def _ids_unique_result(asset: str, frame: pd.DataFrame) -> dg.AssetCheckResult:
             "examples": dg.MetadataValue.text(", ".join(map(str, dupes[:20])) or "none"),
         },
         description=None if not dupes else f"{len(dupes)} product ids appear more than once in {asset}",
-    )
-
-
-def _ids_unique_spec(asset: str, side: str) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        "ids_unique",
-        asset=asset,
-        blocking=True,
-        description=f"Every product id appears once in {side}; duplicates make matching ambiguous, so the diff does not run.",
     )
 
 
@@ -77,7 +76,7 @@ def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource):
     Rows Stripe would refuse are quarantined with their reason instead of blocking the rest.
     """
     started = time.perf_counter()
-    rows, bad = split_valid(read_products_frame(catalog.engine()))
+    rows, bad = split_valid(catalog.catalog().rows())
     record(catalog.engine(), bad)
     frame = local_frame(rows)
     yield dg.Output(
@@ -159,31 +158,18 @@ def stripe_products(context: dg.AssetExecutionContext, stripe: StripeResource):
     yield _ids_unique_result("stripe_products", frame)
 
 
-def _drift_metadata(drift: pd.DataFrame, summary: dict) -> dict[str, dg.MetadataValue]:
-    metadata = {f"drift/{kind}": dg.MetadataValue.int(summary[kind]) for kind in ("missing_in_stripe", "orphan_in_stripe", "field_mismatch", "total")}
-    metadata.update(
-        {
-            f"drift/field_mismatch/{field}": dg.MetadataValue.int(count)
-            for field, count in summary["field_mismatch_by_field"].items()
-        }
-    )
-    metadata.update(
-        {
-            "drift_rate": dg.MetadataValue.float(round(summary["drift_rate"], 6)),
-            "products_with_drift": dg.MetadataValue.int(summary["products_with_drift"]),
-            "products_total": dg.MetadataValue.int(summary["products_total"]),
-            "dagster/row_count": dg.MetadataValue.int(len(drift)),
-            "preview": dg.MetadataValue.md(
-                drift.head(PREVIEW_ROWS).to_markdown(index=False) if len(drift) else "_No drift: both sides agree._"
-            ),
-        }
-    )
-    return metadata
-
-
-# The hourly schedule refreshes catalog_drift; two hours without it means the scheduler or
-# the daemon is silent, and that is itself an alert (catalog_drift_freshness below).
-DRIFT_FRESHNESS = dt.timedelta(hours=2)
+def drift_metadata(drift: pd.DataFrame, summary: dict) -> dict[str, dg.MetadataValue]:
+    """Counts per kind and per field (zeros included, so the UI's plots are continuous lines)."""
+    by_field = summary["field_mismatch_by_field"]
+    return {
+        **{f"drift/{kind}": dg.MetadataValue.int(summary[kind]) for kind in (*DRIFT_KINDS, "total")},
+        **{f"drift/field_mismatch/{field}": dg.MetadataValue.int(by_field.get(field, 0)) for field in COMPARED_FIELDS},
+        "drift_rate": dg.MetadataValue.float(round(summary["drift_rate"], 6)),
+        "products_with_drift": dg.MetadataValue.int(summary["products_with_drift"]),
+        "products_total": dg.MetadataValue.int(summary["products_total"]),
+        "dagster/row_count": dg.MetadataValue.int(len(drift)),
+        "preview": dg.MetadataValue.md(drift.head(PREVIEW_ROWS).to_markdown(index=False) if len(drift) else "_No drift: both sides agree._"),
+    }
 
 
 @dg.asset(
@@ -200,7 +186,9 @@ DRIFT_FRESHNESS = dt.timedelta(hours=2)
         )
     ],
 )
-def catalog_drift(context: dg.AssetExecutionContext, catalog: CatalogResource, local_products: pd.DataFrame, stripe_products: pd.DataFrame):
+def catalog_drift(
+    context: dg.AssetExecutionContext, catalog: CatalogResource, policy: ReconPolicy, local_products: pd.DataFrame, stripe_products: pd.DataFrame
+):
     """Every discrepancy between the catalog and Stripe, one row each.
 
     Columns: product_id, kind (missing_in_stripe | orphan_in_stripe | field_mismatch),
@@ -211,9 +199,9 @@ def catalog_drift(context: dg.AssetExecutionContext, catalog: CatalogResource, l
     stripe_products = stripe_products[~stripe_products["product_id"].isin(held)].reset_index(drop=True)
     drift = diff_catalog(local_products, stripe_products)
     summary = summarize_drift(drift, len(local_products), len(stripe_products))
-    yield dg.Output(drift, metadata=_drift_metadata(drift, summary))
+    yield dg.Output(drift, metadata=drift_metadata(drift, summary))
 
-    threshold = Settings.from_env().max_drift_rate
+    threshold = policy.max_drift_rate
     rate = summary["drift_rate"]
     yield dg.AssetCheckResult(
         check_name="drift_rate_below_threshold",
@@ -228,17 +216,38 @@ def catalog_drift(context: dg.AssetExecutionContext, catalog: CatalogResource, l
         description=(
             None
             if rate <= threshold
-            else f"{summary['products_with_drift']} of {summary['products_total']} products drifted "
-            f"({rate:.2%} > {threshold:.2%})"
+            else f"{summary['products_with_drift']} of {summary['products_total']} products drifted ({rate:.2%} > {threshold:.2%})"
         ),
     )
 
 
-catalog_drift_freshness = dg.build_last_update_freshness_checks(
-    assets=[catalog_drift], lower_bound_delta=DRIFT_FRESHNESS, severity=dg.AssetCheckSeverity.ERROR
-)
+catalog_drift_freshness = dg.build_last_update_freshness_checks(assets=[catalog_drift], lower_bound_delta=DRIFT_FRESHNESS, severity=dg.AssetCheckSeverity.ERROR)
 freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=catalog_drift_freshness,
-    minimum_interval_seconds=300,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    freshness_checks=catalog_drift_freshness, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING
 )
+
+reconcile_catalog = dg.define_asset_job(
+    "reconcile_catalog",
+    selection=dg.AssetSelection.groups(GROUP),
+    description="Snapshot the catalog and Stripe, derive catalog_drift and run its checks.",
+)
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    """The reconciliation assets, their job, and the hourly schedule (RECON_RECONCILE_CRON)."""
+    reconcile_hourly = dg.ScheduleDefinition(
+        name="reconcile_hourly",
+        job=reconcile_catalog,
+        cron_schedule=settings.reconcile_cron,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every hour on the hour (UTC): snapshot both sides and derive catalog_drift. "
+        "Drift then triggers repair_catalog through drift_repair_sensor.",
+    )
+    return dg.Definitions(
+        assets=[local_products, stripe_products, catalog_drift],
+        asset_checks=[*catalog_drift_freshness],
+        jobs=[reconcile_catalog],
+        schedules=[reconcile_hourly],
+        sensors=[freshness_checks_sensor],
+    )

@@ -1,53 +1,31 @@
-"""Sensors: drift found becomes a repair run; failed checks and runs become alerts.
+"""Alerts: failed asset checks and failed runs, posted once each to ALERT_WEBHOOK_URL.
 
-Both run by default (`make dev` / the daemon); stop either from the UI's Automation page.
+`alert_sensor` runs by default (`make dev` / the daemon); stop it from the UI's Automation
+page. The payloads and their delivery are `recon_pipeline.alerts`.
 """
 
 
 import json
-import os
 import time
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 
 from recon_pipeline.alerts import check_alert, post_alert, run_alert
-from recon_pipeline.defs.jobs import repair_catalog
+from recon_pipeline.defs.resources import AlertsResource
+from recon_pipeline.settings import Settings
 
 # On the very first evaluation, look back this far rather than alerting on all history.
 FIRST_LOOKBACK_S = 3600
 BATCH = 100
 
 
-@dg.asset_sensor(
-    asset_key=dg.AssetKey("catalog_drift"),
-    job=repair_catalog,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def drift_repair_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    """Requests one `repair_catalog` run for each `catalog_drift` materialization that has drift.
-
-    The run's mass-drift breaker still decides whether to write: above its share of the
-    catalog it refuses, fails the `mass_drift_breaker` check and the alert sensor reports it.
-    """
-    materialization = asset_event.asset_materialization
-    total = materialization.metadata.get("drift/total") if materialization else None
-    drift_rows = int(getattr(total, "value", 0) or 0)
-    if drift_rows == 0:
-        return dg.SkipReason(f"catalog_drift from run {asset_event.run_id[:8]} has no drift")
-    return dg.RunRequest(
-        run_key=f"catalog_drift:{asset_event.run_id}",
-        tags={"recon/trigger": "drift_repair_sensor", "recon/drift_rows": str(drift_rows)},
-    )
-
-
-def _alert_for(record: dg.EventLogRecord) -> dict | None:
+def _alert_for(record: dg.EventLogRecord, ui_url: str) -> dict | None:
     """The alert for one event record, or None when it is not a failure."""
     entry = record.event_log_entry
     event = entry.dagster_event
     if event.event_type == dg.DagsterEventType.RUN_FAILURE:
-        return run_alert(entry.run_id, event.job_name or "?", event.message or None)
+        return run_alert(entry.run_id, event.job_name or "?", event.message or None, ui_url)
     evaluation = event.event_specific_data
     if isinstance(evaluation, AssetCheckEvaluation) and not evaluation.passed:
         return check_alert(
@@ -57,12 +35,13 @@ def _alert_for(record: dg.EventLogRecord) -> dict | None:
             description=evaluation.description,
             metadata=evaluation.metadata,
             run_id=entry.run_id,
+            base_url=ui_url,
         )
     return None
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def alert_sensor(context: dg.SensorEvaluationContext):
+def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
     """Posts every failed asset check (ERROR and WARN) and every failed run to ALERT_WEBHOOK_URL.
 
     Slack-compatible JSON (`text`) plus structured fields (asset, check, value, threshold,
@@ -71,12 +50,12 @@ def alert_sensor(context: dg.SensorEvaluationContext):
     miss it. Without ALERT_WEBHOOK_URL it only logs the alerts.
     """
     state = json.loads(context.cursor) if context.cursor else {}
-    url = os.environ.get("ALERT_WEBHOOK_URL", "").strip()
+    url = alerts.webhook_url.strip()
     sent = 0
 
     def deliver(record: dg.EventLogRecord) -> bool:
         nonlocal sent
-        payload = _alert_for(record)
+        payload = _alert_for(record, alerts.ui_url)
         if payload is None:
             return True
         if not url:
@@ -118,3 +97,8 @@ def alert_sensor(context: dg.SensorEvaluationContext):
 
     context.update_cursor(json.dumps(state))
     return dg.SkipReason(f"posted {sent} alerts" if sent else "no new failed checks or runs")
+
+
+def build_defs(settings: Settings) -> dg.Definitions:
+    """The alert sensor (its webhook and UI links come from the `alerts` resource)."""
+    return dg.Definitions(sensors=[alert_sensor])

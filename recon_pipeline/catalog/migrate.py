@@ -1,0 +1,93 @@
+"""The catalog's schema, owned by Alembic: every change is a revision under `migrations/versions/`.
+
+`upgrade(engine)` brings a database to the newest revision: an empty one gets every table,
+one made by release 0.1.0 (before migrations) is recognised by the baseline and kept as it
+is. `recon-pipeline init` runs it, and so does every process that opens the catalog, so
+an install upgraded in place keeps working; once at the newest revision this costs one
+query.
+
+Several processes may open the catalog at once (Dagster runs steps in parallel), so the
+upgrade itself runs under a lock: an advisory lock on PostgreSQL, a named lock on MySQL
+and MariaDB, a file lock beside a SQLite file. The revision is recorded in
+`recon_schema_version` (not Alembic's default table name: a user's own database may
+already have one of those for their application).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from pathlib import Path
+from typing import Iterator
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, text
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "recon_schema_version"
+LOCK_KEY = 727_275  # any constant: the advisory lock that serializes upgrades on PostgreSQL
+LOCK_NAME = "recon_pipeline_schema_upgrade"
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head() -> str:
+    """The newest revision."""
+    newest = ScriptDirectory.from_config(_config()).get_current_head()
+    assert newest is not None, f"no migrations under {MIGRATIONS}"
+    return newest
+
+
+def current(engine: Engine) -> str | None:
+    """The revision the database is at (None: never migrated)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+@contextlib.contextmanager
+def _upgrade_lock(engine: Engine) -> Iterator[None]:
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        database = engine.url.database
+        if not database or database == ":memory:":
+            yield
+            return
+        with open(Path(database).with_name(Path(database).name + ".migrate-lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": LOCK_KEY})
+            release = text("SELECT pg_advisory_unlock(:key)")
+        else:  # MySQL, MariaDB
+            conn.execute(text("SELECT GET_LOCK(:name, 300)"), {"name": LOCK_NAME})
+            release = text("SELECT RELEASE_LOCK(:name)")
+        try:
+            yield
+        finally:
+            conn.execute(release, {"key": LOCK_KEY, "name": LOCK_NAME})
+
+
+def upgrade(engine: Engine) -> str:
+    """Bring the database to the newest revision (safe to run any number of times, from many processes)."""
+    newest = head()
+    if current(engine) == newest:
+        return newest
+    with _upgrade_lock(engine):
+        if current(engine) != newest:  # another process may have upgraded while we waited
+            config = _config()
+            with engine.begin() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+    return newest

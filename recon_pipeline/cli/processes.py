@@ -1,0 +1,111 @@
+"""The processes the CLI starts: the emulator, Dagster's servers, and their supervision.
+
+`dev` and `serve` both start a few long-running children (the emulator when no Stripe key
+is set, then `dagster dev`, or `dagster-webserver` and `dagster-daemon`) and must stop
+them all, cleanly, on Ctrl-C or SIGTERM, or as soon as one of them dies: `Supervisor`
+does that, once for both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import httpx
+
+from recon_pipeline.settings import DATA_DIR, EMULATOR_HOST, PROJECT_ROOT, emulator_url
+
+EMULATOR_STATE = DATA_DIR / "stripe-emulator.db"
+
+
+def dagster_home(configured: Path | None, default: Path, config: Path) -> Path:
+    """DAGSTER_HOME (the configured one, or `default`), with `config` as its dagster.yaml if it has none."""
+    home = (configured or default).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if config.exists() and not (home / "dagster.yaml").exists():
+        shutil.copy(config, home / "dagster.yaml")
+    return home
+
+
+def emulator_is_up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_emulator/faults", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def running_emulator(port: int, state_path: Path = EMULATOR_STATE) -> Iterator[str]:
+    """The emulator at 127.0.0.1:port: the one already running there, or one started in this process."""
+    url = emulator_url(port)
+    if emulator_is_up(url):
+        yield url
+        return
+    from recon_pipeline.emulator import EmulatorServer
+
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    with EmulatorServer(host=EMULATOR_HOST, port=port, state_path=str(state_path)) as server:
+        yield server.url
+
+
+class Supervisor:
+    """Long-running children started together and stopped together."""
+
+    def __init__(self) -> None:
+        self.children: list[subprocess.Popen] = []
+        self._stopping = False
+
+    def start(self, argv: Sequence[str], env: dict[str, str], cwd: Path = PROJECT_ROOT) -> subprocess.Popen:
+        child = subprocess.Popen(list(argv), env=env, cwd=cwd)
+        self.children.append(child)
+        return child
+
+    def start_emulator(self, port: int, env: dict[str, str]) -> str:
+        """The emulator on 127.0.0.1:port as a child (unless one already answers there); returns its URL."""
+        url = emulator_url(port)
+        if not emulator_is_up(url):
+            EMULATOR_STATE.parent.mkdir(parents=True, exist_ok=True)
+            self.start([sys.executable, "-m", "recon_pipeline.cli", "emulator", "--port", str(port), "--state", str(EMULATOR_STATE)], env)
+            deadline = time.monotonic() + 10
+            while not emulator_is_up(url) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        return url
+
+    def _stop_soon(self, *_: object) -> None:
+        self._stopping = True
+
+    def wait(self) -> int:
+        """Until Ctrl-C, SIGTERM or a child's exit; then every child is stopped. 0 unless a child failed."""
+        previous = {sig: signal.signal(sig, self._stop_soon) for sig in (signal.SIGINT, signal.SIGTERM)}
+        status = 0
+        try:
+            while not self._stopping:
+                for child in self.children:
+                    if child.poll() is not None:
+                        if child.returncode != 0:
+                            print(f"recon-pipeline: {Path(str(child.args[0])).name} exited with {child.returncode}; stopping", file=sys.stderr)
+                            status = 1
+                        self._stopping = True
+                time.sleep(0.2)
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return status
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.poll() is None:
+                child.terminate()
+        for child in self.children:
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()

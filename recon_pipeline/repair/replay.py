@@ -1,0 +1,57 @@
+"""Replaying dead letters against the current state of both sides.
+
+A replay does not resend the old request: the product is converged from fresh reads of
+the catalog and Stripe, and whatever it takes now is applied. A letter is resolved when
+that succeeds (or when there is nothing left to do); otherwise it stays open with the new
+reason and one more attempt counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recon_pipeline.catalog import Catalog
+from recon_pipeline.policies import OrphanPolicy
+from recon_pipeline.repair.apply import WriteSource
+from recon_pipeline.repair.converge import converge
+from recon_pipeline.repair.dead_letters import list_dead_letters, resolve, still_failing
+from recon_pipeline.repair.plan import ADOPT_ORPHAN, ARCHIVE_ORPHAN
+from recon_pipeline.stripe_api import StripeGateway
+
+
+@dataclass
+class Replayed:
+    id: int
+    product_id: str
+    resolved: bool
+    detail: str
+
+
+def _policy_for(action: str) -> OrphanPolicy:
+    return {ARCHIVE_ORPHAN: OrphanPolicy.ARCHIVE, ADOPT_ORPHAN: OrphanPolicy.ADOPT}.get(action, OrphanPolicy.REPORT)
+
+
+def replay_dead_letters(catalog: Catalog, gateway: StripeGateway, ids: list[int] | None = None) -> list[Replayed]:
+    """Replay open dead letters (all, or the given ids); one result per letter."""
+    results = []
+    for letter in list_dead_letters(catalog.engine, ids=ids):
+        product_id = letter["product_id"]
+        converged = converge(
+            catalog,
+            gateway,
+            [product_id],
+            orphan_policy=_policy_for(letter["action"]),
+            retrying=[product_id],
+            source=WriteSource.REPLAY,
+            dead_letters=False,
+            verify=False,
+        )
+        error = converged.errors.get(product_id)
+        if error is not None:
+            still_failing(catalog.engine, letter["id"], error)
+            results.append(Replayed(letter["id"], product_id, False, error))
+            continue
+        done = ", ".join(f"{o.action}: {o.status}" for o in converged.result.outcomes) or "no drift left"
+        resolve(catalog.engine, letter["id"], f"replayed: {done}")
+        results.append(Replayed(letter["id"], product_id, True, done))
+    return results

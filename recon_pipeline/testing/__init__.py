@@ -1,0 +1,173 @@
+"""Helpers the tests and the benchmarks share, so neither imports the other.
+
+Real parts only: a PostgreSQL database of one's own, the emulator's view of an account,
+a local HTTP receiver for alerts, Stripe events as the webhook receiver gets them, and a
+way to wait for a condition with a deadline instead of sleeping a fixed time.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterator, TypeVar
+
+import stripe
+from sqlalchemy import create_engine, text
+
+from recon_pipeline.catalog import Catalog
+from recon_pipeline.emulator.webhooks import sign
+from recon_pipeline.repair import full_drift
+from recon_pipeline.stripe_api import StripeGateway
+
+# The machine's PostgreSQL (trust auth), as the tests and benchmarks find it by default.
+POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+WEBHOOK_SECRET = "whsec_test_secret_value"
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "the condition") -> T:
+    """Poll `condition` until it returns something truthy (returned), or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(interval)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+
+@contextmanager
+def temporary_database(admin_url: str = POSTGRES_ADMIN_URL, prefix: str = "recon_test") -> Iterator[str]:
+    """A PostgreSQL database created for the caller and dropped after; yields its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def database_url(name: str, admin_url: str = POSTGRES_ADMIN_URL) -> str:
+    """The SQLAlchemy URL of database `name` on the admin URL's server."""
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+# -- what an account holds ------------------------------------------------------------------------
+
+
+def stripe_objects(url: str, kind: str) -> list[dict]:
+    """Every product or price of the account at `url`, through the official SDK."""
+    client = stripe.StripeClient("sk_test_verify", base_addresses={"api": url}, max_network_retries=0)
+    service = client.v1.products if kind == "products" else client.v1.prices
+    return [obj.to_dict() for obj in service.list(params={"limit": 100}).auto_paging_iter()]
+
+
+def assert_no_duplicates(url: str) -> None:
+    """One product per id, no two prices alike for one product, at most one active price each."""
+    products = stripe_objects(url, "products")
+    assert len({p["id"] for p in products}) == len(products)
+    prices = stripe_objects(url, "prices")
+    same = Counter((p["product"], p["unit_amount"], p["currency"], (p.get("recurring") or {}).get("interval")) for p in prices)
+    assert [k for k, n in same.items() if n > 1] == [], "the same price was created twice"
+    active = Counter(p["product"] for p in prices if p["active"])
+    assert [k for k, n in active.items() if n > 1] == [], "a product has more than one active price"
+
+
+def drift_rows(catalog: Catalog, url: str) -> int:
+    """Rows of drift between the whole catalog and the whole Stripe account, by a full reconciliation."""
+    return len(full_drift(catalog, StripeGateway("sk_test_verify", url, global_rate=None, endpoint_rate=None)))
+
+
+# -- Stripe events as a webhook receiver gets them -----------------------------------------------
+
+
+def event(event_id: str, type_: str, obj: dict, created: int | None = None, key: str | None = None) -> dict:
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": type_,
+        "created": created or int(time.time()),
+        "api_version": "2024-06-20",
+        "data": {"object": obj},
+        "livemode": False,
+        "pending_webhooks": 0,
+        "request": {"id": None, "idempotency_key": key},
+    }
+
+
+def product_obj(product_id: str, name: str, updated: int, **fields: Any) -> dict:
+    return {
+        "id": product_id,
+        "object": "product",
+        "name": name,
+        "description": None,
+        "active": True,
+        "metadata": {},
+        "default_price": None,
+        "created": updated,
+        "updated": updated,
+        **fields,
+    }
+
+
+def signed(body: dict, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> tuple[str, dict]:
+    """The JSON body and the headers Stripe would send it with."""
+    payload = json.dumps(body)
+    return payload, {"Stripe-Signature": sign(payload, secret, timestamp), "Content-Type": "application/json"}
+
+
+# -- an alert webhook -------------------------------------------------------------------------------
+
+
+class AlertReceiver:
+    """A Slack-incoming-webhook stand-in on 127.0.0.1 that records what it receives.
+
+    The first `fail_first` posts are answered `status` (a flaky receiver).
+    """
+
+    def __init__(self, fail_first: int = 0, status: int = 503):
+        self.received: list[dict] = []
+        self.attempts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.attempts += 1
+                if receiver.attempts <= fail_first:
+                    self.send_response(status)
+                    self.end_headers()
+                    return
+                receiver.received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "AlertReceiver":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

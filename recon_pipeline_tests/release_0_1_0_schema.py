@@ -1,0 +1,168 @@
+"""The catalog's tables exactly as release 0.1.0 defined them (a frozen copy, do not edit).
+
+That release made its databases with `metadata.create_all`, before there were migrations;
+test_migrations.py makes a database this way and upgrades it to the newest revision.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects.mysql import LONGBLOB
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Integer,
+    LargeBinary,
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="Catalog id; the Stripe product id is derived from it"),
+    Column("name", String(250), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("metadata", JSON, nullable=True, comment="Metadata keys the catalog manages in Stripe"),
+    Column("unit_amount", BigInteger, nullable=True, comment="Price in the currency's smallest unit; NULL = no price"),
+    Column("currency", String(3), nullable=True),
+    Column("recurring_interval", String(8), nullable=True, comment="day|week|month|year, NULL = one-time"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_products_updated_at", products.c.updated_at)
+
+# Every write made to Stripe, whatever its outcome: the record naive webhook sync lacks.
+sync_ledger = Table(
+    "sync_ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("source", String(32), nullable=False, comment="repair | outbox | ..."),
+    Column("run_id", String(64), nullable=True),
+    Column("product_id", String(64), nullable=True),
+    Column("method", String(8), nullable=False),
+    Column("path", String(255), nullable=False),
+    Column("idempotency_key", String(80), nullable=True),
+    Column("request", JSON, nullable=True, comment="The request's parameters (never credentials)"),
+    Column("status", Integer, nullable=True, comment="HTTP status of the final attempt; NULL if no response"),
+    Column("object_id", String(255), nullable=True, comment="Id of the Stripe object written"),
+    Column("error", Text, nullable=True),
+)
+Index("ix_sync_ledger_product", sync_ledger.c.product_id)
+Index("ix_sync_ledger_key", sync_ledger.c.idempotency_key)
+
+# What exhausted its retries, with the reason; replayable until resolved.
+dead_letter = Table(
+    "dead_letter",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(32), nullable=False),
+    Column("product_id", String(64), nullable=True),
+    Column("action", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("failed_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    Column("resolution", Text, nullable=True),
+)
+Index("ix_dead_letter_open", dead_letter.c.resolved_at)
+
+# Changes to push to Stripe, written in the same transaction as the catalog change. A push
+# always sends the product's *current* catalog state, so several pending rows of one
+# product coalesce into one push and order within a product cannot be violated.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("product_id", String(64), nullable=False),
+    Column("change", String(32), nullable=False, comment="create | update | archive | change_price"),
+    Column("fields", JSON, nullable=True, comment="What changed, for the audit trail"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, default="pending", comment="pending | in_flight | done | dead"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=True),
+    Column("done_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+)
+Index("ix_outbox_pending", outbox.c.status, outbox.c.next_attempt_at)
+Index("ix_outbox_product", outbox.c.product_id, outbox.c.status)
+
+# Stripe events received (webhooks and the poller), unique by event id: a duplicate or a
+# replay is a no-op. Applied in order of `created`.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("event_id", String(255), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("created", Integer, nullable=False, comment="The event's created (Stripe time, seconds)"),
+    Column("object_id", String(255), nullable=True),
+    Column("payload", JSON, nullable=False),
+    Column("source", String(16), nullable=False, comment="webhook | poller"),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(16), nullable=False, default="received", comment="received | applied | echo | stale | ignored"),
+    Column("applied_at", DateTime(timezone=True), nullable=True),
+    Column("note", Text, nullable=True),
+)
+Index("ix_inbox_pending", inbox.c.status, inbox.c.created)
+
+# Every change applied to either side and every conflict decision: who, what, before, after, why.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(32), nullable=False, comment="stripe | catalog | pipeline"),
+    Column("product_id", String(64), nullable=True),
+    Column("field", String(32), nullable=True),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Column("decision", String(32), nullable=False, comment="applied | kept_local | conflict_local_wins | conflict_stripe_wins | ..."),
+    Column("reason", Text, nullable=False),
+    Column("event_id", String(255), nullable=True),
+)
+Index("ix_audit_product", audit.c.product_id)
+
+# Per product, the newest Stripe state the catalog has seen (the `updated` of the last
+# applied object), so an older event never overwrites newer state.
+stripe_seen = Table(
+    "stripe_seen",
+    metadata,
+    Column("product_id", String(64), primary_key=True),
+    Column("stripe_updated", Integer, nullable=False),
+    Column("event_id", String(255), nullable=False),
+)
+
+# Hourly partitions of Dagster assets, one row per (asset, hour): a range of hours loads
+# with one query (Dagster's filesystem IO manager cannot load ranges).
+asset_partitions = Table(
+    "asset_partitions",
+    metadata,
+    Column("asset_key", String(255), primary_key=True),
+    Column("partition_key", String(32), primary_key=True),
+    Column("frame", LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"), nullable=False, comment="The partition's rows as Parquet"),
+    Column("row_count", Integer, nullable=False),
+    Column("stored_at", DateTime(timezone=True), nullable=False),
+)
+
+# Catalog rows the pipeline will not sync until they are fixed, with the reason (the
+# current set: rewritten by each local_products materialization).
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("product_id", String(255), nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("row", JSON, nullable=True),
+)

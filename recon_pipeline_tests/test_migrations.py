@@ -1,0 +1,79 @@
+"""Alembic owns the catalog's schema: an empty database and one made by release 0.1.0 both
+upgrade to the newest revision, on SQLite, PostgreSQL and MariaDB, keeping every row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import insert, inspect, select
+
+from recon_pipeline.catalog import make_engine
+from recon_pipeline.catalog.migrate import VERSION_TABLE, current, head, upgrade
+from recon_pipeline.catalog.schema import metadata, outbox, products
+from recon_pipeline.settings import environment_for_children
+from recon_pipeline_tests import release_0_1_0_schema as release
+
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def differences(engine) -> list:
+    """What differs between the database and schema.py (tables, columns, types, indexes)."""
+    with engine.connect() as conn:
+        found = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    return [d for d in found if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
+
+
+def test_an_empty_database_upgrades_to_the_schema(empty_database):
+    engine = make_engine(empty_database)
+    assert current(engine) is None
+    assert upgrade(engine) == head() == current(engine)
+    assert differences(engine) == []
+    assert upgrade(engine) == head()  # again: nothing to do
+
+
+def test_a_database_made_by_release_0_1_0_upgrades_in_place_and_keeps_its_rows(empty_database):
+    engine = make_engine(empty_database)
+    release.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(release.products).values(id="sku_1", name="Pro", active=True, metadata={"tier": "2"}, unit_amount=1500, currency="usd", updated_at=NOW))
+        conn.execute(insert(release.outbox).values(product_id="sku_1", change="create", fields={}, created_at=NOW, status="pending", attempts=0, next_attempt_at=NOW))
+    assert current(engine) is None and VERSION_TABLE not in inspect(engine).get_table_names()
+    upgrade(engine)
+    assert current(engine) == head()
+    assert differences(engine) == []
+    with engine.connect() as conn:
+        assert conn.execute(select(products.c.id, products.c.name, products.c.unit_amount)).all() == [("sku_1", "Pro", 1500)]
+        assert conn.execute(select(outbox.c.product_id, outbox.c.status)).all() == [("sku_1", "pending")]
+
+
+def test_many_processes_opening_a_new_catalog_at_once_upgrade_it_once(empty_database):
+    failures: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            upgrade(make_engine(empty_database))
+        except BaseException as error:  # noqa: BLE001 - collected and asserted below
+            failures.append(error)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    engine = make_engine(empty_database)
+    assert current(engine) == head() and differences(engine) == []
+
+
+def test_recon_pipeline_init_upgrades_and_says_to_which_revision(tmp_path):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    env = environment_for_children(RECON_CATALOG_URL=url)
+    done = subprocess.run([sys.executable, "-m", "recon_pipeline.cli", "init"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"revision {head()}" in done.stdout
+    assert current(make_engine(url)) == head()
