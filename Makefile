@@ -1,10 +1,11 @@
-# The quick start is `make demo` then `make test`; .ci/run calls `make test`.
+# The quick start is `make demo` then `make test`; .ci/run calls `make lint`, `make test` and `make bench-smoke`.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
 
-.PHONY: setup demo test dev serve bench clean
+.PHONY: setup demo test test-fast lint dev serve bench bench-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +20,18 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/recon-pipeline demo
 
-## test: the whole suite (emulator over HTTP, SQLite, PostgreSQL, Dagster in a temp DAGSTER_HOME)
+## test: the whole suite (emulator over HTTP, SQLite, PostgreSQL, MariaDB, Dagster in a temp DAGSTER_HOME, faults)
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -p no:cacheprovider
+	$(PYTEST)
+
+## test-fast: logic, emulator, catalog and migrations; no Dagster instance, no server process (under a minute)
+test-fast: setup
+	$(PYTEST) -m "not slow"
+
+## lint: ruff and mypy, zero findings
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## dev: the Dagster UI on http://127.0.0.1:3000 with the emulator running
 dev: setup
@@ -31,11 +41,22 @@ dev: setup
 serve: setup
 	$(BIN)/recon-pipeline serve
 
-## bench: the benchmarks under bench/ (results go to bench/RESULTS.md by hand)
+## bench: the benchmarks under bench/ at their recorded sizes (results go to bench/RESULTS.md by hand)
 bench: setup
 	$(BIN)/python bench/bench_diff.py
 	$(BIN)/python bench/bench_snapshot.py
 	$(BIN)/python bench/bench_emulator.py
 
+## bench-smoke: every benchmark at its small size, asserting its correctness checks (no timing)
+bench-smoke: setup
+	$(BIN)/python bench/bench_diff.py --smoke
+	$(BIN)/python bench/bench_snapshot.py --smoke
+	$(BIN)/python bench/bench_emulator.py --smoke
+	$(BIN)/python bench/bench_outbox.py --smoke
+	$(BIN)/python bench/bench_repair.py --smoke
+	$(BIN)/python bench/bench_sync_latency.py --smoke
+	$(BIN)/python bench/drill_outage.py --smoke
+	$(BIN)/python bench/soak.py --smoke
+
 clean:
-	rm -rf $(VENV) data .dagster_home
+	rm -rf $(VENV) data .dagster_home .dagster_serve .ruff_cache .mypy_cache

@@ -23,6 +23,8 @@ import argparse
 import gc
 import platform
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import datacompy
 import numpy as np
@@ -74,13 +76,17 @@ def make_data(rows: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, dic
     return local, stripe, expected
 
 
-def best_of(repeat: int, fn) -> tuple[float, object]:
+T = TypeVar("T")
+
+
+def best_of(repeat: int, fn: Callable[[], T]) -> tuple[float, T]:
     best, result = float("inf"), None
     for _ in range(repeat):
         gc.collect()
         started = time.perf_counter()
         result = fn()
         best = min(best, time.perf_counter() - started)
+    assert result is not None
     return best, result
 
 

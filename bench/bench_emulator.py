@@ -74,7 +74,9 @@ def main() -> None:
                 ["wrk", "-t2", "-c16", f"-d{args.seconds}s", "-H", f"Authorization: Bearer {KEY}", url],
                 capture_output=True, text=True, check=True,
             ).stdout
-            rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+            found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+            assert found, f"wrk printed no request rate:\n{out}"
+            rate = float(found.group(1))
             non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
             print(out.strip())
             print(f"\nemulator: {rate:,.0f} requests/s (GET /v1/products/{{id}}, wrk 2 threads, 16 connections, {args.seconds} s); non-2xx: {non2xx.group(1) if non2xx else 0}")

@@ -22,6 +22,7 @@ they would in production. Bounded: N changes, then a timeout.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -62,7 +63,7 @@ def wait_http(url: str, seconds: float = 60) -> None:
 
 def percentiles(values: list[float]) -> str:
     values = sorted(values)
-    p = lambda q: values[min(len(values) - 1, int(q * len(values)))]  # noqa: E731
+    p = lambda q: values[min(len(values) - 1, int(q * len(values)))]
     return f"n={len(values)} p50={statistics.median(values):.2f}s p95={p(0.95):.2f}s max={values[-1]:.2f}s"
 
 
@@ -88,10 +89,8 @@ def measure(issue, visible, count: int, rate: float, timeout: float) -> list[flo
         issue(i)
         started[i] = time.monotonic()
         time.sleep(1 / rate)
-    try:
+    with contextlib.suppress(AssertionError):  # what did not arrive is reported below as missing
         wait_until(lambda: len(latency) >= count, timeout=timeout, interval=0.1, what="every change to be visible")
-    except AssertionError:
-        pass  # reported below as missing
     done.set()
     watcher.join()
     missing = count - len(latency)
@@ -137,7 +136,7 @@ def main() -> None:
 
         if args.path == "worker":
             endpoint = client.v1.webhook_endpoints.create(params={"url": f"http://127.0.0.1:{hook_port}/webhooks/stripe", "enabled_events": ["product.updated", "product.created", "product.deleted"]})
-            env["STRIPE_WEBHOOK_SECRET"] = endpoint.secret
+            env["STRIPE_WEBHOOK_SECRET"] = endpoint.secret or ""  # shown once, when the endpoint is created
             start("recon_pipeline.cli", "webhooks", "--port", str(hook_port))
             wait_http(f"http://127.0.0.1:{hook_port}/health")
             start("recon_pipeline.cli", "worker", "--interval", "0.1")
@@ -149,7 +148,9 @@ def main() -> None:
         time.sleep(1)
 
         def stripe_names(pending: list[int]) -> list[int]:
-            names = {p["id"]: p["name"] for p in httpx.get(f"{api}/v1/products", params=[("limit", "100"), *[("ids[]", ids[i]) for i in pending[:100]]], headers={"Authorization": f"Bearer {KEY}"}).json()["data"]}
+            query: list[tuple[str, str | int | float | bool | None]] = [("limit", "100"), *[("ids[]", ids[i]) for i in pending[:100]]]
+            listed = httpx.get(f"{api}/v1/products", params=query, headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
+            names = {p["id"]: p["name"] for p in listed}
             return [i for i in pending[:100] if names.get(ids[i]) == f"{ids[i]} local"]
 
         outbound = measure(lambda i: update_product(catalog, ids[i], name=f"{ids[i]} local"), stripe_names, n, args.rate, args.timeout)
@@ -164,10 +165,8 @@ def main() -> None:
         assert len(outbound) == len(inbound) == n, "a change did not arrive within the timeout"
     finally:
         for proc in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         for proc in procs:
             try:
                 proc.wait(timeout=20)

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from naive_sync import naive_push  # noqa: E402  (the baseline lives here in bench/, never in the pipeline)
+from naive_sync import naive_push
 
-from recon_pipeline.drill import run_drill  # noqa: E402
+from recon_pipeline.drill import run_drill
 
 NAIVE = "naive push"
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # Which metadata entry of a check is "the value" and which is "the threshold", by check.
-VALUE_KEYS = ("drift_rate", "planned_share", "open_dead_letters", "remaining_drift", "duplicate_ids", "duplicates", "oldest_pending_age_s")
+VALUE_KEYS = ("drift_rate", "planned_share", "open_dead_letters", "remaining_drift", "duplicate_ids", "duplicates", "oldest_pending_age_s", "oldest_age_s")
 THRESHOLD_KEYS = ("threshold", "max_age_s")
 
 
@@ -78,7 +79,10 @@ def run_alert(run_id: str, job: str, error: str | None, base_url: str) -> dict[s
     )
 
 
-def post_alert(url: str, payload: Mapping[str, Any], attempts: int = 4, backoff: Backoff = Backoff(base_s=0.5, cap_s=30.0), timeout: float = 10.0) -> bool:
+ALERT_BACKOFF = Backoff(base_s=0.5, cap_s=30.0)
+
+
+def post_alert(url: str, payload: Mapping[str, Any], attempts: int = 4, backoff: Backoff = ALERT_BACKOFF, timeout: float = 10.0) -> bool:
     """POST the payload, retrying 429/5xx/connection errors with the project's backoff."""
     for attempt in range(attempts):
         retry_after = None

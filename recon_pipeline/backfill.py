@@ -9,8 +9,9 @@ so it falls back to a full reconciliation.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -27,12 +28,12 @@ EVENT_COLUMNS = ["event_id", "type", "created", "product_id", "hour"]
 
 def hour_key(moment: dt.datetime) -> str:
     """The hourly partition key of a moment (UTC)."""
-    moment = moment.replace(tzinfo=dt.timezone.utc) if moment.tzinfo is None else moment.astimezone(dt.timezone.utc)
+    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
     return moment.replace(minute=0, second=0, microsecond=0).strftime(PARTITION_FORMAT)
 
 
 def beyond_retention(start: dt.datetime, now: dt.datetime | None = None) -> bool:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return start < now - EVENT_RETENTION
 
 
@@ -78,7 +79,7 @@ def recover_events(catalog: Catalog, gateway: StripeGateway, start: dt.datetime,
 
 def events_frame(events: Iterable[dict[str, Any]]) -> pd.DataFrame:
     rows = [
-        (e["id"], e["type"], e["created"], event_product_id(e), hour_key(dt.datetime.fromtimestamp(e["created"], dt.timezone.utc)))
+        (e["id"], e["type"], e["created"], event_product_id(e), hour_key(dt.datetime.fromtimestamp(e["created"], dt.UTC)))
         for e in events
     ]
     return pd.DataFrame(rows, columns=EVENT_COLUMNS)
@@ -88,7 +89,7 @@ def touched_products(changes: pd.DataFrame, events: pd.DataFrame) -> dict[str, l
     """product_id -> the hours in which either side touched it."""
     touched: dict[str, set[str]] = {}
     for frame in (changes, events):
-        for product_id, hour in zip(frame["product_id"], frame["hour"]):
+        for product_id, hour in zip(frame["product_id"], frame["hour"], strict=True):
             if product_id:
                 touched.setdefault(product_id, set()).add(hour)
     return {p: sorted(h) for p, h in touched.items()}

@@ -10,8 +10,8 @@ and alert delivery.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 # stripe-python's _http_client.MAX_RETRY_AFTER: a longer Retry-After is not waited for in full.
 MAX_RETRY_AFTER_S = 60.0

@@ -93,7 +93,7 @@ def _stripe_fixture(p: CatalogProduct, created: int) -> dict[str, Any]:
         if p.unit_amount is None
         else {
             "unit_amount": p.unit_amount,
-            "currency": p.currency.lower(),
+            "currency": (p.currency or "").lower(),
             "recurring_interval": p.recurring_interval,
             "lookup_key": p.id,
             "created": created,
@@ -124,7 +124,7 @@ def _drift(kind: str, fixture: dict[str, Any], rng: random.Random) -> None:
 def plan_demo(n_products: int = 1000, seed: int = 7, now: dt.datetime | None = None) -> DemoData:
     """Both sides of the demo and the exact drift between them."""
     rng = random.Random(seed)
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     year_ago = int(now.timestamp()) - 365 * 24 * 3600
     catalog = [_catalog_product(i, rng) for i in range(1, n_products + 1)]
     data = DemoData(catalog=catalog, stripe=[])
@@ -146,12 +146,12 @@ def plan_demo(n_products: int = 1000, seed: int = 7, now: dt.datetime | None = N
         data.expected[kind] += len(chosen)
 
     for i, product in enumerate(catalog):
-        kind = assigned.get(i)
-        if kind == "missing_in_stripe":
+        drift_kind = assigned.get(i)
+        if drift_kind == "missing_in_stripe":
             continue
         fixture = _stripe_fixture(product, rng.randint(year_ago, int(now.timestamp())))
-        if kind:
-            _drift(kind, fixture, rng)
+        if drift_kind:
+            _drift(drift_kind, fixture, rng)
         data.stripe.append(fixture)
 
     for j in range(1, DRIFT_PLAN["orphan_in_stripe"] + 1):

@@ -27,10 +27,10 @@ import random
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
 
 import dagster as dg
 import httpx
@@ -114,6 +114,7 @@ def _backfill(ours: DrillSide, first: str, last: str, home: Path) -> int:
         executor=Executor.IN_PROCESS,
     )
     job = build_defs(settings).resolve_job_def("backfill_hours")
+    assert job.partitions_def is not None  # backfill_hours is partitioned by hour
     hours = len(job.partitions_def.get_partition_keys_in_range(dg.PartitionKeyRange(first, last)))
     home.mkdir(exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
@@ -157,7 +158,7 @@ def run_drill(
                 stop.wait(0.2)
 
         threading.Thread(target=worker, daemon=True).start()
-        started, outage_from = time.monotonic(), dt.datetime.now(dt.timezone.utc)
+        started, outage_from = time.monotonic(), dt.datetime.now(dt.UTC)
         edits = stripe_edits = 0
         down = False
         outage_end = None
@@ -168,7 +169,7 @@ def run_drill(
                 for side in sides.values():
                     side.api.faults.update({"outage": down})
                 if down:
-                    outage_from = dt.datetime.now(dt.timezone.utc)
+                    outage_from = dt.datetime.now(dt.UTC)
                 else:
                     outage_end = time.monotonic()
             product_id = rng.choice(ids)
@@ -193,7 +194,7 @@ def run_drill(
         caught_up = time.monotonic() - outage_end
         stop.set()
 
-        first, last = hour_key(outage_from), hour_key(dt.datetime.now(dt.timezone.utc))
+        first, last = hour_key(outage_from), hour_key(dt.datetime.now(dt.UTC))
         backfill_started = time.monotonic()
         hours = _backfill(ours, first, last, folder / "dagster_home")
         backfill_s = time.monotonic() - backfill_started

@@ -15,10 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from recon_pipeline.policies import ConflictPolicy, Executor, OrphanPolicy
 
@@ -86,7 +87,7 @@ def emulator_url(port: int = EMULATOR_PORT) -> str:
     return f"http://{EMULATOR_HOST}:{port}"
 
 
-def _own_schema() -> "CatalogSource":
+def _own_schema() -> CatalogSource:
     from recon_pipeline.catalog.source import CatalogSource
 
     return CatalogSource()
@@ -97,7 +98,7 @@ class Settings:
     """Everything the project is configured with. Secrets are kept out of `repr()`."""
 
     catalog_url: str = field(default_factory=default_catalog_url, repr=False)  # may carry a password
-    catalog_source: "CatalogSource" = field(default_factory=_own_schema)
+    catalog_source: CatalogSource = field(default_factory=_own_schema)
     stripe_api_key: str = field(default=EMULATOR_API_KEY, repr=False)
     stripe_api_base: str = field(default_factory=emulator_url)
     global_rate: float = SANDBOX_GLOBAL_RATE
@@ -131,7 +132,7 @@ class Settings:
         return not self.uses_emulator
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every variable; raises SettingsError naming the first bad one."""
         env = os.environ if env is None else env
         catalog_url = _text(env, "RECON_CATALOG_URL") or default_catalog_url()
@@ -217,7 +218,7 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return value.strip()
 
 
-def _catalog_source(env: Mapping[str, str]) -> "CatalogSource":
+def _catalog_source(env: Mapping[str, str]) -> CatalogSource:
     from recon_pipeline.catalog.source import CatalogSource, CatalogSourceError
 
     try:

@@ -61,7 +61,7 @@ def test_upsert_updates_existing_products(engine):
         (CatalogProduct(id="", name="x"), "product id '' must be a non-empty string"),
         (CatalogProduct(id="sku_9", name=""), "product 'sku_9': name='' must be a non-empty string"),
         (CatalogProduct(id="sku_9", name="x", unit_amount=-5, currency="usd"), "unit_amount=-5 must not be negative"),
-        (CatalogProduct(id="sku_9", name="x", unit_amount=9.99, currency="usd"), "unit_amount=9.99 must be a whole number"),
+        (CatalogProduct(id="sku_9", name="x", unit_amount=9.99, currency="usd"), "unit_amount=9.99 must be a whole number"),  # type: ignore[arg-type]
         (CatalogProduct(id="sku_9", name="x", unit_amount=100, currency="dollars"), "currency='dollars' must be a three-letter"),
         (CatalogProduct(id="sku_9", name="x", recurring_interval="fortnight"), "recurring_interval='fortnight' must be one of"),
         (CatalogProduct(id="sku_9", name="x", metadata={f"k{i}": "v" for i in range(51)}), "more than Stripe's 50 keys"),

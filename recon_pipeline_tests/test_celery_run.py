@@ -53,6 +53,7 @@ def wait_for(path: Path, text: str, timeout_s: float) -> None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_reconcile_and_repair_run_their_steps_on_a_celery_worker(tmp_path: Path, dagster_postgres_url, emulator, broker):
     catalog_url = f"sqlite:///{tmp_path / 'catalog.db'}"

@@ -61,6 +61,7 @@ def test_each_instance_file_passes_dagster_and_its_classes_schemas(name, storage
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("name", INSTANCES)
+@pytest.mark.slow
 def test_each_instance_loads_on_postgresql_with_the_stripe_api_pool_limited(name, storage_env, tmp_path):
     home = tmp_path / "home"
     home.mkdir()

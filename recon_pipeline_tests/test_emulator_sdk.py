@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -9,8 +10,8 @@ import httpx
 import pytest
 import stripe
 
-from recon_pipeline.testing import wait_until
 from recon_pipeline.emulator import EmulatorServer, Faults
+from recon_pipeline.testing import wait_until
 
 
 def sdk(url: str, key: str = "sk_test_sdk") -> stripe.StripeClient:
@@ -48,7 +49,7 @@ def test_pagination_has_no_gaps_or_duplicates_over_260_products(account):
         if not page.has_more:
             break
         cursor = page.data[0].id
-    assert backward + [forward[-1]] == forward
+    assert [*backward, forward[-1]] == forward
 
 
 def test_created_windows_split_the_list_without_overlap(account):
@@ -57,7 +58,7 @@ def test_created_windows_split_the_list_without_overlap(account):
     now = int(time.time())
     edges = [0, now - 86400 * 100, now - 86400, now + 1]  # the 200 same-second products sit on an edge
     seen: list[str] = []
-    for lo, hi in zip(edges, edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         seen += [p.id for p in client.v1.products.list(params={"limit": 100, "created": {"gte": lo, "lt": hi}}).auto_paging_iter()]
     assert len(seen) == len(set(seen)) == 260 and set(seen) == ids
 
@@ -91,7 +92,7 @@ def test_prices_are_immutable_and_lookup_keys_transfer(emulator):
     client.v1.products.create(params={"id": "p", "name": "P"})
     old = client.v1.prices.create(params={"product": "p", "unit_amount": 100, "currency": "usd", "lookup_key": "p:default"})
     with pytest.raises(stripe.InvalidRequestError, match="unit_amount"):
-        client.v1.prices.update(old.id, params={"unit_amount": 200})  # type: ignore[typeddict-unknown-key]
+        client.v1.prices.update(old.id, params={"unit_amount": 200})  # not a parameter of a price update
     with pytest.raises(stripe.InvalidRequestError, match="lookup key"):
         client.v1.prices.create(params={"product": "p", "unit_amount": 200, "currency": "usd", "lookup_key": "p:default"})
     new = client.v1.prices.create(params={"product": "p", "unit_amount": 200, "currency": "usd", "lookup_key": "p:default", "transfer_lookup_key": True})
@@ -149,7 +150,7 @@ def test_state_file_survives_a_restart(tmp_path: Path):
     with EmulatorServer(state_path=state) as second:
         client = sdk(second.url)
         product = client.v1.products.retrieve("kept", params={"expand": ["default_price"]})
-        assert product.default_price.unit_amount == 700
+        assert isinstance(product.default_price, stripe.Price) and product.default_price.unit_amount == 700
         assert len(client.v1.events.list().data) == 2
         replay = client.v1.products.create(params={"id": "kept", "name": "Kept", "default_price_data": {"currency": "usd", "unit_amount": 700}}, options={"idempotency_key": "create-kept"})
         assert replay.id == "kept"

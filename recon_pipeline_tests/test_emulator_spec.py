@@ -46,7 +46,9 @@ def test_validator_accepts_stripes_own_fixtures_and_rejects_a_broken_one():
 
 
 def test_product_and_price_operations_match_the_spec_and_todays_field_set(api):
-    product = call(api, "POST", "/v1/products", data={"id": "sku_1", "name": "Pro", "metadata[tier]": "2", "default_price_data[currency]": "usd", "default_price_data[unit_amount]": "1500", "default_price_data[recurring][interval]": "month"})
+    pro = {"id": "sku_1", "name": "Pro", "metadata[tier]": "2"}
+    price = {"default_price_data[currency]": "usd", "default_price_data[unit_amount]": "1500", "default_price_data[recurring][interval]": "month"}
+    product = call(api, "POST", "/v1/products", data={**pro, **price})
     assert set(product) == fixture_keys("product")
     call(api, "GET", "/v1/products/{id}", "/v1/products/sku_1")
     expanded = call(api, "GET", "/v1/products/{id}", "/v1/products/sku_1", params={"expand[]": "default_price"})

@@ -13,12 +13,13 @@ from sqlalchemy import update
 from recon_pipeline.backfill import catalog_changes, hour_key
 from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
 from recon_pipeline.catalog.schema import products
-from recon_pipeline.defs.hourly import hourly_partitions
-from recon_pipeline.settings import DEFAULT_PARTITIONS_START
 from recon_pipeline.definitions import build_defs
+from recon_pipeline.defs.hourly import hourly_partitions
 from recon_pipeline.demo_report import run_job
+from recon_pipeline.settings import DEFAULT_PARTITIONS_START
+from recon_pipeline.testing import latest_metadata
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 HOURLY = hourly_partitions(DEFAULT_PARTITIONS_START)
 
 
@@ -69,7 +70,7 @@ def run_range(first: str, last: str, instance) -> dg.ExecuteInProcessResult:
 
 
 def test_an_empty_hour_is_stored_as_empty_and_loads(hourly_setup):
-    engine, emulator = hourly_setup
+    engine, _ = hourly_setup
     key = hour_key(dt.datetime.now(UTC) - dt.timedelta(hours=3))
     with dg.DagsterInstance.get() as instance:
         result = run_range(key, key, instance)
@@ -103,14 +104,14 @@ def test_a_48_hour_backfill_runs_once_and_repairs_what_those_hours_touched(hourl
         assert len(instance.get_runs()) == 1
         for asset in ("catalog_changes_hourly", "stripe_events_hourly", "hourly_drift", "hourly_repair"):
             assert instance.get_materialized_partitions(dg.AssetKey(asset)) == set(keys), asset
-        drift_metadata = instance.get_latest_materialization_event(dg.AssetKey("hourly_drift")).asset_materialization.metadata
-        assert drift_metadata["products_with_drift"].value == 12 and drift_metadata["mode"].value == "touched"
+        drift_metadata = latest_metadata(instance, "hourly_drift")
+        assert drift_metadata["products_with_drift"] == 12 and drift_metadata["mode"] == "touched"
         after = run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift")
     assert after.empty
 
 
 def test_hours_past_the_event_retention_warn_and_reconcile_everything(hourly_setup):
-    engine, emulator = hourly_setup
+    engine, _ = hourly_setup
     upsert_products(engine, [CatalogProduct(id="sku_old", name="Old")])
     old = hour_key(dt.datetime.now(UTC) - dt.timedelta(days=31))
     with dg.DagsterInstance.get() as instance:
@@ -118,5 +119,5 @@ def test_hours_past_the_event_retention_warn_and_reconcile_everything(hourly_set
         assert result.success
         [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "within_event_retention"]
         assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
-        metadata = instance.get_latest_materialization_event(dg.AssetKey("hourly_drift")).asset_materialization.metadata
-        assert metadata["mode"].value == "full" and metadata["drift_rows"].value == 1  # sku_old is missing in Stripe
+        metadata = latest_metadata(instance, "hourly_drift")
+        assert metadata["mode"] == "full" and metadata["drift_rows"] == 1  # sku_old is missing in Stripe

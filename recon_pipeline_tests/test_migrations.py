@@ -18,7 +18,7 @@ from recon_pipeline.catalog.schema import metadata, outbox, products
 from recon_pipeline.settings import environment_for_children
 from recon_pipeline_tests import release_0_1_0_schema as release
 
-NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 
 def differences(engine) -> list:
@@ -57,7 +57,7 @@ def test_many_processes_opening_a_new_catalog_at_once_upgrade_it_once(empty_data
     def open_it() -> None:
         try:
             upgrade(make_engine(empty_database))
-        except BaseException as error:  # noqa: BLE001 - collected and asserted below
+        except BaseException as error:
             failures.append(error)
 
     threads = [threading.Thread(target=open_it) for _ in range(4)]

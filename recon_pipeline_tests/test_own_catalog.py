@@ -8,9 +8,7 @@ from pathlib import Path
 import dagster as dg
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
 from recon_pipeline.catalog import Catalog, CatalogReadOnly, init_schema, make_engine
 from recon_pipeline.catalog.schema import audit, outbox, products
@@ -54,7 +52,7 @@ def users_database(request, tmp_path: Path):
             "attrs TEXT, price_cents INTEGER, curr VARCHAR(3), billing VARCHAR(8), changed_at TIMESTAMP NULL)"
         ))
         for row in ROWS:
-            conn.execute(text("INSERT INTO shop_items VALUES (:a, :b, :c, :d, :e, :f, :g, :h, :i)"), dict(zip("abcdefghi", row)))
+            conn.execute(text("INSERT INTO shop_items VALUES (:a, :b, :c, :d, :e, :f, :g, :h, :i)"), dict(zip("abcdefghi", row, strict=True)))
     yield url
     engine.dispose()
     if drop:
@@ -126,7 +124,7 @@ def test_reconcile_and_repair_a_users_own_table(users_database, emulator, dagste
     httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [{"id": "A-1", "name": "Old name", "created": 1_700_000_000}]}).raise_for_status()
     with dg.DagsterInstance.get() as instance:
         drift = run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift")
-        assert sorted(set(zip(drift["product_id"], drift["kind"]))) == [
+        assert sorted(set(zip(drift["product_id"], drift["kind"], strict=True))) == [
             ("A-1", "field_mismatch"), ("A-2", "missing_in_stripe"), ("A-3", "missing_in_stripe"),
         ]
         assert run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"max_write_share": 1.0}}}}, instance=instance).success

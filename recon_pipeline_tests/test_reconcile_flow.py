@@ -14,6 +14,7 @@ import pytest
 from recon_pipeline.catalog import make_engine
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.demo_report import drift_counts, run_job
+from recon_pipeline.testing import latest_metadata
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
@@ -46,9 +47,9 @@ def reconcile_repair_verify(data, instance: dg.DagsterInstance) -> None:
     }
     # The blocking drift check fails the run, after catalog_drift is stored.
     assert not first.success
-    metadata = instance.get_latest_materialization_event(dg.AssetKey("catalog_drift")).asset_materialization.metadata
-    assert metadata["drift/total"].value == data.expected_by_kind["total"]
-    assert metadata["drift/missing_in_stripe"].value == data.expected["missing_in_stripe"]
+    metadata = latest_metadata(instance, "catalog_drift")
+    assert metadata["drift/total"] == data.expected_by_kind["total"]
+    assert metadata["drift/missing_in_stripe"] == data.expected["missing_in_stripe"]
 
     repair = run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}, instance=instance)
     assert repair.success

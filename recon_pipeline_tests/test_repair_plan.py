@@ -17,7 +17,8 @@ from recon_pipeline.repair import (
 
 
 def sides(local_rows: list[dict], stripe_products: list[dict]):
-    base = {"name": "Pro", "description": None, "active": True, "metadata": {}, "unit_amount": 1000, "currency": "usd", "recurring_interval": "month", "updated_at": pd.Timestamp("2026-11-24T12:00:00Z")}
+    base: dict[str, object] = {"name": "Pro", "description": None, "active": True, "metadata": {}, "unit_amount": 1000, "currency": "usd", "recurring_interval": "month"}
+    base["updated_at"] = pd.Timestamp("2026-11-24T12:00:00Z")
     local = local_frame(pd.DataFrame([{**base, **r} for r in local_rows]))
     remote = stripe_frame(
         [

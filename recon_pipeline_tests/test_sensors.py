@@ -8,10 +8,10 @@ import dagster as dg
 import pytest
 
 from recon_pipeline.catalog import make_engine
+from recon_pipeline.definitions import build_defs
 from recon_pipeline.defs.alerts import alert_sensor
 from recon_pipeline.defs.repair import drift_repair_sensor
 from recon_pipeline.defs.resources import AlertsResource
-from recon_pipeline.definitions import build_defs
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.demo_report import run_job
 from recon_pipeline.testing import AlertReceiver

@@ -14,7 +14,7 @@ import pytest
 
 from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
 from recon_pipeline.emulator.server import free_port
-from recon_pipeline.testing import database_url, temporary_database, wait_until
+from recon_pipeline.testing import database_url, latest_metadata, temporary_database, wait_until
 from recon_pipeline_tests.conftest import ADMIN_URL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -72,8 +72,7 @@ def test_serve_runs_the_scheduled_reconciliation_on_postgresql_and_stops_cleanly
                 run = wait_until(finished_run, timeout=150, interval=2, what="the schedule to launch reconcile_catalog and the run to finish")
                 assert run.status == dg.DagsterRunStatus.SUCCESS
                 assert run.tags.get("dagster/schedule_name") == "reconcile_hourly"
-                drift = instance.get_latest_materialization_event(dg.AssetKey("catalog_drift")).asset_materialization
-                assert drift.metadata["drift/total"].value == 0
+                assert latest_metadata(instance, "catalog_drift")["drift/total"] == 0
         finally:
             os.environ.pop("DAGSTER_POSTGRES_URL", None)
     finally:

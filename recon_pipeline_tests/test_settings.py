@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import recon_pipeline
-
 from recon_pipeline.settings import EMULATOR_API_KEY, Settings, SettingsError, default_catalog_url, emulator_url
 
 

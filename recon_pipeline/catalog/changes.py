@@ -14,7 +14,8 @@ each function refuses it with CatalogReadOnly.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -27,7 +28,7 @@ PRODUCT_FIELDS = ("id", "name", "description", "active", "metadata", *PRICE_FIEL
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def enqueue(conn: Connection, product_id: str, change: str, fields: Mapping[str, Any]) -> None:

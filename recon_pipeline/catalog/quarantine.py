@@ -31,11 +31,14 @@ def _product(row: dict[str, Any]) -> CatalogProduct:
         except ValueError:
             raise InvalidProduct(f"product {row.get('id')!r}: metadata={metadata[:40]!r} is not a JSON object") from None
     amount = row.get("unit_amount")
-    if amount is not None and not pd.isna(amount):
-        amount = int(amount) if float(amount).is_integer() else float(amount)
-    else:
+    if amount is None or pd.isna(amount):
         amount = None
-    return CatalogProduct(
+    elif float(amount).is_integer():
+        amount = int(amount)
+    else:
+        amount = float(amount)  # kept as it is, so validation can name it
+    # Values as they are in the row, bad ones too: validate_product names what is wrong.
+    fields: dict[str, Any] = dict(
         id=row.get("id"),
         name=row.get("name"),
         description=row.get("description"),
@@ -45,6 +48,7 @@ def _product(row: dict[str, Any]) -> CatalogProduct:
         currency=row.get("currency"),
         recurring_interval=row.get("recurring_interval"),
     )
+    return CatalogProduct(**fields)
 
 
 def _plain(value: Any) -> Any:
@@ -82,7 +86,7 @@ def split_valid(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]
 
 def record(engine: Engine, bad: list[dict[str, Any]]) -> None:
     """Replace the quarantine with the current set of bad rows."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
         conn.execute(delete(quarantine))
         for item in bad:

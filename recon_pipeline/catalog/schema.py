@@ -7,21 +7,21 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    Integer,
-    LargeBinary,
     Column,
     DateTime,
     Index,
+    Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
 )
+from sqlalchemy.dialects.mysql import LONGBLOB
 
 metadata = MetaData()
 

@@ -16,8 +16,8 @@ the outbox and the ledger, are created beside it).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 from sqlalchemy import Select, bindparam, column, literal, literal_column, select, table, text
 from sqlalchemy.sql.elements import TextClause
@@ -45,7 +45,7 @@ class CatalogSource:
         return self.table is None and self.query is None
 
     @classmethod
-    def from_settings(cls, table_name: str | None, columns: str | None, query: str | None) -> "CatalogSource":
+    def from_settings(cls, table_name: str | None, columns: str | None, query: str | None) -> CatalogSource:
         if query and table_name:
             raise CatalogSourceError("set either RECON_CATALOG_QUERY or RECON_CATALOG_TABLE, not both")
         if query:
@@ -72,6 +72,7 @@ class CatalogSource:
                 sql += " WHERE catalog_source.id IN :ids"
                 return text(sql + " ORDER BY catalog_source.id").bindparams(bindparam("ids", expanding=True, value=[str(i) for i in ids]))
             return text(sql + " ORDER BY catalog_source.id")
+        assert self.table is not None  # neither our schema nor a query: a table
         schema, _, name = self.table.rpartition(".")
         source = table(name, *(column(c) for c in self.columns.values()), schema=schema or None)
         picked = [

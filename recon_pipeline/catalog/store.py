@@ -7,12 +7,13 @@ whole with a message naming the value, and nothing is half-written.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, create_engine, delete, event
+from sqlalchemy import Connection, Engine, RowMapping, create_engine, delete, event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from recon_pipeline.catalog.currencies import ISO_4217
@@ -147,20 +148,20 @@ def replace_products(engine: Engine, items: Iterable[CatalogProduct]) -> int:
 
 def upsert_products(engine: Engine, items: Iterable[CatalogProduct], now: dt.datetime | None = None) -> int:
     """Insert or update products in one transaction, after validating every one of them."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     rows = []
     for item in items:
         validate_product(item)
         rows.append(item.as_row(now))
     if not rows:
         return 0
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(engine.dialect.name)
-    if insert is None:
-        raise NotImplementedError(f"catalog writes support SQLite and PostgreSQL, not {engine.dialect.name}")
-    stmt = insert(products)
-    stmt = stmt.on_conflict_do_update(
+    dialect = engine.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"catalog writes support SQLite and PostgreSQL, not {dialect}")
+    insert = sqlite.insert(products) if dialect == "sqlite" else postgresql.insert(products)
+    stmt = insert.on_conflict_do_update(
         index_elements=[products.c.id],
-        set_={c.name: stmt.excluded[c.name] for c in products.columns if c.name != "id"},
+        set_={c.name: insert.excluded[c.name] for c in products.columns if c.name != "id"},
     )
     with engine.begin() as conn:
         for start in range(0, len(rows), 1000):
@@ -185,7 +186,7 @@ class Catalog:
     source: CatalogSource = field(default_factory=CatalogSource)
 
     @classmethod
-    def open(cls, url: str, source: CatalogSource | None = None) -> "Catalog":
+    def open(cls, url: str, source: CatalogSource | None = None) -> Catalog:
         """The catalog at a SQLAlchemy URL, its schema brought up to date."""
         engine = make_engine(url)
         init_schema(engine)
@@ -219,7 +220,7 @@ class Catalog:
                 frame[name] = default
         return frame
 
-    def row(self, conn: Connection, product_id: str) -> Mapping[str, Any] | None:
+    def row(self, conn: Connection, product_id: str) -> RowMapping | None:
         """One product's row, read through the source inside the caller's transaction."""
         return conn.execute(self.source.select([product_id])).mappings().first()
 

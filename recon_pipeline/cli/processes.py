@@ -14,8 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import httpx
 
@@ -59,11 +59,13 @@ class Supervisor:
 
     def __init__(self) -> None:
         self.children: list[subprocess.Popen] = []
+        self.names: dict[int, str] = {}
         self._stopping = False
 
     def start(self, argv: Sequence[str], env: dict[str, str], cwd: Path = PROJECT_ROOT) -> subprocess.Popen:
         child = subprocess.Popen(list(argv), env=env, cwd=cwd)
         self.children.append(child)
+        self.names[child.pid] = " ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv[:4]))
         return child
 
     def start_emulator(self, port: int, env: dict[str, str]) -> str:
@@ -89,7 +91,7 @@ class Supervisor:
                 for child in self.children:
                     if child.poll() is not None:
                         if child.returncode != 0:
-                            print(f"recon-pipeline: {Path(str(child.args[0])).name} exited with {child.returncode}; stopping", file=sys.stderr)
+                            print(f"recon-pipeline: {self.names[child.pid]} exited with {child.returncode}; stopping", file=sys.stderr)
                             status = 1
                         self._stopping = True
                 time.sleep(0.2)

@@ -24,6 +24,8 @@ def _alert_for(record: dg.EventLogRecord, ui_url: str) -> dict | None:
     """The alert for one event record, or None when it is not a failure."""
     entry = record.event_log_entry
     event = entry.dagster_event
+    if event is None:
+        return None
     if event.event_type == dg.DagsterEventType.RUN_FAILURE:
         return run_alert(entry.run_id, event.job_name or "?", event.message or None, ui_url)
     evaluation = event.event_specific_data

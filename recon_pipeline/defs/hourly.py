@@ -15,6 +15,8 @@ The partitions depend on a setting, so the assets are built by `build_defs(setti
 
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -42,9 +44,12 @@ def hourly_partitions(start: str) -> dg.HourlyPartitionsDefinition:
 def build_defs(settings: Settings) -> dg.Definitions:
     """The hourly assets over partitions from RECON_PARTITIONS_START, `backfill_hours` and its schedule."""
     hourly = hourly_partitions(settings.partitions_start)
-    common = {"group_name": GROUP, "partitions_def": hourly, "backfill_policy": dg.BackfillPolicy.single_run(), "io_manager_key": "partition_store"}
 
-    @dg.asset(**common, kinds={"sql"})
+    def hourly_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+        """An asset of the group over these hours, a range loaded and stored in one run."""
+        return dg.asset(group_name=GROUP, partitions_def=hourly, backfill_policy=dg.BackfillPolicy.single_run(), io_manager_key="partition_store", **kwargs)
+
+    @hourly_asset(kinds={"sql"})
     def catalog_changes_hourly(context: dg.AssetExecutionContext, catalog: CatalogResource) -> pd.DataFrame:
         """Catalog products last changed in each hour (by `updated_at`), one row each."""
         start, end = _window(context)
@@ -52,8 +57,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         context.add_output_metadata({"changes": dg.MetadataValue.int(len(frame)), "hours": dg.MetadataValue.int(len(context.partition_keys))})
         return frame
 
-    @dg.asset(
-        **common,
+    @hourly_asset(
         kinds={"stripe"},
         check_specs=[
             dg.AssetCheckSpec(
@@ -87,7 +91,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
             description=None if not expired else f"hours from {hour_key(start)} are older than Stripe's 30-day event retention; full reconciliation instead",
         )
 
-    @dg.asset(**common, kinds={"pandas"})
+    @hourly_asset(kinds={"pandas"})
     def hourly_drift(
         context: dg.AssetExecutionContext,
         catalog: CatalogResource,
@@ -119,7 +123,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         )
         return drift
 
-    @dg.asset(**common, kinds={"stripe"}, pool="stripe_api")
+    @hourly_asset(kinds={"stripe"}, pool="stripe_api")
     def hourly_repair(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource, hourly_drift: pd.DataFrame) -> pd.DataFrame:
         """Repairs the drift of each hour's products (orphans are reported, never written), then
         verifies them: the hours' drift must be zero afterwards."""

@@ -43,7 +43,7 @@ class PartitionStore(dg.ConfigurableIOManager):
             raise ValueError(f"{asset}: no partitions to store (is the hour in the future?)")
         if HOUR_COLUMN not in obj.columns:
             raise ValueError(f"{asset}: an hourly frame needs an {HOUR_COLUMN!r} column naming each row's partition")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         with self._engine().begin() as conn:
             conn.execute(delete(asset_partitions).where(asset_partitions.c.asset_key == asset, asset_partitions.c.partition_key.in_(keys)))
             for key in keys:

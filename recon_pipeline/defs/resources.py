@@ -24,7 +24,7 @@ class CatalogResource(dg.ConfigurableResource):
 
     url: str
     table: str | None = None
-    columns: dict[str, str] = {}
+    columns: dict[str, str] = {}  # noqa: RUF012 (pydantic copies a field's default; it is never shared)
     query: str | None = None
 
     _catalog: Catalog | None = PrivateAttr(default=None)

@@ -9,6 +9,7 @@ For seconds rather than a sensor's tens of seconds, run `recon-pipeline worker` 
 
 
 import json
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -16,24 +17,46 @@ from recon_pipeline.catalog import CatalogReadOnly
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.settings import Settings
 from recon_pipeline.sync.inbox import InboxApplier, inbox_lag
-from recon_pipeline.sync.outbox import backlog, drain, ready_count
+from recon_pipeline.sync.outbox import Backlog, backlog, drain, ready_count
 from recon_pipeline.sync.poller import poll_events
 
 GROUP = "sync"
 
 
-def backlog_metadata(catalog: CatalogResource) -> dict[str, dg.MetadataValue]:
-    queue = backlog(catalog.engine())
-    waiting, inbox_age = inbox_lag(catalog.engine())
-    return {
-        "outbox/depth": dg.MetadataValue.int(queue.depth),
-        "outbox/in_flight": dg.MetadataValue.int(queue.in_flight),
-        "outbox/oldest_pending_age_s": dg.MetadataValue.float(round(queue.oldest_pending_age_s, 3)),
-        "outbox/delivered_last_minute": dg.MetadataValue.int(queue.delivered_last_minute),
-        "outbox/dead": dg.MetadataValue.int(queue.dead),
-        "inbox/waiting": dg.MetadataValue.int(waiting),
-        "inbox/oldest_age_s": dg.MetadataValue.float(round(inbox_age, 3)),
-    }
+@dataclass
+class Queues:
+    """Both queues as they are now: the outbox's backlog, and the events waiting in the inbox."""
+
+    outbox: Backlog
+    inbox_waiting: int
+    inbox_age_s: float
+
+    @classmethod
+    def read(cls, catalog: CatalogResource) -> "Queues":
+        return cls(backlog(catalog.engine()), *inbox_lag(catalog.engine()))
+
+    def metadata(self) -> dict[str, dg.MetadataValue]:
+        """What the UI plots: depth, in flight, oldest age, delivered per minute, dead; events waiting."""
+        return {
+            "outbox/depth": dg.MetadataValue.int(self.outbox.depth),
+            "outbox/in_flight": dg.MetadataValue.int(self.outbox.in_flight),
+            "outbox/oldest_pending_age_s": dg.MetadataValue.float(round(self.outbox.oldest_pending_age_s, 3)),
+            "outbox/delivered_last_minute": dg.MetadataValue.int(self.outbox.delivered_last_minute),
+            "outbox/dead": dg.MetadataValue.int(self.outbox.dead),
+            "inbox/waiting": dg.MetadataValue.int(self.inbox_waiting),
+            "inbox/oldest_age_s": dg.MetadataValue.float(round(self.inbox_age_s, 3)),
+        }
+
+
+def lag_check(name: str, key: str, age_s: float, max_age_s: float, waiting: str) -> dg.AssetCheckResult:
+    """The oldest thing waiting (its age in metadata `key`) is younger than RECON_MAX_OUTBOX_LAG_S."""
+    age_s = round(age_s, 3)
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=age_s <= max_age_s,
+        metadata={key: age_s, "max_age_s": max_age_s},
+        description=None if age_s <= max_age_s else f"{waiting} has waited {age_s:.0f} s (> {max_age_s:.0f} s)",
+    )
 
 
 @dg.asset(
@@ -54,7 +77,7 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
     result = drain(catalog.catalog(), stripe.gateway(), run_id=context.run.run_id)
     for error in result.errors[:50]:
         context.log.warning(error)
-    metadata = backlog_metadata(catalog)
+    queues = Queues.read(catalog)
     yield dg.Output(
         None,
         metadata={
@@ -63,18 +86,11 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
             "retried": dg.MetadataValue.int(result.retried),
             "dead": dg.MetadataValue.int(result.dead),
             "duration_s": dg.MetadataValue.float(round(result.seconds, 3)),
-            **metadata,
+            **queues.metadata(),
         },
     )
-    max_age = policy.max_outbox_lag_s
-    age = metadata["outbox/oldest_pending_age_s"].value
-    yield dg.AssetCheckResult(
-        check_name="outbox_lag_below_threshold",
-        passed=age <= max_age,
-        metadata={"oldest_pending_age_s": age, "max_age_s": max_age},
-        description=None if age <= max_age else f"a change has waited {age:.0f} s (> {max_age:.0f} s) in the outbox",
-    )
-    dead = metadata["outbox/dead"].value
+    yield lag_check("outbox_lag_below_threshold", "oldest_pending_age_s", queues.outbox.oldest_pending_age_s, policy.max_outbox_lag_s, "a change in the outbox")
+    dead = queues.outbox.dead
     yield dg.AssetCheckResult(
         check_name="outbox_dead_letters_zero",
         passed=dead == 0,
@@ -108,7 +124,7 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
         context.log.info(decision)
     if result.stripe_error:
         context.log.warning(f"Stripe unreachable ({result.stripe_error}): {result.waiting} events wait for the next run")
-    metadata = backlog_metadata(catalog)
+    queues = Queues.read(catalog)
     yield dg.Output(
         None,
         metadata={
@@ -119,15 +135,10 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
             "conflicts": dg.MetadataValue.int(result.conflicts),
             "waiting_for_stripe": dg.MetadataValue.int(result.waiting),
             "conflict_policy": dg.MetadataValue.text(conflict_policy.value),
-            **metadata,
+            **queues.metadata(),
         },
     )
-    age = metadata["inbox/oldest_age_s"].value
-    yield dg.AssetCheckResult(
-        check_name="inbox_lag_below_threshold",
-        passed=age <= policy.max_outbox_lag_s,
-        metadata={"oldest_age_s": age, "max_age_s": policy.max_outbox_lag_s},
-    )
+    yield lag_check("inbox_lag_below_threshold", "oldest_age_s", queues.inbox_age_s, policy.max_outbox_lag_s, "a received Stripe event")
 
 
 drain_outbox = dg.define_asset_job("drain_outbox", selection=dg.AssetSelection.assets(outbox_push), description="Push the outbox to Stripe.")

@@ -16,13 +16,15 @@ import json
 import logging
 import secrets
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from recon_pipeline.emulator import errors
 from recon_pipeline.emulator.faults import Faults
@@ -128,7 +130,7 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
         return decode(pairs)
 
     def api(method: str, path: str, handler: Callable[..., Any], list_path: str | None = None):
-        async def endpoint(request: Request) -> Response:
+        async def endpoint(request: Request) -> Response | ASGIApp:
             request_id = "req_" + secrets.token_hex(7)
             headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
             key = endpoint_key(request.method, request.url.path)
@@ -158,7 +160,8 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
                         if stored[0] != fingerprint:
                             raise errors.StripeApiError(
                                 400,
-                                f"Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{idem_key}' if you meant to execute a different request.",
+                                "Keys for idempotent requests can only be used with the same parameters they were first used with. "
+                                f"Try using a key other than '{idem_key}' if you meant to execute a different request.",
                                 type_="idempotency_error",
                             )
                         stats["status_200" if stored[1] == 200 else f"status_{stored[1]}"] += 1

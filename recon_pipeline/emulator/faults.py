@@ -75,9 +75,7 @@ class Faults:
         with self._lock:
             if self.endpoint_rate_limit and not self._take(endpoint, float(self.endpoint_rate_limit)):
                 return False
-            if self.rate_limit and not self._take("*", float(self.rate_limit)):
-                return False
-            return True
+            return not self.rate_limit or self._take("*", float(self.rate_limit))
 
     def should_fail(self) -> bool:
         return self.failure_rate > 0 and random.random() < self.failure_rate

@@ -98,14 +98,16 @@ def created_filter(params: dict[str, Any]) -> dict[str, int] | None:
     if value is None:
         return None
     if isinstance(value, dict):
-        out = {}
-        for op, raw in value.items():
+        out: dict[str, int] = {}
+        for op in value:
             if op not in ("gt", "gte", "lt", "lte"):
                 raise errors.unknown(f"created[{op}]")
-            out[op] = as_int(value, op)
+            bound = as_int(value, op)
+            if bound is not None:
+                out[op] = bound
         return out
     exact = as_int(params, "created")
-    return {"gte": exact, "lte": exact}
+    return None if exact is None else {"gte": exact, "lte": exact}
 
 
 def list_limit(params: dict[str, Any]) -> int:
@@ -170,7 +172,7 @@ class Account:
         if self.state.get("product", product_id) is not None:
             raise errors.StripeApiError(400, "Product already exists.", code="resource_already_exists", param="id")
         created = now()
-        product = {
+        product: dict[str, Any] = {
             "id": product_id,
             "object": "product",
             "active": True if as_bool(params, "active") is None else as_bool(params, "active"),
@@ -211,7 +213,12 @@ class Account:
         updated = copy.deepcopy(current)
         if "name" in params:
             if not as_text(params, "name"):
-                raise errors.invalid("name", "You passed an empty string for 'name'. We assume empty values are an attempt to unset a parameter; however 'name' cannot be unset. You should remove 'name' from your request or supply a non-empty value.", "parameter_invalid_empty")
+                raise errors.invalid(
+                    "name",
+                    "You passed an empty string for 'name'. We assume empty values are an attempt to unset a parameter; "
+                    "however 'name' cannot be unset. You should remove 'name' from your request or supply a non-empty value.",
+                    "parameter_invalid_empty",
+                )
             updated["name"] = params["name"]
         if "description" in params:
             updated["description"] = as_text(params, "description") or None

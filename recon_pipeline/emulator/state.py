@@ -15,8 +15,9 @@ import bisect
 import json
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 KINDS = ("product", "price", "event", "webhook_endpoint")
 
@@ -49,7 +50,7 @@ class EmulatorState:
             "CREATE TABLE IF NOT EXISTS objects (kind TEXT, id TEXT, seq INTEGER, created INTEGER, body TEXT, PRIMARY KEY (kind, id))"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, fingerprint TEXT, status INTEGER, body TEXT)")
-        for kind, object_id, seq, created, body in self._db.execute("SELECT kind, id, seq, created, body FROM objects ORDER BY seq"):
+        for kind, seq, created, body in self._db.execute("SELECT kind, seq, created, body FROM objects ORDER BY seq"):
             self._index(kind, json.loads(body), created, seq)
             self._seq = max(self._seq, seq)
         for key, fingerprint, status, body in self._db.execute("SELECT key, fingerprint, status, body FROM idempotency"):
@@ -132,7 +133,7 @@ class EmulatorState:
             objects = self._objects[kind]
             if ending_before is not None:
                 start = bisect.bisect_right(keys, self._key_of[kind][ending_before])
-                found = []
+                found: list[dict[str, Any]] = []
                 i = max(start, lo)
                 while i < hi and len(found) <= limit:
                     obj = objects[keys[i][2]]

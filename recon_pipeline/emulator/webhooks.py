@@ -70,6 +70,7 @@ class Deliverer:
         self.delivered = 0
         self.failed_attempts = 0
         self._client: httpx.AsyncClient | None = None
+        self._deliveries: set[asyncio.Task] = set()
 
     def schedule(self, event: dict[str, Any]) -> None:
         endpoints = [e for e in self.state.all("webhook_endpoint") if _wants(e, event["type"])]
@@ -78,7 +79,10 @@ class Deliverer:
         loop = asyncio.get_running_loop()
         payload = json.dumps(event)
         for endpoint in endpoints:
-            loop.create_task(self._deliver(endpoint, payload))
+            # The loop keeps only a weak reference to a task: hold it until it is done.
+            task = loop.create_task(self._deliver(endpoint, payload))
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, endpoint: dict[str, Any], payload: str) -> None:
         if self._client is None:

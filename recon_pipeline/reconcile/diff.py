@@ -79,11 +79,11 @@ def _differing_scalar(field: str, local_col: pd.Series, stripe_col: pd.Series, l
         # -1 stands for "no price": amounts are never negative, and NA != NA would count as drift.
         left = local_col.to_numpy(dtype="int64", na_value=-1)[local_at]
         right = stripe_col.to_numpy(dtype="int64", na_value=-1)[stripe_at]
-        render = lambda v: None if v == -1 else str(int(v))  # noqa: E731
+        render = lambda v: None if v == -1 else str(int(v))
     else:  # active
         left = local_col.to_numpy(dtype=bool)[local_at]
         right = stripe_col.to_numpy(dtype=bool)[stripe_at]
-        render = lambda v: "true" if v else "false"  # noqa: E731
+        render = lambda v: "true" if v else "false"
     differs = np.flatnonzero(left != right)
     return differs, [render(v) for v in left[differs]], [render(v) for v in right[differs]]
 
@@ -164,7 +164,7 @@ def summarize_drift(drift: pd.DataFrame, local_count: int, stripe_count: int) ->
     mismatches = drift[drift["kind"] == FIELD_MISMATCH]
     return {
         **by_kind,
-        "total": int(len(drift)),
+        "total": len(drift),
         "products_total": products_total,
         "products_with_drift": products_with_drift,
         "drift_rate": products_with_drift / products_total if products_total else 0.0,

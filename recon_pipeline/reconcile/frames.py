@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable
+from typing import Any
 
 import stripe
 from sqlalchemy import Engine, insert, select, update
@@ -119,9 +120,9 @@ class Repairer:
         """
         key = idempotency_key(f"{method} {path}", product_id, {**params, "_version": version})
         with self.engine.begin() as conn:
-            ledger_id = conn.execute(
+            inserted = conn.execute(
                 insert(sync_ledger).values(
-                    at=dt.datetime.now(dt.timezone.utc),
+                    at=dt.datetime.now(dt.UTC),
                     source=self.source,
                     run_id=self.run_id,
                     product_id=product_id,
@@ -130,7 +131,8 @@ class Repairer:
                     idempotency_key=key,
                     request=params,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+        ledger_id = inserted[0] if inserted else None
         status, object_id, error = None, None, None
         try:
             response = self.gateway.request(method, path, params=params, idempotency_key=key)
@@ -179,7 +181,7 @@ class Repairer:
         }
 
     def _create_product(self, action: RepairAction) -> int:
-        desired = action.desired
+        desired = action.wanted
         stripe_id = action.product_id
         params: dict[str, Any] = {"id": stripe_id, "name": desired.name, "active": desired.active, "metadata": desired.metadata}
         if desired.description:
@@ -200,14 +202,14 @@ class Repairer:
         return writes
 
     def _update_product(self, action: RepairAction) -> int:
-        desired, state = action.desired, action.stripe
+        desired, state = action.wanted, action.found
         params = self._product_params(desired, state.metadata)
         wanted = {f: params[f] for f in action.fields}
         self.write(action.product_id, "post", f"/v1/products/{state.stripe_id}", wanted, f"{desired.version}|{state.fingerprint}")
         return 1
 
     def _change_price(self, action: RepairAction) -> int:
-        return self._set_price(action.product_id, action.stripe.stripe_id, action.desired)
+        return self._set_price(action.product_id, action.found.stripe_id, action.wanted)
 
     def _set_price(self, product_id: str, stripe_id: str, desired: DesiredProduct) -> int:
         prices = list(self.gateway.list_all("/v1/prices", params={"product": stripe_id, "limit": 100}))
@@ -251,11 +253,12 @@ class Repairer:
         return writes
 
     def _archive_orphan(self, action: RepairAction) -> int:
-        self.write(action.product_id, "post", f"/v1/products/{action.stripe.stripe_id}", {"active": False}, f"orphan|{action.stripe.fingerprint}")
+        state = action.found
+        self.write(action.product_id, "post", f"/v1/products/{state.stripe_id}", {"active": False}, f"orphan|{state.fingerprint}")
         return 1
 
     def _adopt_orphan(self, action: RepairAction) -> int:
-        state = action.stripe
+        state = action.found
         adopt_from_stripe(
             self.catalog,
             [
@@ -307,7 +310,7 @@ def unanswered_products(engine: Engine, within: dt.timedelta = dt.timedelta(hour
 
     The ledger row of such a write has no status: Stripe may or may not have done it.
     """
-    since = dt.datetime.now(dt.timezone.utc) - within
+    since = dt.datetime.now(dt.UTC) - within
     with engine.connect() as conn:
         rows = conn.execute(select(sync_ledger.c.product_id).where(sync_ledger.c.status.is_(None), sync_ledger.c.at >= since).distinct())
         return {row.product_id for row in rows}

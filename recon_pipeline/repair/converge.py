@@ -17,15 +17,15 @@ checks that only look.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import pandas as pd
 
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.reconcile import diff_catalog, empty_drift, stripe_frame
-from recon_pipeline.repair.apply import RepairResult, Repairer, WriteSource
+from recon_pipeline.repair.apply import Repairer, RepairResult, WriteSource
 from recon_pipeline.repair.plan import RepairPlan, plan_repairs, with_price_tidy
 from recon_pipeline.stripe_api import StripeGateway, fetch_products_by_id, fetch_products_snapshot
 

@@ -7,7 +7,8 @@ the CLI and the checks read them, and a replay (`replay.py`) resolves them.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
@@ -15,7 +16,7 @@ from recon_pipeline.catalog.schema import dead_letter
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def record_dead_letter(conn: Connection, source: str, product_id: str | None, action: str, payload: Mapping[str, Any], reason: str, attempts: int) -> None:

@@ -99,6 +99,20 @@ class RepairAction:
     def writes_stripe(self) -> bool:
         return self.action in WRITES_STRIPE
 
+    @property
+    def wanted(self) -> DesiredProduct:
+        """The catalog's state this action writes (every action but an orphan's has one)."""
+        if self.desired is None:
+            raise ValueError(f"{self.action} of {self.product_id!r} carries no catalog state")
+        return self.desired
+
+    @property
+    def found(self) -> StripeState:
+        """The Stripe state this action replaces (every action but a creation has one)."""
+        if self.stripe is None:
+            raise ValueError(f"{self.action} of {self.product_id!r} carries no Stripe state")
+        return self.stripe
+
     def describe(self) -> str:
         if self.action == CHANGE_PRICE and self.desired and self.stripe:
             old = _price_text(self.stripe.unit_amount, self.stripe.currency, self.stripe.interval)

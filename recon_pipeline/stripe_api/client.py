@@ -22,8 +22,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import stripe
 
@@ -105,7 +106,7 @@ class StripeGateway:
         self._stats_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: "Settings") -> "StripeGateway":
+    def from_settings(cls, settings: Settings) -> StripeGateway:
         """The account the settings name (the bundled emulator by default), at its limits."""
         return cls(
             api_key=settings.stripe_api_key,

@@ -25,9 +25,10 @@ degrades to sequential pagination of that one window.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from recon_pipeline.stripe_api.client import StripeGateway
 

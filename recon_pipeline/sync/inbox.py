@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 import stripe
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -66,7 +67,7 @@ class MalformedEvent(ValueError):
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def parse_event(body: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
@@ -278,8 +279,8 @@ class InboxApplier:
         if self.policy is ConflictPolicy.LOCAL_WINS:
             return False, "policy local_wins"
         local = row["updated_at"]
-        local = local.replace(tzinfo=dt.timezone.utc) if local.tzinfo is None else local
-        stripe_time = dt.datetime.fromtimestamp(updated, dt.timezone.utc)
+        local = local.replace(tzinfo=dt.UTC) if local.tzinfo is None else local
+        stripe_time = dt.datetime.fromtimestamp(updated, dt.UTC)
         return stripe_time > local, f"policy latest_wins: Stripe {stripe_time:%H:%M:%S} vs catalog {local:%H:%M:%S}"
 
     def _conflicts(self, conn, event, product_id, row, stripe_values, updated, result) -> None:
@@ -330,5 +331,5 @@ def inbox_lag(engine: Engine) -> tuple[int, float]:
         waiting, oldest = conn.execute(select(func.count(), func.min(inbox.c.received_at)).where(inbox.c.status == InboxStatus.RECEIVED)).one()
     if not waiting:
         return 0, 0.0
-    oldest = oldest.replace(tzinfo=dt.timezone.utc) if oldest.tzinfo is None else oldest
+    oldest = oldest.replace(tzinfo=dt.UTC) if oldest.tzinfo is None else oldest
     return int(waiting), (_now() - oldest).total_seconds()

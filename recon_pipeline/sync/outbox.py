@@ -18,6 +18,7 @@ import datetime as dt
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import stripe
@@ -56,7 +57,7 @@ class DrainResult:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def worker_id() -> str:
@@ -116,7 +117,7 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, 
 
 
 def push_products(
-    gateway: StripeGateway, catalog: Catalog, product_ids: list[str], run_id: str | None = None, concurrency: int = 8, retrying: set[str] = frozenset()
+    gateway: StripeGateway, catalog: Catalog, product_ids: list[str], run_id: str | None = None, concurrency: int = 8, retrying: Iterable[str] = ()
 ) -> dict[str, str | None]:
     """Bring each product in Stripe to its current catalog state; returns {product_id: error or None}.
 
@@ -215,13 +216,13 @@ def backlog(engine: Engine) -> Backlog:
     """Queue depth, age of the oldest pending change, rate and dead rows, for the UI."""
     now = _now()
     with engine.connect() as conn:
-        counts = dict(conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status)).all())
+        counts: dict[str, int] = {status: count for status, count in conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))}
         oldest = conn.execute(select(func.min(outbox.c.created_at)).where(outbox.c.status.in_([OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT]))).scalar()
         recent = conn.execute(
             select(func.count()).where(outbox.c.status == OutboxStatus.DONE, outbox.c.done_at >= now - dt.timedelta(minutes=1))
         ).scalar()
     if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=dt.timezone.utc)
+        oldest = oldest.replace(tzinfo=dt.UTC)
     return Backlog(
         depth=int(counts.get(OutboxStatus.PENDING, 0)),
         in_flight=int(counts.get(OutboxStatus.IN_FLIGHT, 0)),

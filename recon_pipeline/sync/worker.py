@@ -12,8 +12,8 @@ that can fetch their prices.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from sqlalchemy.exc import DBAPIError
 

@@ -12,9 +12,10 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import stripe
 from sqlalchemy import create_engine, text
@@ -29,6 +30,15 @@ POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 WEBHOOK_SECRET = "whsec_test_secret_value"
 
 T = TypeVar("T")
+
+
+def latest_metadata(instance: Any, asset: str) -> dict[str, Any]:
+    """The plain values of an asset's latest materialization metadata in a Dagster instance."""
+    import dagster as dg
+
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    assert event is not None and event.asset_materialization is not None, f"{asset} was never materialized"
+    return {key: getattr(value, "value", value) for key, value in event.asset_materialization.metadata.items()}
 
 
 def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "the condition") -> T:
@@ -164,7 +174,7 @@ class AlertReceiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "AlertReceiver":
+    def __enter__(self) -> AlertReceiver:
         self.thread.start()
         return self
 

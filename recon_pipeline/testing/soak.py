@@ -35,6 +35,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import stripe
@@ -48,8 +49,7 @@ from recon_pipeline.sync.inbox import inbox_lag
 from recon_pipeline.sync.outbox import backlog
 from recon_pipeline.testing import POSTGRES_ADMIN_URL, database_url, drift_rows, temporary_database
 
-
-FAULT_CYCLE = (
+FAULT_CYCLE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("none", {}),
     ("429 storm", {"rate_limit": 8}),
     ("5xx", {"failure_rate": 0.2}),
@@ -137,10 +137,9 @@ def run_soak(
     tmp = Path(tempfile.mkdtemp(prefix="recon-soak-"))
     log_dir = log_dir or tmp
     databases = contextlib.ExitStack()  # the soak's own PostgreSQL database, dropped at the end
+    catalog_url = f"sqlite:///{tmp / 'catalog.db'}"
     if catalog == "postgresql":
         catalog_url = database_url(databases.enter_context(temporary_database(admin_url, "recon_soak")), admin_url)
-    else:
-        catalog_url = f"sqlite:///{tmp / 'catalog.db'}"
     catalog_db = Catalog.open(catalog_url)
     engine = catalog_db.engine
     ids = [f"sku_{i:04d}" for i in range(products)]
@@ -160,7 +159,7 @@ def run_soak(
             env = environment_for_children(
                 RECON_CATALOG_URL=catalog_url,
                 STRIPE_API_BASE=api.url,
-                STRIPE_WEBHOOK_SECRET=endpoint.secret,
+                STRIPE_WEBHOOK_SECRET=endpoint.secret or "",  # shown once, when the endpoint is created
                 RECON_STRIPE_RATE_LIMIT="50",
                 RECON_STRIPE_TIMEOUT_S="1",
                 RECON_CONFLICT_POLICY="local_wins",
@@ -211,9 +210,9 @@ def run_soak(
                 if time.monotonic() >= next_stripe_edit:
                     next_stripe_edit += 1 / stripe_rate
                     target = rng.choice(ids)
-                    field_name = rng.choice(("name", "description"))
+                    edit: stripe.params.ProductUpdateParams = {rng.choice(("name", "description")): f"dashboard edit {stripe_edits}"}  # type: ignore[misc]
                     try:
-                        dashboard.v1.products.update(target, params={field_name: f"dashboard edit {stripe_edits}"})
+                        dashboard.v1.products.update(target, params=edit)
                         stripe_edits += 1
                     except stripe.StripeError:
                         refused += 1  # the dashboard call met the same fault; that edit did not happen (or we cannot know)

@@ -61,7 +61,7 @@ def shop(tmp_path: Path, emulator, dagster_home, monkeypatch):
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE shop_items (sku TEXT, title TEXT, attrs TEXT, price NUMERIC, curr TEXT)"))
         for row in [*GOOD, *BAD.values()]:
-            conn.execute(text("INSERT INTO shop_items VALUES (:a, :b, :c, :d, :e)"), dict(zip("abcde", row)))
+            conn.execute(text("INSERT INTO shop_items VALUES (:a, :b, :c, :d, :e)"), dict(zip("abcde", row, strict=True)))
         # Bytes that are not UTF-8, as a broken import would leave them.
         conn.execute(text("INSERT INTO shop_items VALUES ('utf8', CAST(X'4361C3' AS TEXT), '{}', NULL, NULL)"))
     init_schema(engine)

@@ -51,7 +51,7 @@ class PrivatePostgres:
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
         subprocess.run([*self.as_user, _pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", *args], check=True, capture_output=True)
 
-    def init(self) -> "PrivatePostgres":
+    def init(self) -> PrivatePostgres:
         if self.as_user:
             shutil.chown(self.root, "postgres")
         subprocess.run([*self.as_user, _pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"], check=True, capture_output=True)

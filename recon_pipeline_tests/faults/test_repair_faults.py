@@ -17,7 +17,7 @@ from recon_pipeline.catalog import CatalogProduct, make_engine, upsert_products
 from recon_pipeline.catalog.schema import dead_letter, sync_ledger
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.demo_report import run_job
-from recon_pipeline.testing import assert_no_duplicates, wait_until
+from recon_pipeline.testing import assert_no_duplicates, latest_metadata, wait_until
 
 REPAIR_ARCHIVE = {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}
 
@@ -49,8 +49,8 @@ def repair_through(emulator, **faults) -> None:
         set_faults(emulator, **faults)
         repair = run_job("repair_catalog", REPAIR_ARCHIVE, instance=instance)
         assert repair.success
-        metadata = instance.get_latest_materialization_event(dg.AssetKey("catalog_repair")).asset_materialization.metadata
-        assert metadata["retries"].value > 0 and metadata["dead_letters"].value == 0
+        metadata = latest_metadata(instance, "catalog_repair")
+        assert metadata["retries"] > 0 and metadata["dead_letters"] == 0
         emulator.faults.clear()
         assert drift_after(instance) == 0
     assert_no_duplicates(emulator.url)
@@ -124,7 +124,7 @@ def test_mass_drift_breaker_refuses_to_repair_and_fails_its_check(seeded, emulat
 
 
 def test_a_product_stripe_refuses_goes_to_dead_letter_and_the_rest_is_repaired(seeded, emulator):
-    url, data = seeded
+    url, _ = seeded
     engine = make_engine(url)
     # A product whose name drifted, and whose every write Stripe refuses.
     upsert_products(engine, [CatalogProduct(id="sku_refused", name="Refused")])
@@ -139,7 +139,7 @@ def test_a_product_stripe_refuses_goes_to_dead_letter_and_the_rest_is_repaired(s
         assert checks["dead_letters_empty"].severity == dg.AssetCheckSeverity.WARN
         with engine.connect() as conn:
             letters = conn.execute(select(dead_letter.c.product_id, dead_letter.c.reason)).all()
-        assert [l.product_id for l in letters] == ["sku_refused"]
+        assert [letter.product_id for letter in letters] == ["sku_refused"]
         assert "400 resource_refused" in letters[0].reason
         # Everything else was repaired: only the refused product still drifts.
         drift = run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift")

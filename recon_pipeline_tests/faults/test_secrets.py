@@ -12,8 +12,8 @@ import pytest
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.changes import update_product
 from recon_pipeline.cli import build_parser
-from recon_pipeline.defs.alerts import alert_sensor
 from recon_pipeline.definitions import build_defs
+from recon_pipeline.defs.alerts import alert_sensor
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.demo_report import run_job
 from recon_pipeline.emulator import ServerThread
