@@ -57,19 +57,9 @@ def check_alert(
         text += f": {description}"
     if value is not None:
         text += f" [value {value}" + (f", threshold {threshold}]" if threshold is not None else "]")
-    return _payload(
-        "asset_check_failed",
-        text,
-        f"{base_url.rstrip('/')}/assets/{asset.replace('.', '/')}?view=checks",
-        f"check:{asset}:{check}:{run_id}",
-        asset=asset,
-        check=check,
-        severity=severity,
-        value=value,
-        threshold=threshold,
-        description=description,
-        run_id=run_id,
-    )
+    url = f"{base_url.rstrip('/')}/assets/{asset.replace('.', '/')}?view=checks"
+    fields = {"asset": asset, "check": check, "severity": severity, "value": value, "threshold": threshold, "description": description, "run_id": run_id}
+    return _payload("asset_check_failed", text, url, f"check:{asset}:{check}:{run_id}", **fields)
 
 
 def run_alert(run_id: str, job: str, error: str | None, base_url: str) -> dict[str, Any]:

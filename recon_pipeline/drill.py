@@ -131,14 +131,9 @@ def _backfill(ours: DrillSide, first: str, last: str, home: Path) -> int:
 
 
 def run_drill(
-    outage_start: float = 5,
-    outage_s: float = 10,
-    tail_s: float = 5,
-    rate: float = 10,
-    products: int = 100,
-    seed: int = 7,
+    outage_start: float = 5, outage_s: float = 10, tail_s: float = 5, rate: float = 10, products: int = 100, seed: int = 7,
     baselines: Mapping[str, Baseline] | None = None,
-) -> DrillReport:
+) -> DrillReport:  # fmt: skip
     """Run the drill on fresh emulators and catalogs; every side gets the same edits."""
     rng = random.Random(seed)
     folder = Path(tempfile.mkdtemp(prefix="recon-drill-"))

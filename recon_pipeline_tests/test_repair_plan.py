@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.reconcile import diff_catalog, local_frame, stripe_frame
-from recon_pipeline.repair import (
-    ARCHIVE_ORPHAN,
-    CHANGE_PRICE,
-    CREATE_PRODUCT,
-    REPORT_ORPHAN,
-    UPDATE_PRODUCT,
-    OrphanPolicy,
-    plan_repairs,
-)
+from recon_pipeline.repair.plan import ARCHIVE_ORPHAN, CHANGE_PRICE, CREATE_PRODUCT, REPORT_ORPHAN, UPDATE_PRODUCT, plan_repairs
 
 
 def sides(local_rows: list[dict], stripe_products: list[dict]):

@@ -26,6 +26,21 @@ from sqlalchemy.dialects.mysql import LONGBLOB
 metadata = MetaData()
 
 
+def _serial() -> Column:
+    """An autoincrementing integer key."""
+    return Column("id", Integer, primary_key=True, autoincrement=True)
+
+
+def _moment(name: str, nullable: bool = False) -> Column:
+    """A point in time, with its time zone (UTC as written)."""
+    return Column(name, DateTime(timezone=True), nullable=nullable)
+
+
+def _product_ref(nullable: bool = True) -> Column:
+    """The catalog id of the product a row is about."""
+    return Column("product_id", String(64), nullable=nullable)
+
+
 class OutboxStatus(StrEnum):
     """Where an outbox row is: waiting (or backing off), claimed by a worker, delivered, given up."""
 
@@ -55,7 +70,7 @@ products = Table(
     Column("unit_amount", BigInteger, nullable=True, comment="Price in the currency's smallest unit; NULL = no price"),
     Column("currency", String(3), nullable=True),
     Column("recurring_interval", String(8), nullable=True, comment="day|week|month|year, NULL = one-time"),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    _moment("updated_at"),
 )
 Index("ix_products_updated_at", products.c.updated_at)
 
@@ -63,11 +78,11 @@ Index("ix_products_updated_at", products.c.updated_at)
 sync_ledger = Table(
     "sync_ledger",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    _serial(),
+    _moment("at"),
     Column("source", String(32), nullable=False, comment="repair | outbox | ..."),
     Column("run_id", String(64), nullable=True),
-    Column("product_id", String(64), nullable=True),
+    _product_ref(),
     Column("method", String(8), nullable=False),
     Column("path", String(255), nullable=False),
     Column("idempotency_key", String(80), nullable=True),
@@ -83,15 +98,15 @@ Index("ix_sync_ledger_key", sync_ledger.c.idempotency_key)
 dead_letter = Table(
     "dead_letter",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    _serial(),
     Column("source", String(32), nullable=False),
-    Column("product_id", String(64), nullable=True),
+    _product_ref(),
     Column("action", String(32), nullable=False),
     Column("payload", JSON, nullable=False),
     Column("reason", Text, nullable=False),
     Column("attempts", Integer, nullable=False, default=1),
-    Column("failed_at", DateTime(timezone=True), nullable=False),
-    Column("resolved_at", DateTime(timezone=True), nullable=True),
+    _moment("failed_at"),
+    _moment("resolved_at", nullable=True),
     Column("resolution", Text, nullable=True),
 )
 Index("ix_dead_letter_open", dead_letter.c.resolved_at)
@@ -102,17 +117,17 @@ Index("ix_dead_letter_open", dead_letter.c.resolved_at)
 outbox = Table(
     "outbox",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("product_id", String(64), nullable=False),
+    _serial(),
+    _product_ref(nullable=False),
     Column("change", String(32), nullable=False, comment="create | update | archive | change_price"),
     Column("fields", JSON, nullable=True, comment="What changed, for the audit trail"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    _moment("created_at"),
     Column("status", String(16), nullable=False, default=OutboxStatus.PENDING.value, comment="pending | in_flight | done | dead"),
     Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", DateTime(timezone=True), nullable=False),
+    _moment("next_attempt_at"),
     Column("claimed_by", String(64), nullable=True),
-    Column("claimed_at", DateTime(timezone=True), nullable=True),
-    Column("done_at", DateTime(timezone=True), nullable=True),
+    _moment("claimed_at", nullable=True),
+    _moment("done_at", nullable=True),
     Column("last_error", Text, nullable=True),
 )
 Index("ix_outbox_pending", outbox.c.status, outbox.c.next_attempt_at)
@@ -129,9 +144,9 @@ inbox = Table(
     Column("object_id", String(255), nullable=True),
     Column("payload", JSON, nullable=False),
     Column("source", String(16), nullable=False, comment="webhook | poller"),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    _moment("received_at"),
     Column("status", String(16), nullable=False, default=InboxStatus.RECEIVED.value, comment="received | applied | echo | stale | ignored"),
-    Column("applied_at", DateTime(timezone=True), nullable=True),
+    _moment("applied_at", nullable=True),
     Column("note", Text, nullable=True),
 )
 Index("ix_inbox_pending", inbox.c.status, inbox.c.created)
@@ -140,10 +155,10 @@ Index("ix_inbox_pending", inbox.c.status, inbox.c.created)
 audit = Table(
     "audit",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    _serial(),
+    _moment("at"),
     Column("actor", String(32), nullable=False, comment="stripe | catalog | pipeline"),
-    Column("product_id", String(64), nullable=True),
+    _product_ref(),
     Column("field", String(32), nullable=True),
     Column("before", JSON, nullable=True),
     Column("after", JSON, nullable=True),
@@ -172,7 +187,7 @@ asset_partitions = Table(
     Column("partition_key", String(32), primary_key=True),
     Column("frame", LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"), nullable=False, comment="The partition's rows as Parquet"),
     Column("row_count", Integer, nullable=False),
-    Column("stored_at", DateTime(timezone=True), nullable=False),
+    _moment("stored_at"),
 )
 
 # Catalog rows the pipeline will not sync until they are fixed, with the reason (the
@@ -180,8 +195,8 @@ asset_partitions = Table(
 quarantine = Table(
     "quarantine",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("at", DateTime(timezone=True), nullable=False),
+    _serial(),
+    _moment("at"),
     Column("product_id", String(255), nullable=True),
     Column("reason", Text, nullable=False),
     Column("row", JSON, nullable=True),

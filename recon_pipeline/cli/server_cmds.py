@@ -14,18 +14,10 @@ DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
 
 def cmd_emulator(args: argparse.Namespace, settings: Settings) -> int:
     from recon_pipeline.emulator import Faults, serve
+    from recon_pipeline.emulator.faults import FAULT_FIELDS
 
-    faults = Faults(
-        rate_limit=args.rate_limit,
-        endpoint_rate_limit=args.endpoint_rate_limit,
-        failure_rate=args.failure_rate,
-        latency_ms=args.latency_ms,
-        slow_rate=args.slow_rate,
-        slow_ms=args.slow_ms,
-        drop_rate=args.drop_rate,
-        outage=args.outage,
-        retry_after=args.retry_after,
-    )
+    # Each fault flag is named after its Faults field (--drop-rate -> drop_rate).
+    faults = Faults(**{name: getattr(args, name) for name in FAULT_FIELDS if hasattr(args, name)})
     if args.state:
         Path(args.state).parent.mkdir(parents=True, exist_ok=True)
     print(f"Stripe emulator on http://{args.host}:{args.port} (state: {args.state or 'in memory'})", flush=True)

@@ -31,22 +31,11 @@ from typing import Any
 import stripe
 from sqlalchemy import Engine, insert, select, update
 
-from recon_pipeline.catalog import Catalog, CatalogProduct
+from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.changes import adopt_from_stripe
 from recon_pipeline.catalog.schema import sync_ledger
 from recon_pipeline.repair.dead_letters import record_dead_letter
-from recon_pipeline.repair.plan import (
-    ADOPT_ORPHAN,
-    ARCHIVE_ORPHAN,
-    CHANGE_PRICE,
-    CREATE_PRODUCT,
-    REPORT_ORPHAN,
-    UPDATE_PRODUCT,
-    DesiredProduct,
-    RepairAction,
-    RepairPlan,
-    state_fingerprint,
-)
+from recon_pipeline.repair.plan import ADOPT_ORPHAN, ARCHIVE_ORPHAN, CHANGE_PRICE, CREATE_PRODUCT, REPORT_ORPHAN, UPDATE_PRODUCT, DesiredProduct, RepairAction, RepairPlan, state_fingerprint
 from recon_pipeline.stripe_api import StripeGateway, error_text, idempotency_key
 
 log = logging.getLogger(__name__)
@@ -258,22 +247,7 @@ class Repairer:
         return 1
 
     def _adopt_orphan(self, action: RepairAction) -> int:
-        state = action.found
-        adopt_from_stripe(
-            self.catalog,
-            [
-                CatalogProduct(
-                    id=action.product_id,
-                    name=state.name,
-                    description=state.description,
-                    active=state.active,
-                    metadata=state.metadata,
-                    unit_amount=state.unit_amount,
-                    currency=state.currency,
-                    recurring_interval=state.interval,
-                )
-            ],
-        )
+        adopt_from_stripe(self.catalog, [action.found.as_catalog_product(action.product_id)])
         return 0
 
     # -- the plan ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from recon_pipeline.catalog import CatalogProduct
 from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.reconcile import FIELD_MISMATCH, MISSING_IN_STRIPE, ORPHAN_IN_STRIPE
 
@@ -71,6 +72,13 @@ class StripeState:
     currency: str | None = None
     interval: str | None = None
     updated: int | None = None  # Stripe's last-change timestamp of the product
+
+    def as_catalog_product(self, product_id: str) -> CatalogProduct:
+        """This Stripe product as a catalog row (adopting an orphan)."""
+        return CatalogProduct(
+            id=product_id, name=self.name, description=self.description, active=self.active, metadata=self.metadata,
+            unit_amount=self.unit_amount, currency=self.currency, recurring_interval=self.interval,
+        )  # fmt: skip
 
     @property
     def fingerprint(self) -> str:

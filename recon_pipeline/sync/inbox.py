@@ -113,13 +113,21 @@ def store_event(engine: Engine, event: Mapping[str, Any], source: EventSource) -
 
 @dataclass
 class ApplyResult:
+    """What one pass over the inbox did, by what became of each event."""
+
     applied: int = 0
+    """Events applied: their product's owned fields decided, audited."""
     echoes: int = 0
+    """Our own writes coming back (their idempotency key is in sync_ledger)."""
     stale: int = 0
+    """Events older than what the catalog has already seen of their product."""
     ignored: int = 0
+    """Events the catalog does not act on (prices reach it through their product)."""
     conflicts: int = 0
+    """Owned fields Stripe changed, decided by the conflict policy."""
     decisions: list[str] = field(default_factory=list)
-    waiting: int = 0  # events left for the next pass because Stripe could not be reached
+    waiting: int = 0
+    """Events left for the next pass because Stripe could not be reached."""
     stripe_error: str | None = None
 
 
@@ -198,19 +206,8 @@ class InboxApplier:
         return self.gateway.request("get", f"/v1/prices/{price}")
 
     def _audit(self, conn: Connection, event: Mapping[str, Any], product_id: str, field_name: str | None, before: Any, after: Any, decision: str, reason: str) -> None:
-        conn.execute(
-            insert(audit).values(
-                at=_now(),
-                actor="stripe",
-                product_id=product_id,
-                field=field_name,
-                before=before,
-                after=after,
-                decision=decision,
-                reason=reason,
-                event_id=event["id"],
-            )
-        )
+        change = {"product_id": product_id, "field": field_name, "before": before, "after": after}
+        conn.execute(insert(audit).values(at=_now(), actor="stripe", **change, decision=decision, reason=reason, event_id=event["id"]))
 
     def _mark(self, conn: Connection, event_id: str, status: InboxStatus, note: str | None = None) -> None:
         conn.execute(update(inbox).where(inbox.c.event_id == event_id).values(status=status, applied_at=_now(), note=note))

@@ -48,10 +48,16 @@ class OutboxPolicy:
 
 @dataclass
 class DrainResult:
+    """What one drain did."""
+
     pushed_products: int = 0
+    """Products brought to their current catalog state in Stripe."""
     delivered_rows: int = 0
+    """Outbox rows done with them (several changes of one product coalesce into one push)."""
     retried: int = 0
+    """Products whose push failed and backs off until its next attempt."""
     dead: int = 0
+    """Products whose push exhausted its attempts: in dead_letter."""
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
 

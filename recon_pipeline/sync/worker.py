@@ -26,11 +26,15 @@ from recon_pipeline.sync.outbox import drain, release_claims
 
 @dataclass
 class WorkerTotals:
+    """What a worker did over its life."""
+
     passes: int = 0
     pushed_products: int = 0
     applied_events: int = 0
     database_errors: int = 0
+    """Passes cut off by the catalog database going away (each waited with backoff)."""
     stripe_errors: int = 0
+    """Passes whose inbox events waited because Stripe could not be reached."""
 
 
 def run_worker(

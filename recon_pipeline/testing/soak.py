@@ -122,17 +122,9 @@ def rss_mib(pid: int) -> float:
 
 
 def run_soak(
-    duration_s: float = 180,
-    catalog: str = "postgresql",
-    products: int = 200,
-    catalog_rate: float = 5.0,
-    stripe_rate: float = 1.0,
-    fault_period_s: float = 15.0,
-    settle_timeout_s: float = 180.0,
-    seed: int = 11,
-    log_dir: Path | None = None,
-    admin_url: str = POSTGRES_ADMIN_URL,
-) -> SoakReport:
+    duration_s: float = 180, catalog: str = "postgresql", products: int = 200, catalog_rate: float = 5.0, stripe_rate: float = 1.0,
+    fault_period_s: float = 15.0, settle_timeout_s: float = 180.0, seed: int = 11, log_dir: Path | None = None, admin_url: str = POSTGRES_ADMIN_URL,
+) -> SoakReport:  # fmt: skip
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="recon-soak-"))
     log_dir = log_dir or tmp
@@ -242,21 +234,8 @@ def run_soak(
             stop_sampling.set()
             sampler.join()
             emulator_stats = httpx.get(f"{api.url}/_emulator/stats", timeout=10).json()
-            return SoakReport(
-                duration_s=duration_s,
-                catalog=catalog,
-                catalog_edits=catalog_edits,
-                stripe_edits=stripe_edits,
-                stripe_edits_refused=refused,
-                fault_switches=switches,
-                emulator_status_counts=emulator_stats["status_counts"],
-                dropped_connections=emulator_stats["dropped_connections"],
-                slow_requests=emulator_stats["slow_requests"],
-                settle_s=settle_s,
-                drift_rows=drift,
-                dead_letters=backlog(engine).dead,
-                memory=memory,
-            )
+            faults_seen = (emulator_stats["status_counts"], emulator_stats["dropped_connections"], emulator_stats["slow_requests"])
+            return SoakReport(duration_s, catalog, catalog_edits, stripe_edits, refused, switches, *faults_seen, settle_s, drift, backlog(engine).dead, memory)
     finally:
         for process in processes.values():
             if process.poll() is None:
