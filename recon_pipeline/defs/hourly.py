@@ -22,6 +22,7 @@ import dagster as dg
 import pandas as pd
 
 from recon_pipeline.backfill import beyond_retention, catalog_changes, hour_key, recover_events, touched_products
+from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import DRIFT_COLUMNS, ORPHAN_IN_STRIPE
 from recon_pipeline.repair import APPLIED, DEAD_LETTER, WriteSource, converge, full_drift, read_sides
@@ -128,7 +129,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         """Repairs the drift of each hour's products (orphans are reported, never written), then
         verifies them: the hours' drift must be zero afterwards."""
         ids = sorted(set(hourly_drift["product_id"]))
-        converged = converge(catalog.catalog(), stripe.gateway(), ids, source=WriteSource.BACKFILL, run_id=context.run.run_id)
+        converged = converge(catalog.catalog(), stripe.gateway(), ids, source=WriteSource.BACKFILL, run_id=run_id_of(context))
         result = converged.result
         remaining = converged.remaining[converged.remaining["kind"] != ORPHAN_IN_STRIPE]
         hours = hourly_drift.groupby("product_id")["hour"].agg(lambda h: sorted(set(h))).to_dict()

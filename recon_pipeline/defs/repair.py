@@ -15,6 +15,7 @@ import dagster as dg
 import pandas as pd
 
 from recon_pipeline.catalog import CatalogReadOnly
+from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.repair import ACTION_ORDER, APPLIED, DEAD_LETTER, Sides, WriteSource, converge, unanswered_products
 from recon_pipeline.repair.dead_letters import open_dead_letters
@@ -100,7 +101,7 @@ def catalog_repair(
             orphan_policy=policy.orphans(config.orphan_policy),
             retrying=unanswered_products(catalog.engine()),
             source=WriteSource.REPAIR,
-            run_id=context.run.run_id,
+            run_id=run_id_of(context),
             concurrency=config.concurrency,
             dry_run=config.dry_run,
             max_write_share=None if config.override_breaker else share,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from recon_pipeline.catalog import CatalogReadOnly
+from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.settings import Settings
 from recon_pipeline.sync.inbox import InboxApplier, inbox_lag
@@ -79,7 +80,7 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
 
     Metadata plots the backlog: depth, oldest pending age, delivered per minute, dead rows.
     """
-    result = drain(catalog.catalog(), stripe.gateway(), run_id=context.run.run_id)
+    result = drain(catalog.catalog(), stripe.gateway(), run_id=run_id_of(context))
     for error in result.errors[:50]:
         context.log.warning(error)
     queues = Queues.read(catalog)
