@@ -9,6 +9,7 @@ import pandas as pd
 
 from recon_pipeline.demo import FIELD_KINDS, DemoData
 from recon_pipeline.reconcile import DRIFT_KINDS
+from recon_pipeline.repair.plan import ADOPT_ORPHAN, ARCHIVE_ORPHAN, CHANGE_PRICE, CREATE_PRODUCT, REPORT_ORPHAN, UPDATE_PRODUCT
 from recon_pipeline.settings import Settings
 
 
@@ -78,12 +79,12 @@ def print_report(result: dg.ExecuteInProcessResult, data: DemoData) -> int:
 
 
 ACTION_WORDS = {
-    "create_product": "created",
-    "update_product": "updated",
-    "change_price": "re-priced",
-    "archive_orphan": "archived",
-    "adopt_orphan": "adopted",
-    "report_orphan": "skipped (reported)",
+    CREATE_PRODUCT: "created",
+    UPDATE_PRODUCT: "updated",
+    CHANGE_PRICE: "re-priced",
+    ARCHIVE_ORPHAN: "archived",
+    ADOPT_ORPHAN: "adopted",
+    REPORT_ORPHAN: "skipped (reported)",
 }
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import recon_pipeline
-from recon_pipeline.settings import EMULATOR_API_KEY, Settings, SettingsError, default_catalog_url, emulator_url
+from recon_pipeline.settings import EMULATOR_API_KEY, Settings, SettingsError, default_catalog_url, emulator_url, environment_for_children
 
 
 def test_no_configuration_means_sqlite_catalog_and_the_bundled_emulator():
@@ -94,3 +96,18 @@ def test_a_malformed_alert_url_is_refused_without_echoing_it():
     with pytest.raises(SettingsError, match="ALERT_WEBHOOK_URL must be an http") as error:
         Settings.from_env({"ALERT_WEBHOOK_URL": "hooks.slack.com/services/T0/SECRETTOKEN"})
     assert "SECRETTOKEN" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("RECON_MAX_REPAIR_SHARE", "ten", "RECON_MAX_REPAIR_SHARE='ten' is not a number"),
+        ("RECON_ORPHAN_POLICY", "nuke", "RECON_ORPHAN_POLICY='nuke' is not one of report, archive, adopt"),
+    ],
+)
+def test_a_malformed_setting_fails_the_code_locations_load_naming_it(name, value, message):
+    """What Dagster sees when it loads workspace.yaml's module with a bad variable."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import recon_pipeline.definitions"], env=environment_for_children(**{name: value}), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and message in done.stderr
