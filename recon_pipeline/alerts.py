@@ -62,6 +62,16 @@ def check_alert(
     return _payload("asset_check_failed", text, url, f"check:{asset}:{check}:{run_id}", **fields)
 
 
+# The error a step fails with when one of its blocking checks failed (Dagster's class name).
+CHECK_FAILURE = "DagsterAssetCheckFailedError"
+
+
+def failure_already_alerted(step_errors: list[str]) -> bool:
+    """A run that failed only because blocking checks failed: those checks were alerted each,
+    so an alert for the run would say the same thing twice."""
+    return bool(step_errors) and all(error == CHECK_FAILURE for error in step_errors)
+
+
 def run_alert(run_id: str, job: str, error: str | None, base_url: str) -> dict[str, Any]:
     text = f":x: Run of {job} failed ({run_id[:8]})" + (f": {error}" if error else "")
     return _payload(

@@ -93,11 +93,11 @@ def test_local_products_quarantines_a_bad_row_with_its_reason_and_warns(catalog_
         assert conn.execute(select(quarantine.c.product_id)).scalars().all() == ["bad"]
 
 
-def test_stripe_products_pages_the_whole_account_and_says_so(emulator):
+def test_stripe_products_pages_the_whole_account_and_says_so(catalog_url, emulator):
     fixtures = [{"id": f"p{i:03d}", "name": f"P{i}", "created": 1_700_000_000 + i * 60} for i in range(250)]
     httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": fixtures}).raise_for_status()
     stripe = StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000)
-    output, checks = run(stripe_products, {"stripe": stripe})
+    output, checks = run(stripe_products, {"catalog": CatalogResource(url=catalog_url), "stripe": stripe})
     assert sorted(output.value["product_id"]) == [f["id"] for f in fixtures]
     assert checks["snapshot_complete"].passed and checks["ids_unique"].passed
     assert values(output.metadata)["dagster/row_count"] == 250

@@ -15,9 +15,8 @@ from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
 from recon_pipeline.catalog.schema import products
 from recon_pipeline.definitions import build_defs
 from recon_pipeline.defs.hourly import hourly_partitions
-from recon_pipeline.demo_report import run_job
+from recon_pipeline.runs import latest_metadata, run_job
 from recon_pipeline.settings import DEFAULT_PARTITIONS_START
-from recon_pipeline.testing import latest_metadata
 
 UTC = dt.UTC
 HOURLY = hourly_partitions(DEFAULT_PARTITIONS_START)

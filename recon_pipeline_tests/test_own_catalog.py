@@ -13,9 +13,9 @@ from sqlalchemy import create_engine, func, select, text
 from recon_pipeline.catalog import Catalog, CatalogReadOnly, init_schema, make_engine
 from recon_pipeline.catalog.schema import audit, outbox, products
 from recon_pipeline.catalog.source import CatalogSource
-from recon_pipeline.demo_report import run_job
 from recon_pipeline.policies import ConflictPolicy
 from recon_pipeline.reconcile import local_frame
+from recon_pipeline.runs import run_job
 from recon_pipeline.settings import Settings, SettingsError
 from recon_pipeline.sync.inbox import EventSource, InboxApplier, store_event
 from recon_pipeline.testing import event, product_obj

@@ -13,8 +13,7 @@ import pytest
 
 from recon_pipeline.catalog import make_engine
 from recon_pipeline.demo import plan_demo, seed_demo
-from recon_pipeline.demo_report import drift_counts, run_job
-from recon_pipeline.testing import latest_metadata
+from recon_pipeline.runs import drift_counts, latest_metadata, run_job
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[str, bool]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +15,7 @@ from recon_pipeline.defs.alerts import alert_sensor
 from recon_pipeline.defs.repair import drift_repair_sensor
 from recon_pipeline.defs.resources import AlertsResource
 from recon_pipeline.demo import plan_demo, seed_demo
-from recon_pipeline.demo_report import run_job
+from recon_pipeline.runs import run_job
 from recon_pipeline.testing import AlertReceiver
 
 
@@ -41,21 +43,28 @@ def test_drift_repair_sensor_requests_one_repair_per_drift_materialization(drift
     assert not [r for r in (drift_repair_sensor(again) or []) if isinstance(r, dg.RunRequest)]
 
 
-def test_alert_sensor_posts_failed_check_and_failed_run_once(drifted_instance):
+def test_alert_sensor_posts_each_failure_once(drifted_instance):
     instance, reconcile = drifted_instance
     with AlertReceiver() as receiver:
         alerts = AlertsResource(webhook_url=receiver.url, ui_url="http://127.0.0.1:3000")
         context = dg.build_sensor_context(instance=instance, resources={"alerts": alerts})
         alert_sensor(context)
-        kinds = sorted((a["kind"], a.get("check")) for a in receiver.received)
-        assert kinds == [("asset_check_failed", "drift_rate_below_threshold"), ("run_failed", None)]
-        check = next(a for a in receiver.received if a["kind"] == "asset_check_failed")
+        # The run failed because its blocking drift check failed: one alert, the check's.
+        assert [(a["kind"], a.get("check")) for a in receiver.received] == [("asset_check_failed", "drift_rate_below_threshold")]
+        [check] = receiver.received
         assert check["asset"] == "catalog_drift" and check["run_id"] == reconcile.run_id
         assert check["threshold"] == 0.01 and check["value"] > 0.01
         assert check["url"].endswith("/assets/catalog_drift?view=checks")
         # Once per failure: the next evaluation, from the stored cursor, posts nothing new.
+        context = dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": alerts})
+        alert_sensor(context)
+        assert len(receiver.received) == 1
+        # A run failing for another reason is alerted as a run.
+        broken = run_job("apply_inbox", {"ops": {"inbox_apply": {"config": {"conflict_policy": "whoever"}}}}, instance=instance)
+        assert not broken.success
         alert_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": alerts}))
-        assert len(receiver.received) == 2
+        assert [(a["kind"], a["job"]) for a in receiver.received[1:]] == [("run_failed", "apply_inbox")]
+        assert "failed (" in receiver.received[1]["text"] and "): inbox_apply: conflict_policy='whoever' is not one of" in receiver.received[1]["text"]
 
 
 def test_alert_sensor_without_a_webhook_only_logs(drifted_instance):
@@ -64,3 +73,27 @@ def test_alert_sensor_without_a_webhook_only_logs(drifted_instance):
     result = alert_sensor(context)
     assert isinstance(result, dg.SkipReason)
     assert "checks" in context.cursor
+
+
+def test_a_fresh_install_is_not_overdue_until_its_first_reconciliation_is_late(dagster_home):
+    from recon_pipeline.defs.reconciliation import FRESHNESS_CHECK, freshness_checks_sensor
+
+    with dg.DagsterInstance.get() as instance:
+        first = dg.build_sensor_context(instance=instance)
+        assert isinstance(freshness_checks_sensor(first), dg.SkipReason)  # just started: nothing is late yet
+        three_hours_ago = json.dumps({"since": time.time() - 3 * 3600})
+        late = dg.build_sensor_context(instance=instance, cursor=three_hours_ago)
+        request = freshness_checks_sensor(late)
+        assert isinstance(request, dg.RunRequest) and list(request.asset_check_keys or []) == [FRESHNESS_CHECK]
+        # Once per overdue spell: the check has said it; the next tick waits for a reconciliation.
+        again = dg.build_sensor_context(instance=instance, cursor=late.cursor)
+        assert isinstance(freshness_checks_sensor(again), dg.SkipReason)
+
+
+def test_the_freshness_arithmetic():
+    from recon_pipeline.reconcile.freshness import fresh, overdue
+
+    hour = 3600.0
+    assert not overdue(None, watching_since=0, now=hour) and overdue(None, watching_since=0, now=3 * hour)
+    assert not overdue(10 * hour, watching_since=0, now=11 * hour) and overdue(10 * hour, watching_since=0, now=12.5 * hour)
+    assert fresh(10 * hour, now=11 * hour) and not fresh(None, now=hour) and not fresh(0, now=3 * hour)

@@ -14,7 +14,8 @@ import pytest
 
 from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
 from recon_pipeline.emulator.server import free_port
-from recon_pipeline.testing import database_url, latest_metadata, temporary_database, wait_until
+from recon_pipeline.runs import latest_metadata
+from recon_pipeline.testing import database_url, temporary_database, wait_until
 from recon_pipeline_tests.conftest import ADMIN_URL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

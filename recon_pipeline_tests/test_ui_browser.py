@@ -17,8 +17,8 @@ import pytest
 
 from recon_pipeline.catalog import make_engine
 from recon_pipeline.demo import plan_demo, seed_demo
-from recon_pipeline.demo_report import run_job
 from recon_pipeline.emulator.server import free_port
+from recon_pipeline.runs import run_job
 from recon_pipeline.testing import wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -1,9 +1,14 @@
 """The catalog's schema, owned by Alembic: every change is a revision under `migrations/versions/`.
 
-`upgrade(engine)` brings a database to the newest revision: an empty one gets every table,
-one made by release 0.1.0 (before migrations) is recognised by the baseline and kept as it
-is. `recon-pipeline init` runs it, and so does every process that opens the catalog, so
-an install upgraded in place keeps working; once at the newest revision this costs one
+Two branches: `records` (the durable records every install has: outbox, inbox, ledger,
+audit, dead letters, ...) and `catalog` (the catalog's own `products`), which only an
+install whose catalog is ours gets; a user's own table or query never has a `products`
+table made beside it.
+
+`upgrade(engine)` brings a database to the newest revisions: an empty one gets every table,
+one made by release 0.1.0 (before migrations) is recognised by the baselines and kept as
+it is. `recon-pipeline init` runs it, and so does every process that opens the catalog, so
+an install upgraded in place keeps working; once at the newest revisions this costs one
 query.
 
 Several processes may open the catalog at once (Dagster runs steps in parallel), so the
@@ -38,17 +43,22 @@ def _config() -> Config:
     return config
 
 
-def head() -> str:
-    """The newest revision."""
-    newest = ScriptDirectory.from_config(_config()).get_current_head()
-    assert newest is not None, f"no migrations under {MIGRATIONS}"
-    return newest
+RECORDS, CATALOG = "records", "catalog"
 
 
-def current(engine: Engine) -> str | None:
-    """The revision the database is at (None: never migrated)."""
+def heads(branches: tuple[str, ...] = (RECORDS, CATALOG)) -> set[str]:
+    """The newest revision of each branch."""
+    script = ScriptDirectory.from_config(_config())
+    found = {branch: script.get_revision(f"{branch}@head") for branch in branches}
+    missing = [branch for branch, revision in found.items() if revision is None]
+    assert not missing, f"no revisions of {missing} under {MIGRATIONS}"
+    return {revision.revision for revision in found.values() if revision is not None}
+
+
+def current(engine: Engine) -> set[str]:
+    """The revisions the database is at (empty: never migrated)."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+        return set(MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_heads())
 
 
 @contextlib.contextmanager
@@ -79,15 +89,25 @@ def _upgrade_lock(engine: Engine) -> Iterator[None]:
             conn.execute(release, {"key": LOCK_KEY, "name": LOCK_NAME})
 
 
-def upgrade(engine: Engine) -> str:
-    """Bring the database to the newest revision (safe to run any number of times, from many processes)."""
-    newest = head()
-    if current(engine) == newest:
-        return newest
+def behind(engine: Engine, with_products: bool = True) -> bool:
+    """Whether the database is missing revisions this release has."""
+    return not heads((RECORDS, CATALOG) if with_products else (RECORDS,)) <= current(engine)
+
+
+def upgrade(engine: Engine, with_products: bool = True) -> set[str]:
+    """Bring the database to the newest revisions (safe to run any number of times, from many processes).
+
+    `with_products`: the catalog is ours (its `products` table too), not the user's own.
+    """
+    branches = (RECORDS, CATALOG) if with_products else (RECORDS,)
+    wanted = heads(branches)
+    if wanted <= current(engine):
+        return wanted
     with _upgrade_lock(engine):
-        if current(engine) != newest:  # another process may have upgraded while we waited
+        if not wanted <= current(engine):  # another process may have upgraded while we waited
             config = _config()
             with engine.begin() as conn:
                 config.attributes["connection"] = conn
-                command.upgrade(config, "head")
-    return newest
+                for branch in branches:
+                    command.upgrade(config, f"{branch}@head")
+    return wanted

@@ -201,3 +201,14 @@ quarantine = Table(
     Column("reason", Text, nullable=False),
     Column("row", JSON, nullable=True),
 )
+
+# API keys Stripe refused (401/403), by a digest of the key (never the key): while the key
+# in use is here, nothing calls Stripe with it again, and a new key starts afresh.
+stripe_refusals = Table(
+    "stripe_refusals",
+    metadata,
+    Column("key_fingerprint", String(64), primary_key=True, comment="sha256 of the key, first 16 hex digits"),
+    _moment("refused_at"),
+    Column("status", Integer, nullable=False, comment="401 (the key) or 403 (what it may do)"),
+    Column("code", String(64), nullable=True),
+)

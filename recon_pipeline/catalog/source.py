@@ -23,6 +23,7 @@ from sqlalchemy import Select, bindparam, column, literal, literal_column, selec
 from sqlalchemy.sql.elements import TextClause
 
 from recon_pipeline.catalog.schema import products
+from recon_pipeline.settings import SettingsError
 
 FIELDS = ("id", "name", "description", "active", "metadata", "unit_amount", "currency", "recurring_interval", "updated_at")
 REQUIRED = ("id", "name")
@@ -30,7 +31,7 @@ DEFAULTS = {"description": None, "active": True, "metadata": None, "unit_amount"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
-class CatalogSourceError(ValueError):
+class CatalogSourceError(SettingsError):
     """A catalog source setting that cannot work; the message names the setting and the value."""
 
 
@@ -43,6 +44,19 @@ class CatalogSource:
     @property
     def is_own_schema(self) -> bool:
         return self.table is None and self.query is None
+
+    @property
+    def columns_setting(self) -> str:
+        """The column mapping as RECON_CATALOG_COLUMNS writes it."""
+        return ",".join(f"{ours}={theirs}" for ours, theirs in self.columns.items())
+
+    def describe(self) -> str:
+        """Where products are read from, in words."""
+        if self.query:
+            return "your query (RECON_CATALOG_QUERY)"
+        if self.table:
+            return f"your table {self.table!r} ({self.columns_setting})"
+        return "the catalog's own products table"
 
     @classmethod
     def from_settings(cls, table_name: str | None, columns: str | None, query: str | None) -> CatalogSource:

@@ -18,7 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from recon_pipeline.catalog.currencies import ISO_4217
 from recon_pipeline.catalog.schema import products
-from recon_pipeline.catalog.source import DEFAULTS, CatalogSource
+from recon_pipeline.catalog.source import DEFAULTS, CatalogSource, CatalogSourceError
+from recon_pipeline.settings import SettingsError
 
 INTERVALS = ("day", "week", "month", "year")
 # Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500.
@@ -79,12 +80,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def init_schema(engine: Engine) -> None:
-    """Bring the catalog's schema to the newest migration (safe to run any number of times,
-    and from several processes at once: Dagster runs steps in parallel processes)."""
+def init_schema(engine: Engine, with_products: bool = True) -> None:
+    """Bring the catalog's schema to the newest migrations (safe to run any number of times,
+    and from several processes at once: Dagster runs steps in parallel processes).
+
+    `with_products`: our own `products` table too (not with a user's own catalog).
+    """
     from recon_pipeline.catalog.migrate import upgrade
 
-    upgrade(engine)
+    upgrade(engine, with_products)
 
 
 def validate_product(product: CatalogProduct) -> None:
@@ -169,7 +173,7 @@ def upsert_products(engine: Engine, items: Iterable[CatalogProduct], now: dt.dat
     return len(rows)
 
 
-class CatalogReadOnly(ValueError):
+class CatalogReadOnly(SettingsError):
     """A write into a catalog the pipeline only reads (the user's own table or query)."""
 
 
@@ -186,11 +190,40 @@ class Catalog:
     source: CatalogSource = field(default_factory=CatalogSource)
 
     @classmethod
-    def open(cls, url: str, source: CatalogSource | None = None) -> Catalog:
-        """The catalog at a SQLAlchemy URL, its schema brought up to date."""
-        engine = make_engine(url)
-        init_schema(engine)
-        return cls(engine, source or CatalogSource())
+    def open(cls, url: str, source: CatalogSource | None = None, read_only: bool = False) -> Catalog:
+        """The catalog at a SQLAlchemy URL, its schema brought up to date.
+
+        `read_only` (commands that only look): nothing is created or upgraded; a catalog that
+        is not there, or not yet initialised, is an error saying so.
+        """
+        from recon_pipeline.catalog.connect import reachable, require_existing
+        from recon_pipeline.catalog.migrate import behind
+
+        source = source or CatalogSource()
+        with reachable(url):
+            if read_only:
+                require_existing(url)
+            engine = make_engine(url)
+            if not read_only:
+                init_schema(engine, with_products=source.is_own_schema)
+            elif behind(engine, with_products=source.is_own_schema):
+                raise CatalogReadOnly(f"the catalog at {engine.url!r} is not initialised (or older than this release); run `recon-pipeline init` first.")
+        return cls(engine, source)
+
+    def check_source(self) -> None:
+        """Read no rows through the source, so a missing table or column is said now, by name."""
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            self.rows(ids=[])
+        except DBAPIError as error:
+            reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+            if self.source.query:
+                raise CatalogSourceError(f"RECON_CATALOG_QUERY cannot be run on the catalog database: {reason}; check the query.") from None
+            raise CatalogSourceError(
+                f"RECON_CATALOG_TABLE={self.source.table!r} with RECON_CATALOG_COLUMNS={self.source.columns_setting!r} cannot be read: "
+                f"{reason}; check the table's name and the column mapping."
+            ) from None
 
     @property
     def writable(self) -> bool:

@@ -7,6 +7,10 @@
     recon-pipeline serve                     production: dagster-webserver + dagster-daemon on deploy/dagster.yaml
     recon-pipeline dead-letters list|replay  what exhausted its retries; replay it now
     recon-pipeline edit ID [--name ...]      change a catalog product (and queue it for Stripe)
+    recon-pipeline audit [PRODUCT]           who changed what, before and after, and why
+    recon-pipeline reconcile                 run reconcile_catalog once
+    recon-pipeline repair [--override-breaker]  run repair_catalog once
+    recon-pipeline backfill --from H --to H  run backfill_hours once for a range of hours
     recon-pipeline drill                     outage drill: outbox + backfill through a Stripe outage
     recon-pipeline worker                    push the outbox and apply the inbox continuously
     recon-pipeline webhooks [--port 8787]    receive Stripe webhooks into the inbox
@@ -20,10 +24,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recon_pipeline.cli import catalog_cmds, demo_cmds, server_cmds, sync_cmds
+from recon_pipeline.cli import catalog_cmds, demo_cmds, run_cmds, server_cmds, sync_cmds
 from recon_pipeline.settings import Settings, SettingsError
 
-GROUPS = (catalog_cmds, server_cmds, demo_cmds, sync_cmds)
+GROUPS = (catalog_cmds, run_cmds, server_cmds, demo_cmds, sync_cmds)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,36 +6,37 @@ import argparse
 import sys
 
 from recon_pipeline.catalog import Catalog, InvalidProduct
-from recon_pipeline.settings import Settings
+from recon_pipeline.catalog.connect import shown
+from recon_pipeline.settings import Settings, SettingsError
 from recon_pipeline.stripe_api import StripeGateway
 
 
-def redact_url(url: str) -> str:
-    """A database URL fit to print: never a password."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def open_catalog(settings: Settings) -> Catalog:
-    return Catalog.open(settings.catalog_url, settings.catalog_source)
+def open_catalog(settings: Settings, read_only: bool = False) -> Catalog:
+    """The catalog the settings name; `read_only` for commands that only look (they create nothing)."""
+    return Catalog.open(settings.catalog_url, settings.catalog_source, read_only=read_only)
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     from recon_pipeline.catalog.migrate import current
 
     catalog = open_catalog(settings)
-    print(f"catalog schema ready at {redact_url(settings.catalog_url)} (revision {current(catalog.engine)})")
+    catalog.check_source()
+    revisions = ", ".join(sorted(current(catalog.engine)))
+    print(f"catalog schema ready at {shown(settings.catalog_url)} (revisions {revisions}); products are read from {settings.catalog_source.describe()}")
     return 0
 
 
 def cmd_edit(args: argparse.Namespace, settings: Settings) -> int:
     from recon_pipeline.catalog.changes import change_price, update_product
 
-    catalog = open_catalog(settings)
     fields = {k: v for k, v in (("name", args.name), ("description", args.description)) if v is not None}
     if args.active is not None:
         fields["active"] = args.active == "true"
+    if not fields and args.price is None:
+        raise SettingsError("nothing to change: give --name, --description, --active or --price (see recon-pipeline edit --help).")
+    if args.price is not None and not 2 <= len(args.price) <= 3:
+        raise SettingsError(f"--price takes AMOUNT CURRENCY [INTERVAL], e.g. --price 1500 usd month; got {' '.join(args.price)!r}.")
+    catalog = open_catalog(settings)
     changed = False
     try:
         if fields:
@@ -48,7 +49,7 @@ def cmd_edit(args: argparse.Namespace, settings: Settings) -> int:
     except InvalidProduct as error:
         print(f"recon-pipeline: {error}", file=sys.stderr)
         return 2
-    print(f"{args.product_id}: changed and queued in the outbox" if changed else f"{args.product_id}: nothing changed")
+    print(f"{args.product_id}: changed and queued in the outbox" if changed else f"{args.product_id}: already so in the catalog; nothing queued")
     return 0
 
 
@@ -56,20 +57,51 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     from recon_pipeline.repair.dead_letters import list_dead_letters
     from recon_pipeline.repair.replay import replay_dead_letters
 
-    catalog = open_catalog(settings)
     if args.action == "list":
+        if args.ids:
+            raise SettingsError("dead letter ids go with replay: recon-pipeline dead-letters replay ID ...")
+        catalog = open_catalog(settings, read_only=True)
         letters = list_dead_letters(catalog.engine, include_resolved=args.all)
         for letter in letters:
             state = f"resolved {letter['resolved_at']:%Y-%m-%d %H:%M}" if letter["resolved_at"] else "open"
             print(f"#{letter['id']:<5} {letter['product_id']:<24} {letter['action']:<16} attempts={letter['attempts']:<3} {state}: {letter['reason']}")
         print(f"{len(letters)} dead letters" + ("" if args.all else " open"))
         return 0
-    results = replay_dead_letters(catalog, StripeGateway.from_settings(settings), ids=args.ids or None)
+    catalog = open_catalog(settings)
+    if args.ids:
+        open_ids = {letter["id"] for letter in list_dead_letters(catalog.engine)}
+        unknown = sorted(set(args.ids) - open_ids)
+        if unknown:
+            print(f"recon-pipeline: no open dead letter {', '.join(f'#{i}' for i in unknown)}; `recon-pipeline dead-letters list` shows the open ones", file=sys.stderr)
+            return 1
+    from recon_pipeline.stripe_api import CredentialsRefused
+    from recon_pipeline.sync.credentials import check_key, record_refusal
+
+    gateway = StripeGateway.from_settings(settings)
+    check_key(catalog.engine, gateway)
+    try:
+        results = replay_dead_letters(catalog, gateway, ids=args.ids or None)
+    except CredentialsRefused as refused:
+        record_refusal(catalog.engine, gateway, refused)
+        raise
     for result in results:
         print(f"#{result.id:<5} {result.product_id:<24} {'resolved' if result.resolved else 'still failing'}: {result.detail}")
     still = sum(not r.resolved for r in results)
     print(f"replayed {len(results)}, resolved {len(results) - still}, still failing {still}")
     return 1 if still else 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from recon_pipeline.sync.audit import parse_since, trail
+
+    since = parse_since(args.since) if args.since else None
+    catalog = open_catalog(settings, read_only=True)
+    entries = trail(catalog.engine, args.product_id, since, args.limit)
+    for entry in entries:
+        print(entry.line())
+    scope = f" of {args.product_id}" if args.product_id else ""
+    print(f"{len(entries)} audit entries{scope}" + (f" since {since:%Y-%m-%d %H:%M} UTC" if since else "") + (" (the newest; --limit for more)" if len(entries) == args.limit else ""))
+    return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -82,6 +114,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     edit.add_argument("--active", choices=["true", "false"], help="activate or archive")
     edit.add_argument("--price", nargs="+", metavar=("AMOUNT CURRENCY", "INTERVAL"), help="e.g. --price 1500 usd month")
     edit.set_defaults(func=cmd_edit)
+
+    audit = commands.add_parser("audit", help="who changed what, before and after, and why (the audit trail)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    audit.add_argument("product_id", nargs="?", help="one product's trail (default: every product)")
+    audit.add_argument("--since", help="a date or time (2026-11-24, 2026-11-24T10:00, UTC) or an age (30m, 6h, 7d)")
+    audit.add_argument("--limit", type=int, default=200, help="the newest entries shown at most")
+    audit.set_defaults(func=cmd_audit)
 
     letters = commands.add_parser("dead-letters", help="list or replay what exhausted its retries")
     letters.add_argument("action", choices=["list", "replay"], help="list them, or replay them now")

@@ -16,7 +16,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     from recon_pipeline.catalog import make_engine
     from recon_pipeline.demo import plan_demo, seed_demo
-    from recon_pipeline.demo_report import print_after, print_repair, print_report, run_job
+    from recon_pipeline.runs import print_drift, print_repair, print_report, run_job
 
     for name in ("RECON_CATALOG_URL", "STRIPE_API_KEY", "STRIPE_API_BASE"):
         if name in settings.set_in_env:
@@ -34,7 +34,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         # The demo archives its orphans; the pipeline's default orphan policy only reports them.
         repair = {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}
         status |= print_repair(run_job("repair_catalog", repair, instance=instance, quiet=True, settings=demo))
-        status |= print_after(run_job("reconcile_catalog", instance=instance, quiet=True, settings=demo))
+        status |= print_drift(run_job("reconcile_catalog", instance=instance, quiet=True, settings=demo), " after repair")
     print("\nDrift seeded, found, repaired and verified: zero left." if status == 0 else "\nThe demo did not end at zero drift (see above).")
     print("Open the UI with `make dev` to see the runs, the drift metadata, the actions and the checks.")
     return status

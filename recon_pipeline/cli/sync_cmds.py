@@ -14,23 +14,21 @@ DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from recon_pipeline.catalog import CatalogReadOnly
+    from recon_pipeline.sync.credentials import check_key
     from recon_pipeline.sync.inbox import InboxApplier
     from recon_pipeline.sync.outbox import worker_id
     from recon_pipeline.sync.worker import run_worker
 
     catalog = open_catalog(settings)
     gateway = StripeGateway.from_settings(settings)
-    try:
-        applier = InboxApplier(catalog, settings.conflict_policy, gateway)
-    except CatalogReadOnly as error:
-        raise SettingsError(str(error)) from None
+    applier = InboxApplier(catalog, settings.conflict_policy, gateway)
+    check_key(catalog.engine, gateway)
     name = worker_id()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"worker {name}: outbox -> {settings.stripe_api_base}, inbox -> catalog (policy {settings.conflict_policy})", flush=True)
-    run_worker(
+    totals = run_worker(
         catalog,
         gateway,
         applier,
@@ -42,7 +40,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         stop=stop,
         say=lambda line: print(line, flush=True),
     )
-    return 0
+    return 2 if totals.refused else 0
 
 
 def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,12 +6,13 @@ page. The payloads and their delivery are `recon_pipeline.alerts`.
 
 
 import json
+import re
 import time
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 
-from recon_pipeline.alerts import check_alert, post_alert, run_alert
+from recon_pipeline.alerts import check_alert, failure_already_alerted, post_alert, run_alert
 from recon_pipeline.defs.resources import AlertsResource
 from recon_pipeline.settings import Settings
 
@@ -20,14 +21,31 @@ FIRST_LOOKBACK_S = 3600
 BATCH = 100
 
 
-def _alert_for(record: dg.EventLogRecord, ui_url: str) -> dict | None:
-    """The alert for one event record, or None when it is not a failure."""
+def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str, str]]:
+    """(step, error class, message) of each failed step of a run."""
+    found = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        event = entry.dagster_event
+        error = getattr(event.event_specific_data, "error", None) if event else None
+        name = getattr(error, "cls_name", "") or ""
+        message = (getattr(error, "message", "") or "").strip()
+        found.append((entry.step_key or "?", name, re.sub(rf"^[\w.]*{re.escape(name)}: ", "", message) if name else message))
+    return found
+
+
+def _alert_for(instance: dg.DagsterInstance, record: dg.EventLogRecord, ui_url: str) -> dict | None:
+    """The alert for one event record, or None when it is not a failure (or already alerted)."""
     entry = record.event_log_entry
     event = entry.dagster_event
     if event is None:
         return None
     if event.event_type == dg.DagsterEventType.RUN_FAILURE:
-        return run_alert(entry.run_id, event.job_name or "?", event.message or None, ui_url)
+        steps = _step_errors(instance, entry.run_id)
+        if failure_already_alerted([error for _, error, _ in steps]):
+            return None
+        # What a person can act on: the failed step's own message, not just "steps failed".
+        reason = "; ".join(f"{step}: {message.splitlines()[0]}" for step, _, message in steps if message) or event.message or None
+        return run_alert(entry.run_id, event.job_name or "?", reason, ui_url)
     evaluation = event.event_specific_data
     if isinstance(evaluation, AssetCheckEvaluation) and not evaluation.passed:
         return check_alert(
@@ -48,8 +66,9 @@ def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
 
     Slack-compatible JSON (`text`) plus structured fields (asset, check, value, threshold,
     run id, UI link), once per failure, retried with backoff. Watches the check evaluations
-    themselves: a failed check does not fail its run, so a run-failure sensor alone would
-    miss it. Without ALERT_WEBHOOK_URL it only logs the alerts.
+    themselves: a failed WARN check does not fail its run, so a run-failure sensor alone
+    would miss it; a run that failed only because a blocking check failed is not alerted
+    again (the check's alert says it). Without ALERT_WEBHOOK_URL it only logs the alerts.
     """
     state = json.loads(context.cursor) if context.cursor else {}
     url = alerts.webhook_url.strip()
@@ -57,7 +76,7 @@ def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
 
     def deliver(record: dg.EventLogRecord) -> bool:
         nonlocal sent
-        payload = _alert_for(record, alerts.ui_url)
+        payload = _alert_for(context.instance, record, alerts.ui_url)
         if payload is None:
             return True
         if not url:

@@ -73,7 +73,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         """Stripe product and price events created in each hour, also put in the inbox and applied
         (duplicates are no-ops), so a backfill recovers webhooks missed during an outage."""
         start, end = _window(context)
-        recovered = recover_events(catalog.catalog(), stripe.gateway(), start, end, policy.conflicts())
+        with stripe.calls(catalog) as gateway:
+            recovered = recover_events(catalog.catalog(), gateway, start, end, policy.conflicts())
         yield dg.Output(
             recovered.frame,
             metadata={
@@ -108,10 +109,11 @@ def build_defs(settings: Settings) -> dg.Definitions:
         start, _ = _window(context)
         touched = touched_products(catalog_changes_hourly, stripe_events_hourly)
         first_hour = context.partition_keys[0]
+        with stripe.calls(catalog) as gateway:
+            found = full_drift(catalog.catalog(), gateway) if beyond_retention(start) else read_sides(catalog.catalog(), gateway, touched).drift()
         if beyond_retention(start):
-            drift = full_drift(catalog.catalog(), stripe.gateway()).assign(hour=first_hour)
+            drift = found.assign(hour=first_hour)
         else:
-            found = read_sides(catalog.catalog(), stripe.gateway(), touched).drift()
             rows = [(*row, hour) for row in found.itertuples(index=False) for hour in touched.get(row.product_id, [first_hour])]
             drift = pd.DataFrame(rows, columns=[*DRIFT_COLUMNS, "hour"])
         context.add_output_metadata(
@@ -129,7 +131,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         """Repairs the drift of each hour's products (orphans are reported, never written), then
         verifies them: the hours' drift must be zero afterwards."""
         ids = sorted(set(hourly_drift["product_id"]))
-        converged = converge(catalog.catalog(), stripe.gateway(), ids, source=WriteSource.BACKFILL, run_id=run_id_of(context))
+        with stripe.calls(catalog) as gateway:
+            converged = converge(catalog.catalog(), gateway, ids, source=WriteSource.BACKFILL, run_id=run_id_of(context))
         result = converged.result
         remaining = converged.remaining[converged.remaining["kind"] != ORPHAN_IN_STRIPE]
         hours = hourly_drift.groupby("product_id")["hour"].agg(lambda h: sorted(set(h))).to_dict()
@@ -160,8 +163,12 @@ def build_defs(settings: Settings) -> dg.Definitions:
     )
 
     @dg.schedule(job=backfill_hours, cron_schedule="5 * * * *", execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
-    def changes_hourly(context: dg.ScheduleEvaluationContext):
-        """Five minutes past each hour (UTC): the hour that just ended, as one partition of backfill_hours."""
+    def changes_hourly(context: dg.ScheduleEvaluationContext, catalog: CatalogResource, stripe: StripeResource):
+        """Five minutes past each hour (UTC): the hour that just ended, as one partition of
+        backfill_hours. Skipped while Stripe refuses the API key (backfill those hours after)."""
+        refused = stripe.refused(catalog)
+        if refused:
+            return dg.SkipReason(refused)
         previous = hour_key(context.scheduled_execution_time - dt.timedelta(hours=1))
         return dg.RunRequest(run_key=previous, partition_key=previous)
 

@@ -33,7 +33,7 @@ class PartitionStore(dg.ConfigurableIOManager):
 
     def _engine(self):
         engine = make_engine(self.url)
-        init_schema(engine)
+        init_schema(engine, with_products=False)  # only the records; the catalog resource owns the rest
         return engine
 
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:

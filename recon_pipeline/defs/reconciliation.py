@@ -12,6 +12,7 @@ module only wires it and reports.
 
 
 import datetime as dt
+import json
 import time
 
 import dagster as dg
@@ -20,6 +21,7 @@ import pandas as pd
 from recon_pipeline.catalog.quarantine import quarantined_ids, record, split_valid
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, diff_catalog, local_frame, stripe_frame, summarize_drift
+from recon_pipeline.reconcile.freshness import WINDOW_S, fresh, overdue
 from recon_pipeline.settings import Settings
 from recon_pipeline.stripe_api import fetch_products_snapshot
 
@@ -27,7 +29,7 @@ GROUP = "reconciliation"
 PREVIEW_ROWS = 20
 # The hourly schedule refreshes catalog_drift; two hours without it means the scheduler or
 # the daemon is silent, and that is itself an alert (the freshness check below).
-DRIFT_FRESHNESS = dt.timedelta(hours=2)
+DRIFT_FRESHNESS = dt.timedelta(seconds=WINDOW_S)
 
 
 def _ids_unique_spec(asset: str, side: str) -> dg.AssetCheckSpec:
@@ -118,14 +120,14 @@ def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource):
         _ids_unique_spec("stripe_products", "the Stripe snapshot"),
     ],
 )
-def stripe_products(context: dg.AssetExecutionContext, stripe: StripeResource):
+def stripe_products(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
     """Every Stripe product with its default price, expanded in the same list request.
 
     The list is split over `created` ranges fetched concurrently, within the account's rate
     limits (global and per endpoint), with retries and backoff on 429/5xx.
     """
-    gateway = stripe.gateway()
-    snapshot = fetch_products_snapshot(gateway, concurrency=stripe.snapshot_concurrency)
+    with stripe.calls(catalog) as gateway:
+        snapshot = fetch_products_snapshot(gateway, concurrency=stripe.snapshot_concurrency)
     frame = stripe_frame(snapshot.products)
     stats = gateway.stats
     yield dg.Output(
@@ -221,10 +223,43 @@ def catalog_drift(
     )
 
 
-catalog_drift_freshness = dg.build_last_update_freshness_checks(assets=[catalog_drift], lower_bound_delta=DRIFT_FRESHNESS, severity=dg.AssetCheckSeverity.ERROR)
-freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=catalog_drift_freshness, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING
-)
+def _last_reconciled(instance: dg.DagsterInstance) -> float | None:
+    event = instance.get_latest_materialization_event(catalog_drift.key)
+    return event.timestamp if event else None
+
+
+@dg.asset_check(asset=catalog_drift, name="freshness_check", description=f"catalog_drift was materialized within the last {DRIFT_FRESHNESS}: the hourly reconciliation runs.")
+def catalog_drift_freshness(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    """ERROR when no reconciliation happened in the freshness window: the schedule or the daemon is silent."""
+    last = _last_reconciled(context.instance)
+    now = time.time()
+    passed = fresh(last, now, DRIFT_FRESHNESS.total_seconds())
+    age = "never" if last is None else f"{(now - last) / 60:.0f} minutes ago"
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"last_reconciled": dg.MetadataValue.text(age), "window_s": dg.MetadataValue.float(DRIFT_FRESHNESS.total_seconds())},
+        description=None if passed else f"no reconciliation for {DRIFT_FRESHNESS} (last: {age}); is reconcile_hourly running and dagster-daemon up?",
+    )
+
+
+FRESHNESS_CHECK = dg.AssetCheckKey(catalog_drift.key, "freshness_check")
+
+
+@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING, asset_selection=dg.AssetSelection.checks(FRESHNESS_CHECK))
+def freshness_checks_sensor(context: dg.SensorEvaluationContext):
+    """Evaluates catalog_drift's freshness check once a reconciliation is overdue: two hours after
+    the last one or, on a fresh install, after this sensor first ran. Once per overdue spell:
+    the next reconciliation runs the check again itself."""
+    state = json.loads(context.cursor) if context.cursor else {"since": time.time()}
+    last = _last_reconciled(context.instance)
+    if not overdue(last, state["since"], time.time(), DRIFT_FRESHNESS.total_seconds()):
+        return dg.SkipReason("a reconciliation ran within the freshness window (or the first is not yet due)")
+    if state.get("evaluated_for", "none") == str(last):
+        context.update_cursor(json.dumps(state))
+        return dg.SkipReason("overdue, and the freshness check already said so; waiting for a reconciliation")
+    context.update_cursor(json.dumps({**state, "evaluated_for": str(last)}))
+    return dg.RunRequest(asset_check_keys=[FRESHNESS_CHECK])
 
 reconcile_catalog = dg.define_asset_job(
     "reconcile_catalog",
@@ -235,18 +270,17 @@ reconcile_catalog = dg.define_asset_job(
 
 def build_defs(settings: Settings) -> dg.Definitions:
     """The reconciliation assets, their job, and the hourly schedule (RECON_RECONCILE_CRON)."""
-    reconcile_hourly = dg.ScheduleDefinition(
-        name="reconcile_hourly",
-        job=reconcile_catalog,
-        cron_schedule=settings.reconcile_cron,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Every hour on the hour (UTC): snapshot both sides and derive catalog_drift. "
-        "Drift then triggers repair_catalog through drift_repair_sensor.",
-    )
+
+    @dg.schedule(name="reconcile_hourly", job=reconcile_catalog, cron_schedule=settings.reconcile_cron, execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
+    def reconcile_hourly(context: dg.ScheduleEvaluationContext, catalog: CatalogResource, stripe: StripeResource):
+        """Every hour on the hour (UTC): snapshot both sides and derive catalog_drift. Drift then
+        triggers repair_catalog through drift_repair_sensor. Skipped while Stripe refuses the API key."""
+        refused = stripe.refused(catalog)
+        return dg.SkipReason(refused) if refused else dg.RunRequest()
+
     return dg.Definitions(
         assets=[local_products, stripe_products, catalog_drift],
-        asset_checks=[*catalog_drift_freshness],
+        asset_checks=[catalog_drift_freshness],
         jobs=[reconcile_catalog],
         schedules=[reconcile_hourly],
         sensors=[freshness_checks_sensor],

@@ -58,8 +58,10 @@ def _check(name: str, passed: bool, description: str | None, severity=dg.AssetCh
         dg.AssetCheckSpec(
             "mass_drift_breaker",
             asset="catalog_repair",
-            description="Planned writes stay under the breaker's share of the catalog; above it, repair refuses "
-            "and waits for a person (run repair_catalog with override_breaker: true).",
+            blocking=True,
+            description="Planned writes stay under the breaker's share of the catalog; above it, repair writes nothing, "
+            "the run fails and waits for a person (`recon-pipeline repair --override-breaker`, or repair_catalog with "
+            "override_breaker: true). Expected on the first sync of a new Stripe account.",
         ),
         dg.AssetCheckSpec(
             "dead_letters_empty",
@@ -90,29 +92,30 @@ def catalog_repair(
     """
     started = time.perf_counter()
     share = policy.max_repair_share if config.max_write_share is None else config.max_write_share
-    gateway = stripe.gateway()
-    before = dict(gateway.stats)
-    try:
-        converged = converge(
-            catalog.catalog(),
-            gateway,
-            sides=Sides(local_products, stripe_products),
-            drift=catalog_drift,
-            orphan_policy=policy.orphans(config.orphan_policy),
-            retrying=unanswered_products(catalog.engine()),
-            source=WriteSource.REPAIR,
-            run_id=run_id_of(context),
-            concurrency=config.concurrency,
-            dry_run=config.dry_run,
-            max_write_share=None if config.override_breaker else share,
-        )
-    except CatalogReadOnly as error:
-        raise dg.Failure(f"{error} Use orphan_policy 'report' or 'archive'.") from None
+    with stripe.calls(catalog) as gateway:
+        before = dict(gateway.stats)
+        try:
+            converged = converge(
+                catalog.catalog(),
+                gateway,
+                sides=Sides(local_products, stripe_products),
+                drift=catalog_drift,
+                orphan_policy=policy.orphans(config.orphan_policy),
+                retrying=unanswered_products(catalog.engine()),
+                source=WriteSource.REPAIR,
+                run_id=run_id_of(context),
+                concurrency=config.concurrency,
+                dry_run=config.dry_run,
+                max_write_share=None if config.override_breaker else share,
+            )
+        except CatalogReadOnly as error:
+            raise dg.Failure(f"{error} Use orphan_policy 'report' or 'archive'.", allow_retries=False) from None
     plan, result = converged.plan, converged.result
     stats = {k: v - before.get(k, 0) for k, v in gateway.stats.items()}
     breaker_note = (
         f"{plan.products_to_write} of {plan.catalog_size} products would be written "
-        f"({plan.write_share:.1%} > {share:.0%}): refusing to auto-repair"
+        f"({plan.write_share:.1%} > {share:.0%}): refusing to auto-repair. If that is right (the first sync "
+        "of a new Stripe account, a bulk import), run `recon-pipeline repair --override-breaker`."
     )
     if converged.breaker_tripped:
         context.log.error(breaker_note)
@@ -165,9 +168,11 @@ def catalog_repair(
         remaining_drift=dg.MetadataValue.int(len(remaining)),
     )
     if not remaining.empty:
+        # Not retried: the retry would plan from the same catalog_drift; the next reconciliation sees what is left.
         raise dg.Failure(
             description=f"repair did not converge: {len(remaining)} drift rows remain after applying",
             metadata={"remaining": dg.MetadataValue.md(remaining.head(PREVIEW_ROWS).to_markdown(index=False))},
+            allow_retries=False,
         )
 
 

@@ -7,6 +7,9 @@ defaults (the emulator's URL and its non-secret key, the SQLite catalog).
 """
 
 
+import contextlib
+from collections.abc import Iterator
+
 import dagster as dg
 from pydantic import PrivateAttr
 from sqlalchemy import Engine
@@ -15,7 +18,8 @@ from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.source import CatalogSource
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
 from recon_pipeline.settings import Settings
-from recon_pipeline.stripe_api import RetryPolicy, StripeGateway
+from recon_pipeline.stripe_api import CredentialsRefused, RetryPolicy, StripeGateway
+from recon_pipeline.sync.credentials import record_refusal, refusal
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -39,7 +43,12 @@ class CatalogResource(dg.ConfigurableResource):
 
 
 class StripeResource(dg.ConfigurableResource):
-    """A Stripe account (or the bundled emulator), reached through the one client wrapper."""
+    """A Stripe account (or the bundled emulator), reached through the one client wrapper.
+
+    `calls(catalog)` is how assets use it: a key Stripe refuses (401/403) is remembered and
+    fails the run once, with no retry; `refused(catalog)` lets sensors and schedules launch
+    nothing while the key in use is one Stripe refused.
+    """
 
     api_key: str
     api_base: str
@@ -62,6 +71,18 @@ class StripeResource(dg.ConfigurableResource):
                 timeout=self.timeout_s,
             )
         return self._gateway
+
+    @contextlib.contextmanager
+    def calls(self, catalog: CatalogResource) -> Iterator[StripeGateway]:
+        gateway = self.gateway()
+        try:
+            yield gateway
+        except CredentialsRefused as refused:
+            record_refusal(catalog.engine(), gateway, refused)
+            raise dg.Failure(str(refused), allow_retries=False) from None
+
+    def refused(self, catalog: CatalogResource) -> str | None:
+        return refusal(catalog.engine(), self.gateway())
 
 
 class ReconPolicy(dg.ConfigurableResource):
@@ -86,7 +107,7 @@ def _choice(choices, value: str, name: str):
     try:
         return choices(value)
     except ValueError:
-        raise dg.Failure(f"{name}={value!r} is not one of {', '.join(c.value for c in choices)}.") from None
+        raise dg.Failure(f"{name}={value!r} is not one of {', '.join(c.value for c in choices)}.", allow_retries=False) from None
 
 
 class AlertsResource(dg.ConfigurableResource):

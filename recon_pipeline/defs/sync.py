@@ -17,6 +17,8 @@ from recon_pipeline.catalog import CatalogReadOnly
 from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.settings import Settings
+from recon_pipeline.stripe_api import CredentialsRefused
+from recon_pipeline.sync.credentials import record_refusal
 from recon_pipeline.sync.inbox import InboxApplier, inbox_lag
 from recon_pipeline.sync.outbox import Backlog, backlog, drain, ready_count
 from recon_pipeline.sync.poller import poll_events
@@ -80,7 +82,8 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
 
     Metadata plots the backlog: depth, oldest pending age, delivered per minute, dead rows.
     """
-    result = drain(catalog.catalog(), stripe.gateway(), run_id=run_id_of(context))
+    with stripe.calls(catalog) as gateway:
+        result = drain(catalog.catalog(), gateway, run_id=run_id_of(context))
     for error in result.errors[:50]:
         context.log.warning(error)
     queues = Queues.read(catalog)
@@ -121,8 +124,9 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
     try:
         applier = InboxApplier(catalog.catalog(), conflict_policy, stripe.gateway())
     except CatalogReadOnly as error:
-        raise dg.Failure(str(error)) from None
-    result = applier.apply_pending()
+        raise dg.Failure(str(error), allow_retries=False) from None
+    with stripe.calls(catalog):
+        result = applier.apply_pending()
     for decision in result.decisions[:50]:
         context.log.info(decision)
     if result.stripe_error:
@@ -153,16 +157,20 @@ def _in_progress(context: dg.SensorEvaluationContext, job_name: str) -> bool:
 
 
 @dg.sensor(job=drain_outbox, minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING)
-def outbox_sensor(context: dg.SensorEvaluationContext, catalog: CatalogResource):
+def outbox_sensor(context: dg.SensorEvaluationContext, catalog: CatalogResource, stripe: StripeResource):
     """Requests a `drain_outbox` run when changes are ready in the outbox and no drain is running.
 
     Ready means pending and past its `next_attempt_at`, so a change backing off after a
     failure does not launch empty runs. No run key: the in-progress check is the guard,
-    and a retried change must be able to launch another run.
+    and a retried change must be able to launch another run. Nothing is launched while
+    Stripe refuses the API key in use: the changes wait for a key it takes.
     """
     ready = ready_count(catalog.engine())
     if not ready:
         return dg.SkipReason("no change is ready in the outbox")
+    refused = stripe.refused(catalog)
+    if refused:
+        return dg.SkipReason(f"{ready} changes ready, but {refused}")
     if _in_progress(context, "drain_outbox"):
         return dg.SkipReason(f"{ready} changes ready; a drain is already running")
     return dg.RunRequest(tags={"recon/outbox_ready": str(ready)})
@@ -171,9 +179,17 @@ def outbox_sensor(context: dg.SensorEvaluationContext, catalog: CatalogResource)
 @dg.sensor(job=apply_inbox, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
 def stripe_events_poller(context: dg.SensorEvaluationContext, catalog: CatalogResource, stripe: StripeResource):
     """Lists Stripe's /v1/events from a durable cursor into the inbox (the safety net for missed
-    webhooks; Stripe keeps events 30 days), and requests `apply_inbox` when events wait."""
+    webhooks; Stripe keeps events 30 days), and requests `apply_inbox` when events wait.
+    Polls nothing while Stripe refuses the API key in use."""
+    refused = stripe.refused(catalog)
+    if refused:
+        return dg.SkipReason(refused)
     cursor = json.loads(context.cursor) if context.cursor else None
-    polled = poll_events(catalog.engine(), stripe.gateway(), cursor)
+    try:
+        polled = poll_events(catalog.engine(), stripe.gateway(), cursor)
+    except CredentialsRefused as error:
+        record_refusal(catalog.engine(), stripe.gateway(), error)
+        return dg.SkipReason(str(error))
     context.update_cursor(json.dumps(polled.cursor))
     waiting, _ = inbox_lag(catalog.engine())
     if not waiting:

@@ -36,7 +36,7 @@ from recon_pipeline.catalog.changes import adopt_from_stripe
 from recon_pipeline.catalog.schema import sync_ledger
 from recon_pipeline.repair.dead_letters import record_dead_letter
 from recon_pipeline.repair.plan import ADOPT_ORPHAN, ARCHIVE_ORPHAN, CHANGE_PRICE, CREATE_PRODUCT, REPORT_ORPHAN, UPDATE_PRODUCT, DesiredProduct, RepairAction, RepairPlan, state_fingerprint
-from recon_pipeline.stripe_api import StripeGateway, error_text, idempotency_key
+from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway, error_text, idempotency_key
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,9 @@ class Repairer:
             return response
         except stripe.StripeError as exc:
             status, error = exc.http_status, error_text(exc)
+            raise
+        except CredentialsRefused as refused:
+            status, error = refused.status, str(refused)
             raise
         finally:
             with self.engine.begin() as conn:

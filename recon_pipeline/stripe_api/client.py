@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import stripe
 
 from recon_pipeline.backoff import Backoff, retry_after_seconds
+from recon_pipeline.settings import SettingsError
 from recon_pipeline.stripe_api.ratelimit import RateLimiter, endpoint_key
 
 if TYPE_CHECKING:
@@ -56,6 +57,23 @@ def idempotency_key(operation: str, object_id: str, params: Mapping[str, Any]) -
     """A stable key for a write: same operation, object and parameters -> same key."""
     canonical = json.dumps([operation, object_id, params], sort_keys=True, separators=(",", ":"), default=str)
     return "recon-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
+class CredentialsRefused(SettingsError):
+    """Stripe refused the API key (401) or what it may do (403): no retry can help, only another key.
+
+    The message names the setting and Stripe's status and code, never the key (Stripe's own
+    message quotes part of it).
+    """
+
+    def __init__(self, error: stripe.StripeError):
+        self.status = error.http_status
+        self.code = getattr(error, "code", None) or ("authentication_error" if error.http_status == 401 else "permission_error")
+        what = "the API key" if self.status == 401 else "what the API key may do"
+        super().__init__(
+            f"Stripe refused {what} in STRIPE_API_KEY ({self.status} {self.code}); nothing is retried until STRIPE_API_KEY "
+            "changes: set a valid secret key (or grant a restricted key the products and prices permissions) and start again."
+        )
 
 
 def _header(error: stripe.StripeError, name: str) -> str | None:
@@ -120,6 +138,11 @@ class StripeGateway:
         return f"StripeGateway(api_base={self.api_base!r})"
 
     @property
+    def key_fingerprint(self) -> str:
+        """A short digest that tells API keys apart without being one (a refused key is remembered by it)."""
+        return hashlib.sha256(self._api_key.encode()).hexdigest()[:16]
+
+    @property
     def stats(self) -> dict[str, float]:
         with self._stats_lock:
             return dict(self._stats)
@@ -140,6 +163,8 @@ class StripeGateway:
             try:
                 response = self._client.raw_request(method.lower(), path, **params)
                 return json.loads(response.body)
+            except (stripe.AuthenticationError, stripe.PermissionError) as error:
+                raise CredentialsRefused(error) from None
             except stripe.StripeError as error:
                 if error.http_status == 429:
                     self._count("rate_limited")

@@ -34,10 +34,11 @@ from sqlalchemy.exc import IntegrityError
 
 from recon_pipeline.catalog import Catalog, CatalogProduct
 from recon_pipeline.catalog.changes import adopt_from_stripe, enqueue, take_from_stripe
-from recon_pipeline.catalog.schema import InboxStatus, audit, inbox, stripe_seen, sync_ledger
+from recon_pipeline.catalog.schema import InboxStatus, inbox, stripe_seen, sync_ledger
 from recon_pipeline.policies import ConflictPolicy
 from recon_pipeline.reconcile.frames import canonical_metadata, canonical_text
 from recon_pipeline.stripe_api import StripeGateway, error_text
+from recon_pipeline.sync import audit as audit_trail
 
 OWNED_FIELDS = ("name", "description", "active", "metadata", "unit_amount", "currency", "recurring_interval")
 PRODUCT_EVENTS = ("product.created", "product.updated", "product.deleted")
@@ -206,8 +207,7 @@ class InboxApplier:
         return self.gateway.request("get", f"/v1/prices/{price}")
 
     def _audit(self, conn: Connection, event: Mapping[str, Any], product_id: str, field_name: str | None, before: Any, after: Any, decision: str, reason: str) -> None:
-        change = {"product_id": product_id, "field": field_name, "before": before, "after": after}
-        conn.execute(insert(audit).values(at=_now(), actor="stripe", **change, decision=decision, reason=reason, event_id=event["id"]))
+        audit_trail.record(conn, "stripe", product_id, field_name, before, after, decision, reason, event["id"])
 
     def _mark(self, conn: Connection, event_id: str, status: InboxStatus, note: str | None = None) -> None:
         conn.execute(update(inbox).where(inbox.c.event_id == event_id).values(status=status, applied_at=_now(), note=note))

@@ -9,7 +9,8 @@ Claims are serialized (a transaction-scoped advisory lock on PostgreSQL, the dat
 write lock on SQLite) and rows are selected `FOR UPDATE SKIP LOCKED`, so two workers never
 hold the same product; a claim expires after `lease_s`, so a crashed worker's rows come
 back. A failed push is retried with exponential backoff and jitter (`next_attempt_at`);
-after `max_attempts` it goes to `dead_letter`.
+after `max_attempts` it goes to `dead_letter`. A key Stripe refuses (401/403) stops the drain at
+once, the claimed changes handed back untouched: retrying cannot help (see credentials.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.schema import OutboxStatus, outbox
 from recon_pipeline.repair import WriteSource, converge
 from recon_pipeline.repair.dead_letters import record_dead_letter
-from recon_pipeline.stripe_api import StripeGateway, error_text
+from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway, error_text
+from recon_pipeline.sync.credentials import record_refusal
 
 CLAIM_LOCK = 727_274  # any constant: the advisory lock that serializes claims on PostgreSQL
 
@@ -189,6 +191,11 @@ def drain(
             break
         try:
             errors = push_products(gateway, catalog, list(batch), run_id, concurrency, retrying=batch.retrying)
+        except CredentialsRefused as refused:
+            # No attempt is counted and nothing is dead-lettered: the changes wait for a key Stripe takes.
+            release_claims(engine, worker)
+            record_refusal(engine, gateway, refused)
+            raise
         except stripe.StripeError as exc:
             errors = {p: error_text(exc) for p in batch}
         except Exception as exc:  # a push must never leave its rows claimed forever

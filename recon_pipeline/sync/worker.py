@@ -6,7 +6,8 @@ exponential backoff and jitter, and carries on. Its cut-off drain has stopped by
 hands its own claims back at once (a worker killed outright leaves them to its lease);
 every push is idempotent, so pushing a product again is safe. Stripe being unreachable is
 not fatal either: pushes back off in the outbox, and inbox events wait, in order, for a pass
-that can fetch their prices.
+that can fetch their prices. A key Stripe refuses (401/403) is: the worker says so and
+stops, since only another key can help; the changes wait in the outbox.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from sqlalchemy.exc import DBAPIError
 
 from recon_pipeline.backoff import Backoff
 from recon_pipeline.catalog import Catalog
-from recon_pipeline.stripe_api import StripeGateway
+from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway
+from recon_pipeline.sync.credentials import record_refusal
 from recon_pipeline.sync.inbox import InboxApplier
-from recon_pipeline.sync.outbox import drain, release_claims
+from recon_pipeline.sync.outbox import backlog, drain, release_claims
 
 
 @dataclass
@@ -35,6 +37,8 @@ class WorkerTotals:
     """Passes cut off by the catalog database going away (each waited with backoff)."""
     stripe_errors: int = 0
     """Passes whose inbox events waited because Stripe could not be reached."""
+    refused: str | None = None
+    """Why the worker stopped: Stripe refused the API key (nothing retries with it)."""
 
 
 def run_worker(
@@ -66,6 +70,12 @@ def run_worker(
                 failures_in_a_row = 0
             pushed = drain(catalog, gateway, worker=name, concurrency=concurrency, batch_size=batch_size)
             applied = applier.apply_pending()
+        except CredentialsRefused as refused:
+            record_refusal(engine, gateway, refused)
+            waiting = backlog(engine)
+            say(f"{refused} ({waiting.depth + waiting.in_flight} changes wait in the outbox; nothing is lost)")
+            totals.refused = str(refused)
+            return totals
         except DBAPIError as error:
             failures_in_a_row += 1
             totals.database_errors += 1

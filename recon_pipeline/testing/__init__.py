@@ -32,15 +32,6 @@ WEBHOOK_SECRET = "whsec_test_secret_value"
 T = TypeVar("T")
 
 
-def latest_metadata(instance: Any, asset: str) -> dict[str, Any]:
-    """The plain values of an asset's latest materialization metadata in a Dagster instance."""
-    import dagster as dg
-
-    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
-    assert event is not None and event.asset_materialization is not None, f"{asset} was never materialized"
-    return {key: getattr(value, "value", value) for key, value in event.asset_materialization.metadata.items()}
-
-
 def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "the condition") -> T:
     """Poll `condition` until it returns something truthy (returned), or fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -19,8 +19,8 @@ from sqlalchemy import select, text
 
 from recon_pipeline.catalog import init_schema, make_engine
 from recon_pipeline.catalog.schema import inbox, quarantine
-from recon_pipeline.demo_report import run_job
 from recon_pipeline.emulator.webhooks import sign
+from recon_pipeline.runs import run_job
 from recon_pipeline.testing import WEBHOOK_SECRET as SECRET
 from recon_pipeline.testing import event, product_obj, signed
 

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from recon_pipeline.catalog import CatalogProduct, make_engine, upsert_products
 from recon_pipeline.catalog.schema import dead_letter, sync_ledger
 from recon_pipeline.demo import plan_demo, seed_demo
-from recon_pipeline.demo_report import run_job
-from recon_pipeline.testing import assert_no_duplicates, latest_metadata, wait_until
+from recon_pipeline.runs import latest_metadata, run_job
+from recon_pipeline.testing import assert_no_duplicates, wait_until
 
 REPAIR_ARCHIVE = {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}
 
@@ -78,7 +78,7 @@ def test_repair_converges_through_slow_and_dropped_connections(seeded, emulator,
 
 REPAIR_SCRIPT = """
 import dagster as dg
-from recon_pipeline.demo_report import run_job
+from recon_pipeline.runs import run_job
 with dg.DagsterInstance.get() as instance:
     run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive", "concurrency": 2}}}}, instance=instance)
 """
@@ -114,9 +114,11 @@ def test_mass_drift_breaker_refuses_to_repair_and_fails_its_check(seeded, emulat
     with dg.DagsterInstance.get() as instance:
         run_job("reconcile_catalog", instance=instance)
         repair = run_job("repair_catalog", REPAIR_ARCHIVE, instance=instance)
+        assert not repair.success  # red in the UI, not a green run that wrote nothing
         checks = {e.check_name: e for e in repair.get_asset_check_evaluations()}
         assert not checks["mass_drift_breaker"].passed
         assert "refusing to auto-repair" in checks["mass_drift_breaker"].description
+        assert "recon-pipeline repair --override-breaker" in checks["mass_drift_breaker"].description
         assert drift_after(instance) > 150  # nothing was written
         override = {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive", "override_breaker": True}}}}
         assert run_job("repair_catalog", override, instance=instance).success

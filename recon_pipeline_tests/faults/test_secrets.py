@@ -15,8 +15,8 @@ from recon_pipeline.cli import build_parser
 from recon_pipeline.definitions import build_defs
 from recon_pipeline.defs.alerts import alert_sensor
 from recon_pipeline.demo import plan_demo, seed_demo
-from recon_pipeline.demo_report import run_job
 from recon_pipeline.emulator import ServerThread
+from recon_pipeline.runs import run_job
 from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.sync.outbox import drain
 from recon_pipeline.sync.webhooks import create_webhook_app

@@ -1,10 +1,11 @@
-"""Baseline: the catalog's tables as release 0.1.0 made them (with `metadata.create_all`).
+"""Baseline of the durable records (branch `records`): the tables release 0.1.0 made with
+`metadata.create_all`, but for the catalog's own `products` (branch `catalog`, c0001).
 
 A database made by that release already has every table: each is created only if it is
 missing, so upgrading such a database records this revision and changes nothing, and an
-empty database gets them all.
+empty database gets them all. Every install has these, a user's own catalog too.
 
-Revision ID: 0001
+Revision ID: r0001
 Revises:
 Create Date: 2026-11-25
 """
@@ -15,37 +16,17 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-revision = "0001"
+from recon_pipeline.catalog.migrations.helpers import TEXT_ID
+from recon_pipeline.catalog.migrations.helpers import create_if_missing as _create
+
+revision = "r0001"
 down_revision = None
-branch_labels = None
+branch_labels = ("records",)
 depends_on = None
-
-TEXT_ID = sa.String(length=64)
-
-
-def _create(name: str, *columns: sa.Column, indexes: dict[str, list[str]] | None = None) -> None:
-    if name in sa.inspect(op.get_bind()).get_table_names():
-        return  # made by release 0.1.0's create_all
-    op.create_table(name, *columns)
-    for index, on in (indexes or {}).items():
-        op.create_index(index, name, on)
 
 
 def upgrade() -> None:
     stamp = sa.DateTime(timezone=True)
-    _create(
-        "products",
-        sa.Column("id", TEXT_ID, primary_key=True, comment="Catalog id; the Stripe product id is derived from it"),
-        sa.Column("name", sa.String(length=250), nullable=False),
-        sa.Column("description", sa.Text(), nullable=True),
-        sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("metadata", sa.JSON(), nullable=True, comment="Metadata keys the catalog manages in Stripe"),
-        sa.Column("unit_amount", sa.BigInteger(), nullable=True, comment="Price in the currency's smallest unit; NULL = no price"),
-        sa.Column("currency", sa.String(length=3), nullable=True),
-        sa.Column("recurring_interval", sa.String(length=8), nullable=True, comment="day|week|month|year, NULL = one-time"),
-        sa.Column("updated_at", stamp, nullable=False),
-        indexes={"ix_products_updated_at": ["updated_at"]},
-    )
     _create(
         "sync_ledger",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -145,5 +126,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("quarantine", "asset_partitions", "stripe_seen", "audit", "inbox", "outbox", "dead_letter", "sync_ledger", "products"):
+    for name in ("quarantine", "asset_partitions", "stripe_seen", "audit", "inbox", "outbox", "dead_letter", "sync_ledger"):
         op.drop_table(name)

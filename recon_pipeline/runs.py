@@ -1,8 +1,13 @@
-"""Run `reconcile_catalog` in the Dagster instance and print what it found, readably."""
+"""Runs of the project's jobs in a Dagster instance, and what they did, printed readably.
+
+The demo and the CLI's `reconcile`, `repair` and `backfill` run jobs here, in process, on
+the instance at DAGSTER_HOME: the UI shows the runs as if the daemon had launched them.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -14,7 +19,12 @@ from recon_pipeline.settings import Settings
 
 
 def run_job(
-    name: str, run_config: dict | None = None, instance: dg.DagsterInstance | None = None, quiet: bool = False, settings: Settings | None = None
+    name: str,
+    run_config: dict | None = None,
+    instance: dg.DagsterInstance | None = None,
+    quiet: bool = False,
+    settings: Settings | None = None,
+    tags: dict[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One run of a project job, recorded in the instance (DAGSTER_HOME) so the UI shows it.
 
@@ -28,7 +38,14 @@ def run_job(
     if quiet:
         config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
     job = build_defs(settings).resolve_job_def(name)
-    return job.execute_in_process(run_config=config, instance=instance or dg.DagsterInstance.get(), raise_on_error=False)
+    return job.execute_in_process(run_config=config, instance=instance or dg.DagsterInstance.get(), raise_on_error=False, tags=tags)
+
+
+def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, Any]:
+    """The plain values of an asset's latest materialization metadata in the instance."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    assert event is not None and event.asset_materialization is not None, f"{asset} was never materialized"
+    return {key: getattr(value, "value", value) for key, value in event.asset_materialization.metadata.items()}
 
 
 def check_lines(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -88,9 +105,17 @@ ACTION_WORDS = {
 }
 
 
+def _value(result: dg.ExecuteInProcessResult, asset: str) -> Any:
+    """An asset's output in a run, or None when the run stored none."""
+    try:
+        return result.asset_value(asset)
+    except Exception:
+        return None
+
+
 def print_repair(result: dg.ExecuteInProcessResult) -> int:
     """Print what repair_catalog did; 0 when it succeeded and verified."""
-    outcomes = result.asset_value("catalog_repair") if result.success else None
+    outcomes = _value(result, "catalog_repair")
     materialization = next(iter(result.get_asset_materialization_events()), None)
     metadata = materialization.materialization.metadata if materialization else {}
     print(f"\nrepair_catalog run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
@@ -105,9 +130,16 @@ def print_repair(result: dg.ExecuteInProcessResult) -> int:
     return 0 if result.success else 1
 
 
-def print_after(result: dg.ExecuteInProcessResult) -> int:
-    drift = result.asset_value("catalog_drift")
-    print(f"\nreconcile_catalog run {result.run_id} after repair: drift {len(drift)} rows")
+def print_drift(result: dg.ExecuteInProcessResult, when: str = "") -> int:
+    """Print catalog_drift of a reconcile_catalog run (its first rows) and the checks; 0 when there is none."""
+    drift = _value(result, "catalog_drift")
+    if drift is None:
+        print(f"\nreconcile_catalog run {result.run_id} produced no catalog_drift (see the run in the UI)")
+        print("\n".join(check_lines(result)))
+        return 1
+    counts = drift_counts(drift)
+    by_kind = ", ".join(f"{kind} {counts[kind]}" for kind in DRIFT_KINDS if counts[kind])
+    print(f"\nreconcile_catalog run {result.run_id}{when}: drift {len(drift)} rows" + (f" ({by_kind})" if by_kind else ""))
     print("\n".join(check_lines(result)))
     if len(drift):
         print(drift.head(12).to_string(index=False))

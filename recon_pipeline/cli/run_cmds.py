@@ -1,0 +1,98 @@
+"""The jobs from the command line: one run each, recorded in the instance at DAGSTER_HOME.
+
+The runs are the same ones the schedule, the sensors and the UI launch (the UI of `make dev`
+shows them: they go to the same DAGSTER_HOME), executed in this process, so they need no
+daemon: the first sync of a new account, a backfill after an outage, a cron job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+from recon_pipeline.cli.processes import dagster_home
+from recon_pipeline.settings import PARTITION_FORMAT, PROJECT_ROOT, Settings, SettingsError
+
+DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
+
+
+def _run(settings: Settings, job: str, run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None):
+    import dagster as dg
+
+    from recon_pipeline.runs import run_job
+
+    home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return run_job(job, run_config, instance=instance, quiet=True, settings=settings, tags=tags)
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from recon_pipeline.runs import print_drift
+
+    return print_drift(_run(settings, "reconcile_catalog"))
+
+
+def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
+    from recon_pipeline.runs import print_repair
+
+    config: dict[str, Any] = {"dry_run": args.dry_run, "override_breaker": args.override_breaker}
+    if args.orphan_policy:
+        config["orphan_policy"] = args.orphan_policy
+    if args.max_write_share is not None:
+        config["max_write_share"] = args.max_write_share
+    print("repair_catalog plans from the latest catalog_drift: run `recon-pipeline reconcile` first if it is old.")
+    return print_repair(_run(settings, "repair_catalog", {"ops": {"catalog_repair": {"config": config}}}))
+
+
+def _hour(value: str, name: str, settings: Settings) -> dt.datetime:
+    try:
+        hour = dt.datetime.strptime(value, PARTITION_FORMAT).replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise SettingsError(f"{name} {value!r} is not an hour in the form YYYY-MM-DD-HH:MM (UTC), e.g. 2026-11-24-10:00.") from None
+    if hour.minute:
+        raise SettingsError(f"{name} {value!r} is not on the hour; hourly partitions start at :00, e.g. {hour:%Y-%m-%d-%H}:00.")
+    first = dt.datetime.strptime(settings.partitions_start, PARTITION_FORMAT).replace(tzinfo=dt.UTC)
+    if hour < first:
+        raise SettingsError(f"{name} {value!r} is before the first hourly partition {settings.partitions_start} (RECON_PARTITIONS_START).")
+    if hour > dt.datetime.now(dt.UTC):
+        raise SettingsError(f"{name} {value!r} is in the future; the latest partition is the hour in progress.")
+    return hour
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from recon_pipeline.runs import check_lines, latest_metadata
+
+    first, last = _hour(args.first, "--from", settings), _hour(args.last, "--to", settings)
+    if last < first:
+        raise SettingsError(f"--to {args.last} is before --from {args.first}.")
+    hours = int((last - first).total_seconds() // 3600) + 1
+    print(f"backfill_hours: {hours} hours from {args.first} to {args.last}, in one run ...", flush=True)
+    tags = {"dagster/asset_partition_range_start": args.first, "dagster/asset_partition_range_end": args.last}
+    result = _run(settings, "backfill_hours", tags=tags)
+    print(f"backfill_hours run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+    print("\n".join(check_lines(result)))
+    if result.success:
+        import dagster as dg
+
+        home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            repaired = latest_metadata(instance, "hourly_repair")
+        print(f"  hourly_repair: applied {repaired['applied']}, dead letters {repaired['dead_letters']}, remaining_drift {repaired['remaining_drift']}")
+    return 0 if result.success else 1
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    commands.add_parser("reconcile", help="run reconcile_catalog once: snapshot both sides, derive catalog_drift, run its checks").set_defaults(func=cmd_reconcile)
+
+    repair = commands.add_parser("repair", help="run repair_catalog once from the latest catalog_drift", formatter_class=DEFAULTS)
+    repair.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
+    repair.add_argument("--orphan-policy", choices=["report", "archive", "adopt"], help="what to do with products only Stripe has (default: RECON_ORPHAN_POLICY)")
+    repair.add_argument("--max-write-share", type=float, help="the mass-drift breaker's share (default: RECON_MAX_REPAIR_SHARE)")
+    repair.add_argument("--override-breaker", action="store_true", help="repair even above the breaker: a person's decision (the first sync of a new account)")
+    repair.set_defaults(func=cmd_repair)
+
+    backfill = commands.add_parser("backfill", help="run backfill_hours once for a range of UTC hours (after an outage)")
+    backfill.add_argument("--from", dest="first", required=True, metavar="HOUR", help="first hour, YYYY-MM-DD-HH:MM (UTC), e.g. 2026-11-24-10:00")
+    backfill.add_argument("--to", dest="last", required=True, metavar="HOUR", help="last hour, included, e.g. 2026-11-24-13:00")
+    backfill.set_defaults(func=cmd_backfill)

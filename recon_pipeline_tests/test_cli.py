@@ -1,0 +1,187 @@
+"""The command line as a person meets it: every mistake said plainly, with exit status 2
+(1 for a request that could not be carried out), never a traceback, never a secret.
+
+Each command runs as its own process, as a user would run it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+
+from recon_pipeline.catalog import Catalog, CatalogProduct
+from recon_pipeline.catalog.changes import create_product, update_product
+from recon_pipeline.catalog.schema import dead_letter, outbox, stripe_refusals
+from recon_pipeline.settings import environment_for_children
+from recon_pipeline.sync.inbox import EventSource, InboxApplier, store_event
+from recon_pipeline.testing import event, product_obj
+
+REFUSED_KEY = "sk_live_REFUSEDKEY0000000000001234"  # the emulator takes only test keys: Stripe's 401
+
+
+def cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    """`recon-pipeline ARGS` in a process of its own, with these variables set (STRIPE_API_KEY unset unless given)."""
+    environment = environment_for_children(**env)
+    if "STRIPE_API_KEY" not in env:
+        environment.pop("STRIPE_API_KEY", None)
+    return subprocess.run([sys.executable, "-m", "recon_pipeline.cli", *args], env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def said(done: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("postgres://postgres@127.0.0.1:5432/x", "starts with 'postgres://', which SQLAlchemy does not accept; write postgresql+psycopg2://"),
+        ("mysql://root@127.0.0.1:3306/x", "its driver (MySQLdb) is not installed; for MySQL and MariaDB write mysql+pymysql://"),
+        ("postgresql+psycopg2://postgres@127.0.0.1:5432/recon_no_such_db", "the database 'recon_no_such_db' does not exist on 127.0.0.1:5432; create it"),
+        ("postgresql+psycopg2://postgres@127.0.0.1:1/x", "nothing answers at 127.0.0.1:1"),
+        ("mysql+pymysql://root@127.0.0.1:3306/recon_no_such_db", "the database 'recon_no_such_db' does not exist on 127.0.0.1:3306"),
+    ],
+)
+def test_a_catalog_url_that_cannot_work_says_why_and_what_to_do(url, message):
+    done = cli("init", RECON_CATALOG_URL=url)
+    assert done.returncode == 2 and message in said(done)
+
+
+def test_a_password_in_the_catalog_url_is_never_shown():
+    done = cli("init", RECON_CATALOG_URL="postgresql+psycopg2://postgres:hunter2secret@127.0.0.1:1/x")
+    assert done.returncode == 2 and "hunter2secret" not in said(done) and "***" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["dead-letters", "list"], ["audit"]])
+def test_commands_that_only_read_never_create_a_catalog(tmp_path: Path, command):
+    typo = tmp_path / "catlog.db"
+    done = cli(*command, RECON_CATALOG_URL=f"sqlite:///{typo}")
+    assert done.returncode == 2 and f"there is no catalog at {typo}" in said(done)
+    assert not typo.exists()
+
+
+def test_init_reads_a_users_own_table_and_says_so_or_names_what_is_missing(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    engine = Catalog.open(url).engine
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE shop_items (sku TEXT, title TEXT)"))
+    ok = cli("init", RECON_CATALOG_URL=url, RECON_CATALOG_TABLE="shop_items", RECON_CATALOG_COLUMNS="id=sku,name=title")
+    assert ok.returncode == 0 and "products are read from your table 'shop_items' (id=sku,name=title)" in said(ok)
+    missing = cli("init", RECON_CATALOG_URL=url, RECON_CATALOG_TABLE="shop_item", RECON_CATALOG_COLUMNS="id=sku,name=title")
+    assert missing.returncode == 2 and "RECON_CATALOG_TABLE='shop_item'" in said(missing) and "no such table" in missing.stderr
+    wrong_column = cli("init", RECON_CATALOG_URL=url, RECON_CATALOG_TABLE="shop_items", RECON_CATALOG_COLUMNS="id=sku,name=label")
+    assert wrong_column.returncode == 2 and "label" in said(wrong_column)
+
+
+def test_a_users_own_catalog_gets_no_products_table_of_ours(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    engine = Catalog.open(url, read_only=False).engine
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE products"))  # as a database that never had ours
+        conn.execute(text("DELETE FROM recon_schema_version WHERE version_num LIKE 'c%'"))
+        conn.execute(text("CREATE TABLE shop_items (sku TEXT, title TEXT)"))
+    assert cli("init", RECON_CATALOG_URL=url, RECON_CATALOG_TABLE="shop_items", RECON_CATALOG_COLUMNS="id=sku,name=title").returncode == 0
+    with engine.connect() as conn:
+        assert "products" not in {r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'table'"))}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["edit", "sku_1"], "nothing to change: give --name, --description, --active or --price"),
+        (["edit", "sku_1", "--price", "1500"], "--price takes AMOUNT CURRENCY [INTERVAL], e.g. --price 1500 usd month; got '1500'"),
+        (["edit", "sku_1", "--price", "1500", "usd", "month", "extra"], "got '1500 usd month extra'"),
+        (["edit", "sku_1", "--price", "15.00", "usd"], "--price amount '15.00' must be a whole number"),
+        (["edit", "nope", "--name", "X"], "product 'nope' is not in the catalog; create it first"),
+        (["dead-letters", "list", "3"], "dead letter ids go with replay"),
+    ],
+)
+def test_edit_and_dead_letter_mistakes_are_named(tmp_path: Path, args, message):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    create_product(Catalog.open(url), CatalogProduct(id="sku_1", name="One"))
+    done = cli(*args, RECON_CATALOG_URL=url)
+    assert done.returncode == 2 and message in said(done)
+
+
+def test_edit_says_when_nothing_changed(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    create_product(Catalog.open(url), CatalogProduct(id="sku_1", name="One"))
+    first, again = cli("edit", "sku_1", "--name", "Two", RECON_CATALOG_URL=url), cli("edit", "sku_1", "--name", "Two", RECON_CATALOG_URL=url)
+    assert "sku_1: changed and queued in the outbox" in said(first)
+    assert again.returncode == 0 and "sku_1: already so in the catalog; nothing queued" in said(again)
+
+
+def test_replaying_a_dead_letter_that_is_not_there_fails(tmp_path: Path, emulator):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    Catalog.open(url)
+    done = cli("dead-letters", "replay", "42", RECON_CATALOG_URL=url, STRIPE_API_BASE=emulator.url)
+    assert done.returncode == 1 and "no open dead letter #42" in said(done)
+
+
+@pytest.mark.parametrize("command, shown", [("worker", "(default: 0.2)"), ("drill", "(default: 20"), ("emulator", "(default: 12111)"), ("audit", "--since"), ("backfill", "--from HOUR")])
+def test_every_subcommand_explains_its_options_and_defaults(command, shown):
+    done = cli(command, "--help")
+    assert done.returncode == 0 and shown in said(done)
+
+
+def test_the_audit_trail_is_readable_by_product_and_since(tmp_path: Path):
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
+    create_product(catalog, CatalogProduct(id="sku_1", name="Catalog name"))
+    renamed = event("evt_audit", "product.updated", product_obj("sku_1", "Dashboard name", 1_900_000_000))
+    renamed["data"]["previous_attributes"] = {"name": "Catalog name"}
+    store_event(catalog.engine, renamed, EventSource.WEBHOOK)
+    InboxApplier(catalog).apply_pending()
+    url = str(catalog.engine.url)
+    done = cli("audit", "sku_1", "--since", "1h", RECON_CATALOG_URL=url)
+    lines = said(done).splitlines()
+    assert "sku_1  name: 'Catalog name' -> 'Dashboard name'  by stripe  conflict_local_wins: product.updated changed an owned field; policy local_wins (evt_audit)" in lines[0]
+    assert lines[-1].startswith("1 audit entries of sku_1 since ")
+    assert "0 audit entries" in said(cli("audit", "sku_other", RECON_CATALOG_URL=url))
+    bad = cli("audit", "--since", "yesterday", RECON_CATALOG_URL=url)
+    assert bad.returncode == 2 and "--since 'yesterday' is neither a date or time" in said(bad)
+
+
+# -- a key Stripe refuses -----------------------------------------------------------------
+
+
+def test_a_refused_api_key_stops_the_worker_at_once_saying_why_and_nothing_is_lost(tmp_path: Path, emulator):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    catalog = Catalog.open(url)
+    create_product(catalog, CatalogProduct(id="sku_1", name="One"))
+    update_product(catalog, "sku_1", name="One, renamed")
+    env = {"RECON_CATALOG_URL": url, "STRIPE_API_BASE": emulator.url}
+    done = cli("worker", STRIPE_API_KEY=REFUSED_KEY, **env)
+    output = said(done)
+    assert done.returncode == 2 and "Stripe refused the API key in STRIPE_API_KEY (401" in output and "2 changes wait in the outbox" in output
+    assert "REFUSEDKEY" not in output and "1234" not in output  # neither the key nor Stripe's masked echo of it
+    with catalog.engine.connect() as conn:
+        assert conn.execute(select(outbox.c.status, outbox.c.attempts)).all() == [("pending", 0), ("pending", 0)]  # untouched
+        assert conn.execute(select(dead_letter)).all() == []
+        assert len(conn.execute(select(stripe_refusals)).all()) == 1
+    requests = httpx.get(f"{emulator.url}/_emulator/stats").json()["requests"]
+    assert requests == 1, "a refused key is not retried"
+    # Started again with the same key: one probe, refused, stop.
+    again = cli("worker", STRIPE_API_KEY=REFUSED_KEY, **env)
+    assert again.returncode == 2 and "Stripe refused the API key in STRIPE_API_KEY" in said(again)
+    assert httpx.get(f"{emulator.url}/_emulator/stats").json()["requests"] == requests + 1
+    # Another key: everything goes out.
+    fixed = cli("worker", "--once", STRIPE_API_KEY="sk_test_fixed", **env)
+    assert fixed.returncode == 0 and "pushed 1 products (2 changes)" in said(fixed)
+
+
+def test_replay_with_a_refused_key_says_so_without_a_traceback(tmp_path: Path, emulator):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    catalog = Catalog.open(url)
+    create_product(catalog, CatalogProduct(id="sku_1", name="One"))
+    with catalog.engine.begin() as conn:
+        conn.execute(dead_letter.insert().values(source="outbox", product_id="sku_1", action="push", payload={}, reason="503", attempts=8, failed_at=dt.datetime.now(dt.UTC)))
+    done = cli("dead-letters", "replay", RECON_CATALOG_URL=url, STRIPE_API_BASE=emulator.url, STRIPE_API_KEY=REFUSED_KEY)
+    assert done.returncode == 2 and "Stripe refused the API key in STRIPE_API_KEY" in said(done) and "REFUSEDKEY" not in done.stderr
+    with catalog.engine.connect() as conn:
+        assert conn.execute(select(dead_letter.c.attempts, dead_letter.c.resolved_at)).all() == [(8, None)]  # the letter is as it was
