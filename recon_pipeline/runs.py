@@ -48,12 +48,19 @@ def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, Any]:
     return {key: getattr(value, "value", value) for key, value in event.asset_materialization.metadata.items()}
 
 
+def _table(frame: pd.DataFrame) -> str:
+    """A frame as aligned text, wide characters (CJK) counted as two columns as terminals show them."""
+    with pd.option_context("display.unicode.east_asian_width", True):
+        return frame.to_string(index=False)
+
+
 def check_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     lines = []
     for evaluation in result.get_asset_check_evaluations():
         status = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
         reason = f": {evaluation.description}" if evaluation.description and not evaluation.passed else ""
-        lines.append(f"  {evaluation.asset_key.to_user_string()}.{evaluation.check_name:<28} {status}{reason}")
+        name = f"{evaluation.asset_key.to_user_string()}.{evaluation.check_name}"
+        lines.append(f"  {name:<44} {status}{reason}")
     return lines
 
 
@@ -85,7 +92,7 @@ def print_report(result: dg.ExecuteInProcessResult, data: DemoData) -> int:
     print("\nChecks:")
     print("\n".join(check_lines(result)))
     print("\nFirst rows of catalog_drift:")
-    print(drift.head(12).to_string(index=False))
+    print(_table(drift.head(12)))
     exact = all(expected[row.strip()] == found[row.strip()] for row in rows)
     print(
         "\nThe drift found is exactly the drift seeded."
@@ -142,5 +149,5 @@ def print_drift(result: dg.ExecuteInProcessResult, when: str = "") -> int:
     print(f"\nreconcile_catalog run {result.run_id}{when}: drift {len(drift)} rows" + (f" ({by_kind})" if by_kind else ""))
     print("\n".join(check_lines(result)))
     if len(drift):
-        print(drift.head(12).to_string(index=False))
+        print(_table(drift.head(12)))
     return 0 if drift.empty else 1

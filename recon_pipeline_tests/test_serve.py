@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +15,8 @@ import pytest
 from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
 from recon_pipeline.emulator.server import free_port
 from recon_pipeline.runs import latest_metadata
-from recon_pipeline.testing import database_url, temporary_database, wait_until
+from recon_pipeline.settings import environment_for_children
+from recon_pipeline.testing import AlertReceiver, database_url, temporary_database, wait_until
 from recon_pipeline_tests.conftest import ADMIN_URL
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -35,53 +36,88 @@ def answers(url: str) -> bool:
         return False
 
 
-def test_serve_runs_the_scheduled_reconciliation_on_postgresql_and_stops_cleanly(tmp_path: Path, dagster_postgres_url, catalog_database, emulator):
+def runs_of(instance: dg.DagsterInstance, job: str) -> list[dg.DagsterRun]:
+    return list(reversed(instance.get_runs(filters=dg.RunsFilter(job_name=job))))  # oldest first
+
+
+def test_under_serve_drift_fails_once_alerts_once_and_is_repaired_once(tmp_path: Path, dagster_postgres_url, catalog_database, emulator, monkeypatch):
+    """The production path end to end: the schedule's reconcile finds drift (its blocking check
+    fails: one failed run, not retried), one alert (the check's, not the run's too), one repair
+    run; the next reconcile passes. A fresh instance raises no freshness alert. Ctrl-C stops it all."""
     ids = [f"sku_{i:03d}" for i in range(50)]
     upsert_products(Catalog.open(catalog_database).engine, [CatalogProduct(id=i, name=f"Product {i}") for i in ids])
-    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [{"id": i, "name": f"Product {i}", "created": 1_700_000_000} for i in ids]}).raise_for_status()
+    # Four names drifted in Stripe: 8 % of the catalog, over the 1 % drift check, under the 10 % breaker.
+    fixtures = [{"id": i, "name": f"Product {i}" + (" (old)" if n < 4 else ""), "created": 1_700_000_000} for n, i in enumerate(ids)]
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": fixtures}).raise_for_status()
 
     home = tmp_path / "dagster_home"
     port = free_port("127.0.0.1")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "DAGSTER_POSTGRES_URL": dagster_postgres_url,
-        "RECON_CATALOG_URL": catalog_database,
-        "STRIPE_API_BASE": emulator.url,
-        "RECON_RECONCILE_CRON": "* * * * *",  # every minute, so the test need not wait an hour
-    }
-    env.pop("STRIPE_API_KEY", None)
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "recon_pipeline.cli", "serve", "--port", str(port)],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(lambda: answers(f"http://127.0.0.1:{port}/server_info"), timeout=60, interval=0.5, what="dagster-webserver to come up")
-        assert (home / "dagster.yaml").read_text() == (Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml").read_text()
-
-        os.environ["DAGSTER_POSTGRES_URL"] = dagster_postgres_url
+    with AlertReceiver() as receiver:
+        env = environment_for_children(
+            DAGSTER_HOME=str(home),
+            DAGSTER_POSTGRES_URL=dagster_postgres_url,
+            RECON_CATALOG_URL=catalog_database,
+            STRIPE_API_BASE=emulator.url,
+            ALERT_WEBHOOK_URL=receiver.url,
+            RECON_RECONCILE_CRON="* * * * *",  # every minute, so the test need not wait an hour
+        )
+        env.pop("STRIPE_API_KEY", None)
+        log = tmp_path / "serve.log"
+        serve = subprocess.Popen(
+            [sys.executable, "-m", "recon_pipeline.cli", "serve", "--port", str(port)], env=env, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT
+        )
         try:
+            wait_until(lambda: answers(f"http://127.0.0.1:{port}/server_info"), timeout=60, interval=0.5, what="dagster-webserver to come up")
+            monkeypatch.setenv("DAGSTER_POSTGRES_URL", dagster_postgres_url)  # what the instance file reads
+            assert (home / "dagster.yaml").read_text() == (Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml").read_text()
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 assert type(instance.run_storage).__name__ == "PostgresRunStorage"
                 assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
 
-                def finished_run():
-                    runs = instance.get_runs(filters=dg.RunsFilter(job_name="reconcile_catalog"))
-                    return next((r for r in runs if r.is_finished), None)
+                def passed_after_repair() -> bool:
+                    reconciles = [r for r in runs_of(instance, "reconcile_catalog") if r.is_finished]
+                    return len(reconciles) >= 2 and reconciles[-1].status == dg.DagsterRunStatus.SUCCESS
 
-                # The next minute's tick, then the run.
-                run = wait_until(finished_run, timeout=150, interval=2, what="the schedule to launch reconcile_catalog and the run to finish")
-                assert run.status == dg.DagsterRunStatus.SUCCESS
-                assert run.tags.get("dagster/schedule_name") == "reconcile_hourly"
+                # The first minute's tick finds the drift, the sensor repairs it, the next tick passes.
+                wait_until(passed_after_repair, timeout=240, interval=2, what="a failed reconcile, a repair and a passing reconcile")
+                reconciles = runs_of(instance, "reconcile_catalog")
+                assert [r.status for r in reconciles[:2]] == [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS]
+                assert all(r.tags.get("dagster/schedule_name") == "reconcile_hourly" for r in reconciles)
+                assert not [r for r in reconciles if r.tags.get("dagster/parent_run_id")], "a failed check is not retried"
+                assert [r.status for r in runs_of(instance, "repair_catalog")] == [dg.DagsterRunStatus.SUCCESS]
                 assert latest_metadata(instance, "catalog_drift")["drift/total"] == 0
+                # The alert sensor (every 30 s) has seen the failed run by now: one alert, the check's.
+                wait_until(lambda: receiver.received, timeout=90, interval=1, what="the drift alert")
+                settled = [r.run_id for r in reconciles]
+                wait_until(lambda: len(runs_of(instance, "reconcile_catalog")) > len(settled), timeout=90, interval=2, what="another tick")
+            assert [(a["kind"], a.get("check")) for a in receiver.received] == [("asset_check_failed", "drift_rate_below_threshold")]
         finally:
-            os.environ.pop("DAGSTER_POSTGRES_URL", None)
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        code = serve.wait(timeout=60)
-    assert code == 0
-    # The webserver, the daemon and their code servers are gone with it.
+            serve.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            code = serve.wait(timeout=60)
+    assert code == 0 and "Traceback" not in log.read_text()
+
     def survivors() -> str:
         return subprocess.run(["ps", "-o", "pid,args", "--no-headers", "-g", str(serve.pid)], capture_output=True, text=True).stdout.strip()
 
+    # The webserver, the daemon and their code servers are gone with it.
     wait_until(lambda: not survivors(), timeout=30, interval=0.5, what="the servers' process group to be gone")
+
+
+def test_serve_refuses_a_busy_port_and_a_missing_catalog_database_before_starting_anything(tmp_path: Path, dagster_postgres_url):
+    env = {"DAGSTER_HOME": str(tmp_path / "home"), "DAGSTER_POSTGRES_URL": dagster_postgres_url}
+    missing = subprocess.run(
+        [sys.executable, "-m", "recon_pipeline.cli", "serve"],
+        env=environment_for_children(**env, RECON_CATALOG_URL="postgresql+psycopg2://postgres@127.0.0.1:5432/recon_catalog_not_created"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "the database 'recon_catalog_not_created' does not exist" in missing.stderr and "createdb" in missing.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "recon_pipeline.cli", "serve", "--port", str(port)],
+            env=environment_for_children(**env, RECON_CATALOG_URL=f"sqlite:///{tmp_path / 'c.db'}"), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in done.stderr and f"--port {port + 1}" in done.stderr
+    assert "Traceback" not in done.stderr + missing.stderr

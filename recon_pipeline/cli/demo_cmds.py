@@ -32,6 +32,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         seed_demo(make_engine(demo.catalog_url), url, data)
         status = print_report(run_job("reconcile_catalog", instance=instance, quiet=True, settings=demo), data)
         # The demo archives its orphans; the pipeline's default orphan policy only reports them.
+        print(
+            f"\nRepairing with orphan_policy: archive, so the demo ends at zero drift: its {data.expected['orphan_in_stripe']} orphans "
+            f"are archived in Stripe. Your runs use RECON_ORPHAN_POLICY (now {settings.orphan_policy.value}; default report: orphans are only reported)."
+        )
         repair = {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}
         status |= print_repair(run_job("repair_catalog", repair, instance=instance, quiet=True, settings=demo))
         status |= print_drift(run_job("reconcile_catalog", instance=instance, quiet=True, settings=demo), " after repair")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,18 +20,33 @@ from pathlib import Path
 
 import httpx
 
-from recon_pipeline.settings import DATA_DIR, EMULATOR_HOST, PROJECT_ROOT, emulator_url
+from recon_pipeline.settings import DATA_DIR, EMULATOR_HOST, PROJECT_ROOT, SettingsError, emulator_url
 
 EMULATOR_STATE = DATA_DIR / "stripe-emulator.db"
 
 
 def dagster_home(configured: Path | None, default: Path, config: Path) -> Path:
-    """DAGSTER_HOME (the configured one, or `default`), with `config` as its dagster.yaml if it has none."""
+    """DAGSTER_HOME: the configured one, or `default` kept in step with the project's `config`.
+
+    The project's default home takes the project's dagster.yaml each time it changed (an
+    edit to ./dagster.yaml applies at the next start); a DAGSTER_HOME of the user's own gets
+    it only when it has none, and keeps its own after that.
+    """
     home = (configured or default).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if config.exists() and not (home / "dagster.yaml").exists():
-        shutil.copy(config, home / "dagster.yaml")
+    target = home / "dagster.yaml"
+    if config.exists() and (not target.exists() or (configured is None and target.read_bytes() != config.read_bytes())):
+        if target.exists():
+            print(f"{config.relative_to(PROJECT_ROOT)} changed: copied into {home}", file=sys.stderr)
+        shutil.copy(config, target)
     return home
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether something already listens on host:port."""
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
 
 
 def emulator_is_up(url: str) -> bool:
@@ -72,6 +88,8 @@ class Supervisor:
         """The emulator on 127.0.0.1:port as a child (unless one already answers there); returns its URL."""
         url = emulator_url(port)
         if not emulator_is_up(url):
+            if port_in_use(EMULATOR_HOST, port):
+                raise SettingsError(f"port {port} on {EMULATOR_HOST} is in use by something that is not the emulator; pick another with --emulator-port")
             EMULATOR_STATE.parent.mkdir(parents=True, exist_ok=True)
             self.start([sys.executable, "-m", "recon_pipeline.cli", "emulator", "--port", str(port), "--state", str(EMULATOR_STATE)], env)
             deadline = time.monotonic() + 10

@@ -8,22 +8,29 @@ daemon: the first sync of a new account, a backfill after an outage, a cron job.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import datetime as dt
 from typing import Any
 
-from recon_pipeline.cli.processes import dagster_home
-from recon_pipeline.settings import PARTITION_FORMAT, PROJECT_ROOT, Settings, SettingsError
+from recon_pipeline.cli.processes import dagster_home, running_emulator
+from recon_pipeline.settings import EMULATOR_PORT, PARTITION_FORMAT, PROJECT_ROOT, Settings, SettingsError
 
 DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
 
 
 def _run(settings: Settings, job: str, run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None):
+    """One run of `job`; with no Stripe key and no STRIPE_API_BASE, on the bundled emulator (started if need be)."""
     import dagster as dg
 
     from recon_pipeline.runs import run_job
 
     home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    embedded = settings.uses_emulator and "STRIPE_API_BASE" not in settings.set_in_env
+    with contextlib.ExitStack() as stack:
+        if embedded:
+            settings = dataclasses.replace(settings, stripe_api_base=stack.enter_context(running_emulator(EMULATOR_PORT)))
+        instance = stack.enter_context(dg.DagsterInstance.from_config(str(home)))
         return run_job(job, run_config, instance=instance, quiet=True, settings=settings, tags=tags)
 
 

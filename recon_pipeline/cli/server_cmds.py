@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from recon_pipeline.cli.processes import Supervisor, dagster_home
+from recon_pipeline.cli.catalog_cmds import open_catalog
+from recon_pipeline.cli.processes import Supervisor, dagster_home, port_in_use
 from recon_pipeline.settings import EMULATOR_HOST, EMULATOR_PORT, PROJECT_ROOT, Settings, SettingsError, environment_for_children
 
 DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
@@ -25,8 +26,16 @@ def cmd_emulator(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _ready_to_serve(settings: Settings, host: str, port: int, command: str) -> None:
+    """Before any server starts: the port is free and the catalog database is there (else say what to do)."""
+    if port_in_use(host, port):
+        raise SettingsError(f"port {port} on {host} is in use (another `recon-pipeline {command}` or dagster-webserver?); pick another: recon-pipeline {command} --port {port + 1}")
+    open_catalog(settings).check_source()
+
+
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     """`dagster dev` on the project's workspace, with the emulator unless a Stripe key is set."""
+    _ready_to_serve(settings, args.host, args.port, "dev")
     home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
     env = environment_for_children(DAGSTER_HOME=str(home))
     supervisor = Supervisor()
@@ -41,6 +50,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """dagster-webserver and dagster-daemon on the production instance (not `dagster dev`)."""
     if not settings.dagster_postgres_url:
         raise SettingsError("DAGSTER_POSTGRES_URL is not set; set it to postgresql://USER:PASSWORD@HOST:5432/DATABASE for Dagster's storage.")
+    _ready_to_serve(settings, args.host, args.port, "serve")
     home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_serve", PROJECT_ROOT / "deploy" / "dagster.yaml")
     env = environment_for_children(DAGSTER_HOME=str(home))
     supervisor = Supervisor()
