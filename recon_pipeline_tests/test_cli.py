@@ -185,3 +185,38 @@ def test_replay_with_a_refused_key_says_so_without_a_traceback(tmp_path: Path, e
     assert done.returncode == 2 and "Stripe refused the API key in STRIPE_API_KEY" in said(done) and "REFUSEDKEY" not in done.stderr
     with catalog.engine.connect() as conn:
         assert conn.execute(select(dead_letter.c.attempts, dead_letter.c.resolved_at)).all() == [(8, None)]  # the letter is as it was
+
+
+def test_a_misspelled_variable_is_warned_about_with_the_closest_name(tmp_path: Path):
+    done = cli("init", RECON_CATALOG_URL=f"sqlite:///{tmp_path / 'catalog.db'}", RECON_CONFLICT_POLICI="stripe_wins")
+    assert done.returncode == 0
+    assert "warning: RECON_CONFLICT_POLICI is not a recon-pipeline setting; did you mean RECON_CONFLICT_POLICY?" in said(done)
+
+
+def test_the_projects_dagster_yaml_reaches_its_dagster_home_each_time_it_changes(tmp_path: Path):
+    from recon_pipeline.cli.processes import dagster_home
+
+    config = tmp_path / "dagster.yaml"
+    config.write_text("telemetry:\n  enabled: false\n")
+    default = tmp_path / ".dagster_home"
+    home = dagster_home(None, default, config)
+    assert (home / "dagster.yaml").read_text() == config.read_text()
+    config.write_text("telemetry:\n  enabled: false\nrun_retries:\n  enabled: false\n")
+    assert (dagster_home(None, default, config) / "dagster.yaml").read_text() == config.read_text()  # the edit applies
+    own = tmp_path / "own_home"
+    own.mkdir()
+    (own / "dagster.yaml").write_text("# mine\n")
+    assert (dagster_home(own, default, config) / "dagster.yaml").read_text() == "# mine\n"  # a home of one's own keeps its file
+
+
+def test_previews_align_wide_characters_as_a_terminal_shows_them():
+    import pandas as pd
+    from wcwidth import wcswidth
+
+    from recon_pipeline.defs.reconciliation import drift_metadata
+    from recon_pipeline.reconcile import summarize_drift
+
+    drift = pd.DataFrame({"product_id": ["sku_1", "sku_2"], "kind": "field_mismatch", "field": "name", "local_value": ["東京 Seat 20", "Basic"], "stripe_value": ["Tokyo", "東京"]})
+    preview = drift_metadata(drift, summarize_drift(drift, 2, 2))["preview"].value
+    widths = {wcswidth(line) for line in str(preview).splitlines()}
+    assert len(widths) == 1, preview

@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import stripe
+
 from recon_pipeline.cli import catalog_cmds, demo_cmds, run_cmds, server_cmds, sync_cmds
 from recon_pipeline.settings import Settings, SettingsError
 
@@ -60,5 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"recon-pipeline: {error}", file=sys.stderr)
         return 2
+    except stripe.StripeError as error:  # after the client's retries: an outage, or a request Stripe refuses
+        from recon_pipeline.stripe_api import error_text
+
+        print(f"recon-pipeline: Stripe could not be used ({error_text(error)}); try again when it answers.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

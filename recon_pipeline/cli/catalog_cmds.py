@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from recon_pipeline.catalog import Catalog, InvalidProduct
 from recon_pipeline.catalog.connect import shown
+from recon_pipeline.cli.processes import with_stripe
 from recon_pipeline.settings import Settings, SettingsError
 from recon_pipeline.stripe_api import StripeGateway
 
@@ -77,13 +79,14 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     from recon_pipeline.stripe_api import CredentialsRefused
     from recon_pipeline.sync.credentials import check_key, record_refusal
 
-    gateway = StripeGateway.from_settings(settings)
-    check_key(catalog.engine, gateway)
-    try:
-        results = replay_dead_letters(catalog, gateway, ids=args.ids or None)
-    except CredentialsRefused as refused:
-        record_refusal(catalog.engine, gateway, refused)
-        raise
+    with contextlib.ExitStack() as stack:
+        gateway = StripeGateway.from_settings(with_stripe(settings, stack))
+        check_key(catalog.engine, gateway)
+        try:
+            results = replay_dead_letters(catalog, gateway, ids=args.ids or None)
+        except CredentialsRefused as refused:
+            record_refusal(catalog.engine, gateway, refused)
+            raise
     for result in results:
         print(f"#{result.id:<5} {result.product_id:<24} {'resolved' if result.resolved else 'still failing'}: {result.detail}")
     still = sum(not r.resolved for r in results)

@@ -9,6 +9,7 @@ does that, once for both.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import signal
 import socket
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from recon_pipeline.settings import DATA_DIR, EMULATOR_HOST, PROJECT_ROOT, SettingsError, emulator_url
+from recon_pipeline.settings import DATA_DIR, EMULATOR_HOST, EMULATOR_PORT, PROJECT_ROOT, Settings, SettingsError, emulator_url
 
 EMULATOR_STATE = DATA_DIR / "stripe-emulator.db"
 
@@ -37,7 +38,7 @@ def dagster_home(configured: Path | None, default: Path, config: Path) -> Path:
     target = home / "dagster.yaml"
     if config.exists() and (not target.exists() or (configured is None and target.read_bytes() != config.read_bytes())):
         if target.exists():
-            print(f"{config.relative_to(PROJECT_ROOT)} changed: copied into {home}", file=sys.stderr)
+            print(f"{config.name} changed: copied into {home}", file=sys.stderr)
         shutil.copy(config, target)
     return home
 
@@ -68,6 +69,14 @@ def running_emulator(port: int, state_path: Path = EMULATOR_STATE) -> Iterator[s
     state_path.parent.mkdir(parents=True, exist_ok=True)
     with EmulatorServer(host=EMULATOR_HOST, port=port, state_path=str(state_path)) as server:
         yield server.url
+
+
+def with_stripe(settings: Settings, stack: contextlib.ExitStack) -> Settings:
+    """The settings a command calls Stripe with: on the embedded default (no key, no
+    STRIPE_API_BASE), the bundled emulator, started in this process if none runs."""
+    if not settings.uses_emulator or "STRIPE_API_BASE" in settings.set_in_env:
+        return settings
+    return dataclasses.replace(settings, stripe_api_base=stack.enter_context(running_emulator(EMULATOR_PORT)))
 
 
 class Supervisor:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import datetime as dt
 from typing import Any
 
-from recon_pipeline.cli.processes import dagster_home, running_emulator
-from recon_pipeline.settings import EMULATOR_PORT, PARTITION_FORMAT, PROJECT_ROOT, Settings, SettingsError
+from recon_pipeline.cli.processes import dagster_home, with_stripe
+from recon_pipeline.settings import PARTITION_FORMAT, PROJECT_ROOT, Settings, SettingsError
 
 DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
 
@@ -26,10 +25,8 @@ def _run(settings: Settings, job: str, run_config: dict[str, Any] | None = None,
     from recon_pipeline.runs import run_job
 
     home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
-    embedded = settings.uses_emulator and "STRIPE_API_BASE" not in settings.set_in_env
     with contextlib.ExitStack() as stack:
-        if embedded:
-            settings = dataclasses.replace(settings, stripe_api_base=stack.enter_context(running_emulator(EMULATOR_PORT)))
+        settings = with_stripe(settings, stack)
         instance = stack.enter_context(dg.DagsterInstance.from_config(str(home)))
         return run_job(job, run_config, instance=instance, quiet=True, settings=settings, tags=tags)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import threading
 
 from recon_pipeline.cli.catalog_cmds import open_catalog
+from recon_pipeline.cli.processes import with_stripe
 from recon_pipeline.settings import Settings, SettingsError
 from recon_pipeline.stripe_api import StripeGateway
 
@@ -20,26 +22,28 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from recon_pipeline.sync.worker import run_worker
 
     catalog = open_catalog(settings)
-    gateway = StripeGateway.from_settings(settings)
-    applier = InboxApplier(catalog, settings.conflict_policy, gateway)
-    check_key(catalog.engine, gateway)
-    name = worker_id()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f"worker {name}: outbox -> {settings.stripe_api_base}, inbox -> catalog (policy {settings.conflict_policy})", flush=True)
-    totals = run_worker(
-        catalog,
-        gateway,
-        applier,
-        name=name,
-        concurrency=args.concurrency,
-        batch_size=args.batch_size,
-        interval_s=args.interval,
-        once=args.once,
-        stop=stop,
-        say=lambda line: print(line, flush=True),
-    )
+    with contextlib.ExitStack() as stack:
+        settings = with_stripe(settings, stack)
+        gateway = StripeGateway.from_settings(settings)
+        applier = InboxApplier(catalog, settings.conflict_policy, gateway)
+        check_key(catalog.engine, gateway)
+        name = worker_id()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        print(f"worker {name}: outbox -> {settings.stripe_api_base}, inbox -> catalog (policy {settings.conflict_policy})", flush=True)
+        totals = run_worker(
+            catalog,
+            gateway,
+            applier,
+            name=name,
+            concurrency=args.concurrency,
+            batch_size=args.batch_size,
+            interval_s=args.interval,
+            once=args.once,
+            stop=stop,
+            say=lambda line: print(line, flush=True),
+        )
     return 2 if totals.refused else 0
 
 

@@ -60,6 +60,9 @@ class PartitionStore(dg.ConfigurableIOManager):
             ).all()
         missing = sorted(set(keys) - {r.partition_key for r in rows})
         if missing:
-            raise ValueError(f"{asset} has no stored partitions {missing[:5]}{'...' if len(missing) > 5 else ''}; materialize them first")
+            raise ValueError(
+                f"{asset} has no stored partitions {missing[:5]}{'...' if len(missing) > 5 else ''}: materialize the whole hourly group "
+                f"for those hours (job backfill_hours, or recon-pipeline backfill --from {missing[0]} --to {missing[-1]}), not one asset of it alone"
+            )
         frames = [pd.read_parquet(io.BytesIO(r.frame)) for r in sorted(rows)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
