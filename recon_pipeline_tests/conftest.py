@@ -30,11 +30,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def emulator():
-    """The bundled Stripe emulator, a real HTTP server on 127.0.0.1, fresh for each test."""
+    """The bundled Stripe emulator, a real HTTP server on 127.0.0.1, fresh for each test.
+
+    Every body it answers is validated against the vendored spec of today's API: a test
+    that made it answer anything Stripe would not fails here.
+    """
     from recon_pipeline.emulator import EmulatorServer
 
-    with EmulatorServer(host="127.0.0.1", port=0) as server:
+    with EmulatorServer(host="127.0.0.1", port=0, validate_responses=True) as server:
         yield server
+    assert not server.problems, "the emulator answered outside the spec:\n" + "\n".join(server.problems[:20])
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """The emulator's HTTP face: Stripe's routes, auth, idempotency and faults, as an ASGI app.
 
-Order of a request, as Stripe's edge would have it: auth (401), outage (503), rate limits
-(429), injected failure (500), then idempotency replay or execution. Only requests that
-executed store an idempotent result. Injected latency is the time the work takes: a second
+Order of a request, as Stripe's edge would have it: auth (401), API version (400), outage
+(503), rate limits (429), injected failure (500), then idempotency replay or execution:
+parameters checked against the spec (`spec.check_params`), expansions checked, the work
+done. An idempotent result is saved for a request that executed (2xx, 5xx), never for one
+refused (4xx), and replayed for 24 hours of the account's clock. Injected latency is the time the work takes: a second
 request with an idempotency key still in flight gets Stripe's 409 `idempotency_key_in_use`.
 A dropped connection (fault `drop_rate`) cuts the response either before the work or after
 it, when the write has happened and only its answer is lost.
@@ -29,9 +31,10 @@ from starlette.types import ASGIApp
 from recon_pipeline.emulator import errors
 from recon_pipeline.emulator.faults import Faults
 from recon_pipeline.emulator.params import decode
-from recon_pipeline.emulator.resources import API_VERSION, Account, expand_list
-from recon_pipeline.emulator.state import EmulatorState
-from recon_pipeline.emulator.webhooks import Deliverer, create_endpoint
+from recon_pipeline.emulator.resources import API_VERSION, Account
+from recon_pipeline.emulator.spec import check_params, check_version, response_problems
+from recon_pipeline.emulator.state import EmulatorState, Page
+from recon_pipeline.emulator.webhooks import Deliverer, Endpoints
 from recon_pipeline.stripe_api.ratelimit import endpoint_key
 
 log = logging.getLogger(__name__)
@@ -89,30 +92,11 @@ def _check_auth(request: Request) -> None:
         raise errors.StripeApiError(401, f"Invalid API Key provided: {key[:8]}{'*' * 4}{key[-4:]}")
 
 
-def _expand(account: Account, obj: dict[str, Any], paths: list[str], prefix: str = "") -> dict[str, Any]:
-    """Replace ids by objects for the expand[] paths that apply to this object."""
-    out = obj
-    for path in paths:
-        if prefix:
-            if not path.startswith(prefix):
-                continue
-            path = path[len(prefix):]
-        if path == "default_price" and obj.get("object") == "product" and obj.get("default_price"):
-            out = {**out, "default_price": account.state.get("price", obj["default_price"])}
-        elif path == "product" and obj.get("object") == "price":
-            out = {**out, "product": account.state.get("product", obj["product"])}
-    return out
-
-
-def _delete_endpoint(state: EmulatorState, endpoint_id: str) -> dict[str, Any]:
-    if state.get("webhook_endpoint", endpoint_id) is None:
-        raise errors.no_such("webhook_endpoint", endpoint_id)
-    state.delete("webhook_endpoint", endpoint_id)
-    return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
-
-
-def create_app(state: EmulatorState | None = None, faults: Faults | None = None) -> Starlette:
+def create_app(state: EmulatorState | None = None, faults: Faults | None = None, validate_responses: bool = False) -> Starlette:
+    """The emulator. With `validate_responses`, every body it answers is checked against the
+    vendored spec and each difference kept in `app.state.problems` (the tests assert none)."""
     state = state if state is not None else EmulatorState()
+    problems: list[str] | None = [] if validate_responses else None
     faults = faults if faults is not None else Faults()
     deliverer = Deliverer(state)
     account = Account(state, on_event=deliverer.schedule)
@@ -129,15 +113,26 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
             pairs += parse_qsl(body, keep_blank_values=True)
         return decode(pairs)
 
-    def api(method: str, path: str, handler: Callable[..., Any], list_path: str | None = None):
+    def answer(method: str, template: str, status: int, body: Any, headers: dict[str, str]) -> Response:
+        stats[f"status_{status}"] += 1
+        if problems is not None:
+            problems.extend(f"{method} {template} {status}: {problem}" for problem in response_problems(method, template, status, body))
+        return _json(status, body, headers)
+
+    def api(method: str, template: str, kind: str, handler: Callable[..., Any], listed: bool = False, reveals: tuple[str, ...] = ()) -> Route:
+        """A route of `template` (the spec's path), its parameters checked by the spec."""
+
         async def endpoint(request: Request) -> Response | ASGIApp:
             request_id = "req_" + secrets.token_hex(7)
-            headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
+            version = request.headers.get("stripe-version")
+            headers = {"Request-Id": request_id, "Stripe-Version": version or API_VERSION}
             key = endpoint_key(request.method, request.url.path)
             stats["requests"] += 1
             stats[key] += 1
             try:
                 _check_auth(request)
+                if version is not None:
+                    check_version(version)
                 if faults.outage:
                     raise errors.StripeApiError(503, "Stripe is temporarily unavailable (emulated outage).", type_="api_error", headers={"Stripe-Should-Retry": "true"})
                 if not faults.admit(key):
@@ -151,10 +146,11 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
                 if drop == "before":
                     stats["dropped"] += 1
                     return _drop_connection
-                params = await params_of(request)
+                raw = await params_of(request)
                 idem_key = request.headers.get("idempotency-key") if request.method in ("POST", "DELETE") else None
+                fingerprint = ""
                 if idem_key:
-                    fingerprint = hashlib.sha256(json.dumps([request.method, request.url.path, params], sort_keys=True).encode()).hexdigest()
+                    fingerprint = hashlib.sha256(json.dumps([request.method, request.url.path, raw], sort_keys=True).encode()).hexdigest()
                     stored = state.idempotent_result(idem_key)
                     if stored is not None:
                         if stored[0] != fingerprint:
@@ -164,7 +160,7 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
                                 f"Try using a key other than '{idem_key}' if you meant to execute a different request.",
                                 type_="idempotency_error",
                             )
-                        stats["status_200" if stored[1] == 200 else f"status_{stored[1]}"] += 1
+                        stats[f"status_{stored[1]}"] += 1
                         return Response(stored[2], status_code=stored[1], media_type="application/json", headers={**headers, "Idempotent-Replayed": "true", "Idempotency-Key": idem_key})
                     if idem_key in in_flight:
                         raise errors.StripeApiError(409, IN_FLIGHT_MESSAGE, type_="idempotency_error", code="idempotency_key_in_use")
@@ -176,39 +172,32 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
                         stats["slow"] += delay > faults.latency_ms / 1000
                         await asyncio.sleep(delay)
                     meta = {"id": request_id, "idempotency_key": idem_key}
-                    expand = expand_list(params)
-                    params.pop("expand", None)
                     with state.lock:
                         try:
+                            params = check_params(request.method, template, raw)
+                            expand = account.check_expand(kind, params.pop("expand", []), listed)
                             result = handler(request.path_params, params, meta)
-                            status, body = 200, _render(account, result, expand, list_path or request.url.path)
+                            status, body = 200, render(result, expand, request.url.path, reveals)
                         except errors.StripeApiError as error:
                             status, body = error.status, error.body()
-                        text = json.dumps(body)
-                        if idem_key and status < 500:
-                            state.remember(idem_key, fingerprint, status, text)
+                        # Stripe saves the result of a request that executed, not of one it refused (4xx).
+                        if idem_key and not 400 <= status < 500:
+                            state.remember(idem_key, fingerprint, status, json.dumps(body))
                 finally:
                     in_flight.discard(idem_key)
                 if drop == "after":
                     stats["dropped"] += 1
                     return _drop_connection
-                stats[f"status_{status}"] += 1
-                return Response(text, status_code=status, media_type="application/json", headers=headers)
+                return answer(request.method, template, status, body, headers)
             except errors.StripeApiError as error:
-                stats[f"status_{error.status}"] += 1
-                return _json(error.status, error.body(), {**headers, **error.headers})
+                return answer(request.method, template, error.status, error.body(), {**headers, **error.headers})
 
-        return Route(path, endpoint, methods=[method])
+        return Route(template, endpoint, methods=[method])
 
-    def _render(account: Account, result: Any, expand: list[str], url: str) -> Any:
-        if hasattr(result, "has_more"):
-            return {
-                "object": "list",
-                "data": [_expand(account, obj, expand, "data.") for obj in result.data],
-                "has_more": result.has_more,
-                "url": url,
-            }
-        return _expand(account, result, expand)
+    def render(result: Any, expand: list[str], url: str, reveals: tuple[str, ...]) -> Any:
+        if isinstance(result, Page):
+            return {"object": "list", "data": [account.render(obj, expand) for obj in result.data], "has_more": result.has_more, "url": url}
+        return {**account.render(result, expand), **{name: result[name] for name in reveals}}
 
     def admin_faults_get(request: Request) -> Response:
         return JSONResponse(faults.as_dict())
@@ -249,26 +238,38 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
         stats.clear()
         return JSONResponse({"reset": True})
 
+    async def admin_clock(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                state.advance_clock(int((await request.json()).get("advance_s", 0)))
+            except (ValueError, TypeError, AttributeError) as error:
+                return JSONResponse({"error": f"{error}; send {{\"advance_s\": <seconds, 0 or more>}}"}, status_code=400)
+        return JSONResponse({"now": state.clock.now(), "offset_s": state.clock.offset_s})
+
+    endpoints = Endpoints(account)
     routes = [
-        api("POST", "/v1/products", lambda pp, p, m: account.create_product(p, m)),
-        api("GET", "/v1/products", lambda pp, p, m: account.list_products(p)),
-        api("GET", "/v1/products/{id}", lambda pp, p, m: account.product(pp["id"])),
-        api("POST", "/v1/products/{id}", lambda pp, p, m: account.update_product(pp["id"], p, m)),
-        api("DELETE", "/v1/products/{id}", lambda pp, p, m: account.delete_product(pp["id"], m)),
-        api("POST", "/v1/prices", lambda pp, p, m: account.create_price(p, m)),
-        api("GET", "/v1/prices", lambda pp, p, m: account.list_prices(p)),
-        api("GET", "/v1/prices/{id}", lambda pp, p, m: account.price(pp["id"])),
-        api("POST", "/v1/prices/{id}", lambda pp, p, m: account.update_price(pp["id"], p, m)),
-        api("GET", "/v1/events", lambda pp, p, m: account.list_events(p)),
-        api("GET", "/v1/events/{id}", lambda pp, p, m: account.event(pp["id"])),
-        api("POST", "/v1/webhook_endpoints", lambda pp, p, m: create_endpoint(state, p)),
-        api("GET", "/v1/webhook_endpoints", lambda pp, p, m: state.list("webhook_endpoint", 100)),
-        api("DELETE", "/v1/webhook_endpoints/{id}", lambda pp, p, m: _delete_endpoint(state, pp["id"])),
+        api("POST", "/v1/products", "product", lambda pp, p, m: account.create_product(p, m)),
+        api("GET", "/v1/products", "product", lambda pp, p, m: account.list_products(p), listed=True),
+        api("GET", "/v1/products/{id}", "product", lambda pp, p, m: account.product(pp["id"])),
+        api("POST", "/v1/products/{id}", "product", lambda pp, p, m: account.update_product(pp["id"], p, m)),
+        api("DELETE", "/v1/products/{id}", "product", lambda pp, p, m: account.delete_product(pp["id"], m)),
+        api("POST", "/v1/prices", "price", lambda pp, p, m: account.create_price(p, m)),
+        api("GET", "/v1/prices", "price", lambda pp, p, m: account.list_prices(p), listed=True),
+        api("GET", "/v1/prices/{price}", "price", lambda pp, p, m: account.price(pp["price"])),
+        api("POST", "/v1/prices/{price}", "price", lambda pp, p, m: account.update_price(pp["price"], p, m)),
+        api("GET", "/v1/events", "event", lambda pp, p, m: account.list_events(p), listed=True),
+        api("GET", "/v1/events/{id}", "event", lambda pp, p, m: account.event(pp["id"])),
+        api("POST", "/v1/webhook_endpoints", "webhook_endpoint", lambda pp, p, m: endpoints.create(p), reveals=("secret",)),
+        api("GET", "/v1/webhook_endpoints", "webhook_endpoint", lambda pp, p, m: endpoints.list(p), listed=True),
+        api("GET", "/v1/webhook_endpoints/{webhook_endpoint}", "webhook_endpoint", lambda pp, p, m: endpoints.get(pp["webhook_endpoint"])),
+        api("POST", "/v1/webhook_endpoints/{webhook_endpoint}", "webhook_endpoint", lambda pp, p, m: endpoints.update(pp["webhook_endpoint"], p)),
+        api("DELETE", "/v1/webhook_endpoints/{webhook_endpoint}", "webhook_endpoint", lambda pp, p, m: endpoints.delete(pp["webhook_endpoint"])),
         Route("/_emulator/faults", admin_faults_get, methods=["GET"]),
         Route("/_emulator/faults", admin_faults_post, methods=["POST"]),
         Route("/_emulator/fixtures", admin_fixtures, methods=["POST"]),
         Route("/_emulator/stats", admin_stats, methods=["GET"]),
         Route("/_emulator/reset", admin_reset, methods=["POST"]),
+        Route("/_emulator/clock", admin_clock, methods=["GET", "POST"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -278,4 +279,5 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None)
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.account = account
     app.state.faults = faults
+    app.state.problems = problems
     return app

@@ -39,5 +39,15 @@ def invalid(param: str, message: str, code: str = "parameter_invalid_string") ->
     return StripeApiError(400, message, code=code, param=param)
 
 
+def cannot_unset(param: str) -> StripeApiError:
+    """Stripe's answer to `param=""` where the parameter cannot be unset."""
+    return invalid(
+        param,
+        f"You passed an empty string for '{param}'. We assume empty values are an attempt to unset a parameter; "
+        f"however '{param}' cannot be unset. You should remove '{param}' from your request or supply a non-empty value.",
+        "parameter_invalid_empty",
+    )
+
+
 def no_such(kind: str, object_id: str, param: str = "id") -> StripeApiError:
     return StripeApiError(404, f"No such {kind}: '{object_id}'", code="resource_missing", param=param)

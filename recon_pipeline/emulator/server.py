@@ -65,10 +65,15 @@ class ServerThread:
 class EmulatorServer(ServerThread):
     """The emulator on a real port, served from a background thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, state_path: str | None = None, faults: Faults | None = None):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, state_path: str | None = None, faults: Faults | None = None, validate_responses: bool = False):
         self.state = EmulatorState(state_path)
         self.faults = faults or Faults()
-        super().__init__(create_app(self.state, self.faults), host, port)
+        super().__init__(create_app(self.state, self.faults, validate_responses), host, port)
+
+    @property
+    def problems(self) -> list[str]:
+        """Where the bodies it answered differ from the spec (with `validate_responses`)."""
+        return list(self.app.state.problems or [])
 
     def stop(self) -> None:
         super().stop()

@@ -5,8 +5,12 @@ Stripe lists newest first, and objects created in the same second come out newes
 too, which `seq` (insertion order) reproduces. A sorted key list per kind makes a page of
 a `created` window a bisect plus a short walk.
 
+The account's clock (`EmulatorClock`) is the wall clock plus an offset a test can advance
+(`POST /_emulator/clock`): objects' `created`, and the 24 hours after which Stripe prunes an
+idempotency key, are read from it.
+
 With a path, every change is written through to a SQLite file (WAL), so the account,
-its events and its idempotency records survive a restart.
+its events, its idempotency records and its clock offset survive a restart.
 """
 
 from __future__ import annotations
@@ -15,11 +19,24 @@ import bisect
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 KINDS = ("product", "price", "event", "webhook_endpoint")
+# Stripe prunes an idempotency key once it is at least 24 hours old.
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+class EmulatorClock:
+    """Wall-clock seconds plus an offset: time in the emulated account."""
+
+    def __init__(self, offset_s: int = 0):
+        self.offset_s = offset_s
+
+    def now(self) -> int:
+        return int(time.time()) + self.offset_s
 
 
 @dataclass
@@ -35,7 +52,8 @@ class EmulatorState:
         self._objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in KINDS}
         self._keys: dict[str, list[tuple[int, int, str]]] = {k: [] for k in KINDS}
         self._key_of: dict[str, dict[str, tuple[int, int, str]]] = {k: {} for k in KINDS}
-        self._idempotency: dict[str, tuple[str, int, str]] = {}
+        self._idempotency: dict[str, tuple[str, int, str, int]] = {}
+        self.clock = EmulatorClock()
         self._seq = 0
         self._db: sqlite3.Connection | None = None
         if path:
@@ -50,11 +68,17 @@ class EmulatorState:
             "CREATE TABLE IF NOT EXISTS objects (kind TEXT, id TEXT, seq INTEGER, created INTEGER, body TEXT, PRIMARY KEY (kind, id))"
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, fingerprint TEXT, status INTEGER, body TEXT)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(idempotency)")}
+        if "saved_at" not in columns:  # a state file from before keys expired: they count from now
+            self._db.execute(f"ALTER TABLE idempotency ADD COLUMN saved_at INTEGER NOT NULL DEFAULT {int(time.time())}")
+        self._db.execute("CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT)")
+        for (value,) in self._db.execute("SELECT value FROM settings WHERE name = 'clock_offset_s'"):
+            self.clock.offset_s = int(value)
         for kind, seq, created, body in self._db.execute("SELECT kind, seq, created, body FROM objects ORDER BY seq"):
             self._index(kind, json.loads(body), created, seq)
             self._seq = max(self._seq, seq)
-        for key, fingerprint, status, body in self._db.execute("SELECT key, fingerprint, status, body FROM idempotency"):
-            self._idempotency[key] = (fingerprint, status, body)
+        for key, fingerprint, status, body, saved_at in self._db.execute("SELECT key, fingerprint, status, body, saved_at FROM idempotency"):
+            self._idempotency[key] = (fingerprint, status, body, saved_at)
 
     def _persist(self, rows: list[tuple[str, str, int, int, str]]) -> None:
         if self._db is not None and rows:
@@ -153,15 +177,45 @@ class EmulatorState:
                 i -= 1
             return Page(found[:limit], len(found) > limit)
 
+    # -- clock ----------------------------------------------------------------------------
+    def advance_clock(self, seconds: int) -> int:
+        """Move the account's time forward (never back: Stripe's `created` only grows)."""
+        if seconds < 0:
+            raise ValueError(f"the clock only moves forward; got advance_s={seconds}")
+        with self.lock:
+            self.clock.offset_s += seconds
+            if self._db is not None:
+                self._db.execute("INSERT OR REPLACE INTO settings VALUES ('clock_offset_s', ?)", (str(self.clock.offset_s),))
+            self._prune_idempotency()
+        return self.clock.now()
+
     # -- idempotency ----------------------------------------------------------------------
     def idempotent_result(self, key: str) -> tuple[str, int, str] | None:
-        return self._idempotency.get(key)
+        """(fingerprint, status, body) saved under `key`, unless it is 24 hours old."""
+        saved = self._idempotency.get(key)
+        if saved is None or saved[3] <= self.clock.now() - IDEMPOTENCY_TTL_S:
+            return None
+        return saved[:3]
 
     def remember(self, key: str, fingerprint: str, status: int, body: str) -> None:
         with self.lock:
-            self._idempotency[key] = (fingerprint, status, body)
+            saved_at = self.clock.now()
+            self._idempotency[key] = (fingerprint, status, body, saved_at)
             if self._db is not None:
-                self._db.execute("INSERT OR REPLACE INTO idempotency VALUES (?, ?, ?, ?)", (key, fingerprint, status, body))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, body, saved_at) VALUES (?, ?, ?, ?, ?)",
+                    (key, fingerprint, status, body, saved_at),
+                )
+            if len(self._idempotency) % 1024 == 0:
+                self._prune_idempotency()
+
+    def _prune_idempotency(self) -> None:
+        cutoff = self.clock.now() - IDEMPOTENCY_TTL_S
+        expired = [key for key, saved in self._idempotency.items() if saved[3] <= cutoff]
+        for key in expired:
+            del self._idempotency[key]
+        if self._db is not None and expired:
+            self._db.execute("DELETE FROM idempotency WHERE saved_at <= ?", (cutoff,))
 
     def reset(self) -> None:
         with self.lock:
@@ -170,9 +224,11 @@ class EmulatorState:
                 self._keys[kind].clear()
                 self._key_of[kind].clear()
             self._idempotency.clear()
+            self.clock.offset_s = 0
             if self._db is not None:
                 self._db.execute("DELETE FROM objects")
                 self._db.execute("DELETE FROM idempotency")
+                self._db.execute("DELETE FROM settings")
 
     def close(self) -> None:
         if self._db is not None:

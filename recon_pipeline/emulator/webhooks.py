@@ -1,5 +1,9 @@
 """Webhook endpoints and signed event delivery, as Stripe does it.
 
+An endpoint is created, retrieved, updated (`url`, `enabled_events`, `disabled`,
+`description`, `metadata`), listed and deleted; its signing `secret` is shown once, in the
+answer that creates it.
+
 Each event is POSTed to every enabled endpoint whose `enabled_events` match, signed with
 the endpoint's secret (`Stripe-Signature: t=<timestamp>,v1=<HMAC-SHA256 of "t.payload">`),
 and retried with exponential backoff while the endpoint fails (Stripe retries for days;
@@ -9,6 +13,7 @@ the emulator's schedule is compressed: `RETRY_BASE_S` doubling, `MAX_ATTEMPTS` t
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import hmac
 import json
@@ -19,8 +24,9 @@ from typing import Any
 import httpx
 
 from recon_pipeline.emulator import errors
-from recon_pipeline.emulator.resources import check_known, new_id, now
-from recon_pipeline.emulator.state import EmulatorState
+from recon_pipeline.emulator.resources import API_VERSION, Account, apply_metadata, new_id
+from recon_pipeline.emulator.spec import check_version
+from recon_pipeline.emulator.state import EmulatorState, Page
 
 log = logging.getLogger(__name__)
 RETRY_BASE_S = 0.5
@@ -33,29 +39,59 @@ def sign(payload: str, secret: str, timestamp: int | None = None) -> str:
     return f"t={timestamp},v1={digest}"
 
 
-def create_endpoint(state: EmulatorState, params: dict[str, Any]) -> dict[str, Any]:
-    check_known(params, {"url", "enabled_events", "description", "metadata", "api_version"})
-    url = params.get("url")
-    if not url:
-        raise errors.missing("url")
-    events = params.get("enabled_events")
-    if not events:
-        raise errors.missing("enabled_events")
-    endpoint = {
-        "id": new_id("we"),
-        "object": "webhook_endpoint",
-        "api_version": params.get("api_version"),
-        "application": None,
-        "created": now(),
-        "description": params.get("description"),
-        "enabled_events": events if isinstance(events, list) else [events],
-        "livemode": False,
-        "metadata": params.get("metadata") or {},
-        "secret": "whsec_" + new_id("x")[2:],
-        "status": "enabled",
-        "url": url,
-    }
-    return state.put("webhook_endpoint", endpoint)
+class Endpoints:
+    """`/v1/webhook_endpoints`: the `secret` is in the answer that creates an endpoint only."""
+
+    def __init__(self, account: Account):
+        self.account = account
+        self.state = account.state
+
+    def create(self, params: dict[str, Any]) -> dict[str, Any]:
+        endpoint = {
+            "id": new_id("we"),
+            "object": "webhook_endpoint",
+            "api_version": check_version(params["api_version"], "api_version") if "api_version" in params else API_VERSION,
+            "application": None,
+            "created": self.account.now(),
+            "description": params.get("description") or None,
+            "enabled_events": params["enabled_events"],
+            "livemode": False,
+            "metadata": apply_metadata({}, params.get("metadata", {})),
+            "secret": "whsec_" + new_id("x")[2:],
+            "status": "enabled",
+            "url": params["url"],
+        }
+        self.state.put("webhook_endpoint", endpoint)
+        return endpoint
+
+    def get(self, endpoint_id: str) -> dict[str, Any]:
+        endpoint = self.state.get("webhook_endpoint", endpoint_id)
+        if endpoint is None:
+            raise errors.no_such("webhook_endpoint", endpoint_id, "webhook_endpoint")
+        return endpoint
+
+    def update(self, endpoint_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        endpoint = copy.deepcopy(self.get(endpoint_id))
+        for name in ("url", "enabled_events"):
+            if name in params:
+                endpoint[name] = params[name]
+        if "description" in params:
+            endpoint["description"] = params["description"] or None
+        if "metadata" in params:
+            endpoint["metadata"] = apply_metadata(endpoint["metadata"], params["metadata"])
+        if "disabled" in params:
+            endpoint["status"] = "disabled" if params["disabled"] else "enabled"
+        self.state.put("webhook_endpoint", endpoint)
+        return endpoint
+
+    def list(self, params: dict[str, Any]) -> Page:
+        self.account.check_cursor("webhook_endpoint", params)
+        return self.state.list("webhook_endpoint", params.get("limit", 10), None, params.get("starting_after"), params.get("ending_before"))
+
+    def delete(self, endpoint_id: str) -> dict[str, Any]:
+        self.get(endpoint_id)
+        self.state.delete("webhook_endpoint", endpoint_id)
+        return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
 
 
 def _wants(endpoint: dict[str, Any], event_type: str) -> bool:

@@ -204,8 +204,8 @@ class Repairer:
         return self._set_price(action.product_id, action.found.stripe_id, action.wanted)
 
     def _set_price(self, product_id: str, stripe_id: str, desired: DesiredProduct) -> int:
-        prices = list(self.gateway.list_all("/v1/prices", params={"product": stripe_id, "limit": 100}))
-        active_prices = [p for p in prices if p.get("active")]
+        # Stripe lists active prices unless asked for archived ones (`active=false`).
+        active_prices = list(self.gateway.list_all("/v1/prices", params={"product": stripe_id, "active": True, "limit": 100}))
         # Keys name the catalog version and the active prices replaced. Not the product's own
         # state: an earlier attempt's product write changes that, and a retry must replay the
         # same keys, or a price creation still in flight would be made twice.
@@ -217,7 +217,10 @@ class Repairer:
             # Reuse a price that already has the wanted terms: an active one as it is, an
             # archived one (say, archived in the dashboard) by reactivating it, so going back
             # to an earlier price never mints a second identical Price.
-            matching = sorted((p for p in prices if _price_matches(p, amount, currency, interval)), key=lambda p: not p.get("active"))
+            matching = [p for p in active_prices if _price_matches(p, amount, currency, interval)]
+            if not matching:
+                archived = self.gateway.list_all("/v1/prices", params={"product": stripe_id, "active": False, "limit": 100})
+                matching = [p for p in archived if _price_matches(p, amount, currency, interval)]
             if matching:
                 new_price_id = matching[0]["id"]
                 if not matching[0].get("active"):
@@ -236,10 +239,13 @@ class Repairer:
                     params["recurring"] = {"interval": interval}
                 new_price_id = self.write(product_id, "post", "/v1/prices", params, version)["id"]
                 writes += 1
-        self.write(product_id, "post", f"/v1/products/{stripe_id}", {"default_price": new_price_id or ""}, version)
-        writes += 1
+            self.write(product_id, "post", f"/v1/products/{stripe_id}", {"default_price": new_price_id}, version)
+            writes += 1
+        # Stripe keeps a product's default price once set (it cannot be unset or archived):
+        # with no price in the catalog, the default stays and the others are archived.
+        keep = new_price_id or self.gateway.request("get", f"/v1/products/{stripe_id}").get("default_price")
         for price in active_prices:
-            if price["id"] != new_price_id:
+            if price["id"] != keep:
                 self.write(product_id, "post", f"/v1/prices/{price['id']}", {"active": False}, version)
                 writes += 1
         return writes

@@ -21,6 +21,7 @@ import stripe
 from sqlalchemy import create_engine, text
 
 from recon_pipeline.catalog import Catalog
+from recon_pipeline.emulator.resources import API_VERSION
 from recon_pipeline.emulator.webhooks import sign
 from recon_pipeline.repair import full_drift
 from recon_pipeline.stripe_api import StripeGateway
@@ -102,7 +103,7 @@ def event(event_id: str, type_: str, obj: dict, created: int | None = None, key:
         "object": "event",
         "type": type_,
         "created": created or int(time.time()),
-        "api_version": "2024-06-20",
+        "api_version": API_VERSION,
         "data": {"object": obj},
         "livemode": False,
         "pending_webhooks": 0,
