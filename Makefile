@@ -45,12 +45,14 @@ serve: setup
 bench: setup
 	$(BIN)/python bench/bench_diff.py
 	$(BIN)/python bench/bench_snapshot.py
+	$(BIN)/python bench/bench_reconcile.py
 	$(BIN)/python bench/bench_emulator.py
 
 ## bench-smoke: every benchmark at its small size, asserting its correctness checks (no timing)
 bench-smoke: setup
 	$(BIN)/python bench/bench_diff.py --smoke
 	$(BIN)/python bench/bench_snapshot.py --smoke
+	$(BIN)/python bench/bench_reconcile.py --smoke
 	$(BIN)/python bench/bench_emulator.py --smoke
 	$(BIN)/python bench/bench_outbox.py --smoke
 	$(BIN)/python bench/bench_repair.py --smoke

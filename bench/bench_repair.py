@@ -20,10 +20,11 @@ from pathlib import Path
 
 import httpx
 
-from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
+from recon_pipeline.catalog import Catalog
 from recon_pipeline.emulator import EmulatorServer
 from recon_pipeline.repair import converge, read_sides
 from recon_pipeline.stripe_api import StripeGateway
+from recon_pipeline.testing import priced_fixture, seed_priced
 
 
 def main() -> None:
@@ -38,13 +39,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, EmulatorServer(host="127.0.0.1", port=0) as server:
         catalog = Catalog.open(f"sqlite:///{Path(tmp) / 'catalog.db'}")
-        products = [CatalogProduct(id=f"sku_{i:05d}", name=f"Product {i}", unit_amount=1000, currency="usd") for i in range(args.products)]
-        upsert_products(catalog.engine, products)
-        stripe_side = [
-            {"id": p.id, "name": p.name + " (stale)", "description": None, "active": True, "metadata": {}, "created": 1_700_000_000 + i,
-             "price": {"unit_amount": 1000, "currency": "usd", "recurring_interval": None, "lookup_key": None, "created": 1_700_000_000 + i}}
-            for i, p in enumerate(products)
-        ]
+        ids = [f"sku_{i:05d}" for i in range(args.products)]
+        seed_priced(catalog, ids, name="Product {id}")
+        stripe_side = [priced_fixture(product_id, f"Product {product_id} (stale)", created=1_700_000_000 + i, default_price=f"{product_id}:default") for i, product_id in enumerate(ids)]
         httpx.post(f"{server.url}/_emulator/fixtures", json={"products": stripe_side}, timeout=120).raise_for_status()
 
         # Both sides read before the clock starts: the benchmark times the writes.

@@ -10,7 +10,8 @@ from enum import StrEnum
 
 
 class OrphanPolicy(StrEnum):
-    """What repair does with a product that is in Stripe but not in the catalog."""
+    """What repair does with a product in Stripe but not in the catalog (RECON_ORPHAN_POLICY), or
+    with a price of a catalog product whose lookup key the catalog does not own (RECON_PRICE_ORPHAN_POLICY)."""
 
     REPORT = "report"
     ARCHIVE = "archive"

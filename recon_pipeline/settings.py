@@ -52,6 +52,9 @@ KNOWN_VARIABLES = (
     "RECON_CATALOG_TABLE",
     "RECON_CATALOG_COLUMNS",
     "RECON_CATALOG_QUERY",
+    "RECON_PRICES_TABLE",
+    "RECON_PRICES_COLUMNS",
+    "RECON_PRICES_QUERY",
     "STRIPE_API_KEY",
     "STRIPE_API_BASE",
     "STRIPE_WEBHOOK_SECRET",
@@ -61,6 +64,7 @@ KNOWN_VARIABLES = (
     "RECON_MAX_DRIFT_RATE",
     "RECON_MAX_REPAIR_SHARE",
     "RECON_ORPHAN_POLICY",
+    "RECON_PRICE_ORPHAN_POLICY",
     "RECON_CONFLICT_POLICY",
     "RECON_MAX_OUTBOX_LAG_S",
     "RECON_PARTITIONS_START",
@@ -107,6 +111,7 @@ class Settings:
     max_drift_rate: float = 0.01
     max_repair_share: float = 0.10
     orphan_policy: OrphanPolicy = OrphanPolicy.REPORT
+    price_orphan_policy: OrphanPolicy = OrphanPolicy.REPORT
     conflict_policy: ConflictPolicy = ConflictPolicy.LOCAL_WINS
     max_outbox_lag_s: float = 300.0
     webhook_secret: str | None = field(default=None, repr=False)
@@ -190,6 +195,7 @@ class Settings:
             max_drift_rate=_fraction(env, "RECON_MAX_DRIFT_RATE", 0.01),
             max_repair_share=_fraction(env, "RECON_MAX_REPAIR_SHARE", 0.10),
             orphan_policy=_choice(env, "RECON_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
+            price_orphan_policy=_choice(env, "RECON_PRICE_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
             conflict_policy=_choice(env, "RECON_CONFLICT_POLICY", ConflictPolicy, ConflictPolicy.LOCAL_WINS),
             max_outbox_lag_s=_positive(env, "RECON_MAX_OUTBOX_LAG_S", 300.0, "seconds"),
             webhook_secret=webhook_secret,
@@ -223,7 +229,7 @@ def _catalog_source(env: Mapping[str, str]) -> CatalogSource:
 
     try:
         return CatalogSource.from_settings(
-            _text(env, "RECON_CATALOG_TABLE"), _text(env, "RECON_CATALOG_COLUMNS"), _text(env, "RECON_CATALOG_QUERY")
+            *(_text(env, f"RECON_{kind}_{part}") for kind in ("CATALOG", "PRICES") for part in ("TABLE", "COLUMNS", "QUERY"))
         )
     except CatalogSourceError as error:
         raise SettingsError(str(error)) from None

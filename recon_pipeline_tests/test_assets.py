@@ -16,13 +16,14 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert, select, text
 
-from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
+from recon_pipeline.catalog import Catalog, CatalogPrice, CatalogProduct, upsert_products
+from recon_pipeline.catalog.prices import PRICE_COLUMNS
 from recon_pipeline.catalog.schema import quarantine
 from recon_pipeline.catalog.source import FIELDS
-from recon_pipeline.defs.reconciliation import catalog_drift, local_products, stripe_products
+from recon_pipeline.defs.reconciliation import catalog_drift, local_prices, local_products, stripe_prices, stripe_products
 from recon_pipeline.defs.repair import RepairConfig, catalog_repair
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
-from recon_pipeline.reconcile import COMPARED_FIELDS, local_frame, stripe_frame
+from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_COLUMNS, PRICE_COMPARED_FIELDS, local_frame, local_price_frame, stripe_frame, stripe_price_frame
 
 
 def run(asset: dg.AssetsDefinition, resources: dict[str, Any], config: dict[str, Any] | None = None, **inputs: Any) -> tuple[dg.Output, dict[str, dg.AssetCheckResult]]:
@@ -46,6 +47,18 @@ def stripe_products_of(*rows: dict[str, Any]) -> pd.DataFrame:
     return stripe_frame([{"active": True, "metadata": {}, "default_price": None, **row} for row in rows])
 
 
+def price_rows(*prices: CatalogPrice) -> pd.DataFrame:
+    now = pd.Timestamp("2026-11-25T12:00:00Z").to_pydatetime()
+    return local_price_frame(pd.DataFrame([p.as_row(now) for p in prices], columns=list(PRICE_COLUMNS)))
+
+
+def stripe_prices_of(*rows: dict[str, Any]) -> pd.DataFrame:
+    return stripe_price_frame([{"active": True, "currency": "usd", "unit_amount": 100, "created": 1, **row} for row in rows])
+
+
+NO_PRICES = {"local_prices": price_rows(), "stripe_prices": stripe_prices_of()}
+
+
 @pytest.fixture
 def catalog_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'catalog.db'}"
@@ -56,14 +69,19 @@ def catalog_url(tmp_path: Path) -> str:
 def test_catalog_drift_counts_every_field_even_at_zero_and_fails_above_the_policys_rate(catalog_url):
     local = catalog_rows(CatalogProduct(id="a", name="A"), CatalogProduct(id="b", name="B"), CatalogProduct(id="c", name="C"))
     remote = stripe_products_of({"id": "a", "name": "A renamed"}, {"id": "b", "name": "B"}, {"id": "c", "name": "C"})
+    prices = price_rows(CatalogPrice(lookup_key="a_m", product_id="a", currency="usd", unit_amount=100))
+    remote_prices = stripe_prices_of({"id": "price_1", "product": "a", "lookup_key": "a_m", "unit_amount": 150})
     for threshold, passes in ((0.5, True), (0.2, False)):
         resources = {"catalog": CatalogResource(url=catalog_url), "policy": ReconPolicy(max_drift_rate=threshold)}
-        output, checks = run(catalog_drift, resources, local_products=local, stripe_products=remote)
+        output, checks = run(catalog_drift, resources, local_products=local, stripe_products=remote, local_prices=prices, stripe_prices=remote_prices)
         metadata = values(output.metadata)
-        assert output.value["product_id"].tolist() == ["a"]
+        assert output.value[["product_id", "kind"]].values.tolist() == [["a", "field_mismatch"], ["a", "price_field_mismatch"]]
+        assert list(output.value.columns) == list(DRIFT_COLUMNS)
         # Every field has its count, zeros included: the UI plots continuous lines.
         assert {f: metadata[f"drift/field_mismatch/{f}"] for f in COMPARED_FIELDS} == {f: int(f == "name") for f in COMPARED_FIELDS}
-        assert (metadata["drift/total"], metadata["products_with_drift"], metadata["products_total"]) == (1, 1, 3)
+        assert {f: metadata[f"drift/price_field_mismatch/{f}"] for f in PRICE_COMPARED_FIELDS} == {f: int(f == "unit_amount") for f in PRICE_COMPARED_FIELDS}
+        assert (metadata["drift/total"], metadata["drift/price_field_mismatch"], metadata["products_with_drift"], metadata["products_total"]) == (2, 1, 1, 3)
+        assert "a_m" in metadata["preview"]
         check = checks["drift_rate_below_threshold"]
         assert check.passed is passes and values(check.metadata)["threshold"] == threshold
         assert (check.description is None) is passes
@@ -74,23 +92,34 @@ def test_a_quarantined_product_in_stripe_is_left_alone_not_reported_as_an_orphan
     with catalog.engine.begin() as conn:
         conn.execute(insert(quarantine).values(at=pd.Timestamp.now(tz="UTC").to_pydatetime(), product_id="held", reason="negative amount"))
     remote = stripe_products_of({"id": "held", "name": "In Stripe"}, {"id": "gone", "name": "Orphan"})
-    output, _ = run(catalog_drift, {"catalog": CatalogResource(url=catalog_url), "policy": ReconPolicy()}, local_products=catalog_rows(), stripe_products=remote)
+    output, _ = run(catalog_drift, {"catalog": CatalogResource(url=catalog_url), "policy": ReconPolicy()}, local_products=catalog_rows(), stripe_products=remote, **NO_PRICES)
     assert output.value[["product_id", "kind"]].values.tolist() == [["gone", "orphan_in_stripe"]]
 
 
-def test_local_products_quarantines_a_bad_row_with_its_reason_and_warns(catalog_url):
+def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn(catalog_url):
     catalog = Catalog.open(catalog_url)
-    upsert_products(catalog.engine, [CatalogProduct(id="good", name="Good", unit_amount=100, currency="usd")])
+    upsert_products(catalog.engine, [CatalogProduct(id="good", name="Good")])
     with catalog.engine.begin() as conn:  # what a bulk import around our validation could leave behind
-        conn.execute(text("INSERT INTO products (id, name, active, unit_amount, currency, updated_at) VALUES ('bad', 'Bad', 1, -5, 'usd', '2026-11-25')"))
+        conn.execute(text("INSERT INTO products (id, name, active, images, updated_at) VALUES ('bad', 'Bad', 1, '[\"ftp://x\"]', '2026-11-25')"))
+        conn.execute(text("INSERT INTO prices (lookup_key, product_id, active, currency, unit_amount, billing_scheme, updated_at) VALUES ('good_m', 'good', 1, 'usd', -5, 'per_unit', '2026-11-25')"))
+        conn.execute(text("INSERT INTO prices (lookup_key, product_id, active, currency, unit_amount, billing_scheme, updated_at) VALUES ('good_y', 'good', 1, 'usd', 500, 'per_unit', '2026-11-25')"))
+        conn.execute(text("INSERT INTO prices (lookup_key, product_id, active, currency, unit_amount, billing_scheme, updated_at) VALUES ('bad_m', 'bad', 1, 'usd', 500, 'per_unit', '2026-11-25')"))
     output, checks = run(local_products, {"catalog": CatalogResource(url=catalog_url)})
     assert output.value["product_id"].tolist() == ["good"]
     assert values(output.metadata)["quarantined"] == 1
     warning = checks["no_quarantined_rows"]
-    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN and "unit_amount=-5" in (warning.description or "")
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN and "images=['ftp://x']" in (warning.description or "")
     assert checks["ids_unique"].passed
+    prices, price_checks = run(local_prices, {"catalog": CatalogResource(url=catalog_url)}, local_products=output.value)
+    assert prices.value["lookup_key"].tolist() == ["good_y"]
+    reasons = values(price_checks["no_quarantined_rows"].metadata)["reasons"]
+    assert "unit_amount=-5" in reasons and "'bad_m': product_id='bad' is not a catalog product that can be synced" in reasons
     with catalog.engine.connect() as conn:
-        assert conn.execute(select(quarantine.c.product_id)).scalars().all() == ["bad"]
+        assert sorted(conn.execute(select(quarantine.c.kind, quarantine.c.product_id, quarantine.c.lookup_key)).all()) == [
+            ("price", "bad", "bad_m"),
+            ("price", "good", "good_m"),
+            ("product", "bad", None),
+        ]
 
 
 def test_stripe_products_pages_the_whole_account_and_says_so(catalog_url, emulator):
@@ -103,17 +132,30 @@ def test_stripe_products_pages_the_whole_account_and_says_so(catalog_url, emulat
     assert values(output.metadata)["dagster/row_count"] == 250
 
 
+def test_stripe_prices_lists_active_and_archived_prices_and_says_so(catalog_url, emulator):
+    fixtures = [{"id": f"p{i:03d}", "name": f"P{i}", "created": 1_700_000_000 + i * 60, "prices": [
+        {"currency": "usd", "unit_amount": 100, "lookup_key": f"p{i:03d}_m", "created": 1_700_000_000 + i * 60},
+        {"currency": "usd", "unit_amount": 900, "active": False, "created": 1_700_000_000 + i * 60},
+    ]} for i in range(120)]  # fmt: skip
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": fixtures}).raise_for_status()
+    stripe = StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000)
+    output, checks = run(stripe_prices, {"catalog": CatalogResource(url=catalog_url), "stripe": stripe})
+    assert len(output.value) == 240 and int(output.value["active"].sum()) == 120
+    assert checks["snapshot_complete"].passed and checks["ids_unique"].passed
+    assert values(output.metadata)["active"] == 120
+
+
 def test_catalog_repair_above_the_breakers_share_plans_but_writes_nothing(catalog_url, emulator):
     local = catalog_rows(*(CatalogProduct(id=f"new_{i}", name=f"New {i}") for i in range(3)), CatalogProduct(id="kept", name="Kept"))
     remote = stripe_products_of({"id": "kept", "name": "Kept"})
-    drift = pd.DataFrame({"product_id": [f"new_{i}" for i in range(3)], "kind": "missing_in_stripe", "field": None, "local_value": None, "stripe_value": None})
+    drift = pd.DataFrame({"product_id": [f"new_{i}" for i in range(3)], "lookup_key": None, "kind": "missing_in_stripe", "field": None, "local_value": None, "stripe_value": None})
     resources = {
         "catalog": CatalogResource(url=catalog_url),
         "stripe": StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000),
         "policy": ReconPolicy(max_repair_share=0.5),
     }
-    output, checks = run(catalog_repair, resources, RepairConfig().model_dump(), catalog_drift=drift, local_products=local, stripe_products=remote)
-    assert not checks["mass_drift_breaker"].passed and "3 of 4 products would be written" in (checks["mass_drift_breaker"].description or "")
+    output, checks = run(catalog_repair, resources, RepairConfig().model_dump(), catalog_drift=drift, local_products=local, stripe_products=remote, **NO_PRICES)
+    assert not checks["mass_drift_breaker"].passed and "3 of 4 products and prices would be written" in (checks["mass_drift_breaker"].description or "")
     assert set(output.value["status"]) == {"dry_run"} and values(output.metadata)["breaker_tripped"]
     assert httpx.get(f"{emulator.url}/_emulator/stats").json()["endpoints"].get("POST /v1/products", 0) == 0
 
@@ -130,7 +172,7 @@ def test_catalog_repair_refuses_to_adopt_into_a_users_own_table(tmp_path: Path, 
     }
     empty = catalog_rows()
     with pytest.raises(dg.Failure, match="orphan_policy 'adopt' would write into the catalog, but the catalog is your own table 'shop_items'"):
-        run(catalog_repair, resources, {"orphan_policy": "adopt"}, catalog_drift=empty.iloc[:0], local_products=empty, stripe_products=stripe_products_of())
+        run(catalog_repair, resources, {"orphan_policy": "adopt"}, catalog_drift=empty.iloc[:0], local_products=empty, stripe_products=stripe_products_of(), **NO_PRICES)
 
 
 def test_a_misspelled_orphan_policy_in_run_config_fails_the_run_naming_it(catalog_url, emulator):
@@ -141,4 +183,4 @@ def test_a_misspelled_orphan_policy_in_run_config_fails_the_run_naming_it(catalo
     }
     empty = catalog_rows()
     with pytest.raises(dg.Failure, match="orphan_policy='archve' is not one of report, archive, adopt"):
-        run(catalog_repair, resources, {"orphan_policy": "archve"}, catalog_drift=empty.iloc[:0], local_products=empty, stripe_products=stripe_products_of())
+        run(catalog_repair, resources, {"orphan_policy": "archve"}, catalog_drift=empty.iloc[:0], local_products=empty, stripe_products=stripe_products_of(), **NO_PRICES)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from recon_pipeline.catalog import Catalog, CatalogProduct
+from recon_pipeline.catalog import Catalog, CatalogPrice, CatalogProduct, replace_products
 from recon_pipeline.catalog.changes import create_product, update_product
 from recon_pipeline.catalog.schema import dead_letter, outbox, stripe_refusals
 from recon_pipeline.settings import environment_for_children
@@ -94,7 +94,7 @@ def test_a_users_own_catalog_gets_no_products_table_of_ours(tmp_path: Path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["edit", "sku_1"], "nothing to change: give --name, --description, --active or --price"),
+        (["edit", "sku_1"], "nothing to change: give --name, --description, --active, --price, --add-price, --change-price, --archive-price or --default-price"),
         (["edit", "sku_1", "--price", "1500"], "--price takes AMOUNT CURRENCY [INTERVAL], e.g. --price 1500 usd month; got '1500'"),
         (["edit", "sku_1", "--price", "1500", "usd", "month", "extra"], "got '1500 usd month extra'"),
         (["edit", "sku_1", "--price", "15.00", "usd"], "--price amount '15.00' must be a whole number"),
@@ -115,6 +115,45 @@ def test_edit_says_when_nothing_changed(tmp_path: Path):
     first, again = cli("edit", "sku_1", "--name", "Two", RECON_CATALOG_URL=url), cli("edit", "sku_1", "--name", "Two", RECON_CATALOG_URL=url)
     assert "sku_1: changed and queued in the outbox" in said(first)
     assert again.returncode == 0 and "sku_1: already so in the catalog; nothing queued" in said(again)
+
+
+def test_a_price_change_from_the_command_line_replaces_exactly_that_price(tmp_path: Path, emulator):
+    """A monthly default price and an annual one (`pro_annual`) on both sides; `edit --price`
+    then `worker --once`: the new monthly price is the default, and the annual one stays active."""
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    catalog = Catalog.open(url)
+    monthly = CatalogPrice(lookup_key="sku_1:default", product_id="sku_1", currency="usd", unit_amount=1000, recurring_interval="month")
+    annual = CatalogPrice(lookup_key="pro_annual", product_id="sku_1", currency="usd", unit_amount=10000, recurring_interval="year")
+    replace_products(catalog.engine, [CatalogProduct(id="sku_1", name="Pro", default_price="sku_1:default")], [monthly, annual])
+    fixture = {
+        "id": "sku_1",
+        "name": "Pro",
+        "created": 1_700_000_000,
+        "prices": [
+            {"currency": "usd", "unit_amount": 1000, "recurring": {"interval": "month"}, "lookup_key": "sku_1:default"},
+            {"currency": "usd", "unit_amount": 10000, "recurring": {"interval": "year"}, "lookup_key": "pro_annual"},
+        ],
+    }
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [fixture]}).raise_for_status()
+    env = {"RECON_CATALOG_URL": url, "STRIPE_API_BASE": emulator.url}
+    annual_id = httpx.get(f"{emulator.url}/v1/prices", params={"lookup_keys[]": "pro_annual"}, auth=("sk_test_cli", "")).json()["data"][0]["id"]
+
+    assert "changed and queued" in said(cli("edit", "sku_1", "--price", "1200", "usd", "month", **env))
+    assert cli("worker", "--once", **env).returncode == 0
+    product = httpx.get(f"{emulator.url}/v1/products/sku_1", params={"expand[]": "default_price"}, auth=("sk_test_cli", "")).json()
+    assert (product["default_price"]["unit_amount"], product["default_price"]["lookup_key"]) == (1200, "sku_1:default")
+    kept = httpx.get(f"{emulator.url}/v1/prices/{annual_id}", auth=("sk_test_cli", "")).json()
+    assert (kept["active"], kept["lookup_key"], kept["unit_amount"]) == (True, "pro_annual", 10000)
+
+    # Add a price, change one, archive one: each by its lookup key; a key of another product is refused.
+    assert "changed and queued" in said(cli("edit", "sku_1", "--add-price", "pro_eu", "900", "eur", "month", **env))
+    assert "changed and queued" in said(cli("edit", "sku_1", "--archive-price", "pro_annual", **env))
+    wrong = cli("edit", "sku_1", "--change-price", "nope", "100", "usd", **env)
+    assert wrong.returncode == 2 and "'sku_1' has no price 'nope'; its prices are: pro_annual, pro_eu, sku_1:default" in said(wrong)
+    assert cli("worker", "--once", **env).returncode == 0
+    listed = {p["lookup_key"]: p for p in httpx.get(f"{emulator.url}/v1/prices", params={"product": "sku_1", "limit": 100}, auth=("sk_test_cli", "")).json()["data"]}
+    assert set(listed) == {"sku_1:default", "pro_eu"}  # active ones; the annual one archived
+    assert httpx.get(f"{emulator.url}/v1/prices/{annual_id}", auth=("sk_test_cli", "")).json()["active"] is False
 
 
 def test_replaying_a_dead_letter_that_is_not_there_fails(tmp_path: Path, emulator):
@@ -216,7 +255,7 @@ def test_previews_align_wide_characters_as_a_terminal_shows_them():
     from recon_pipeline.defs.reconciliation import drift_metadata
     from recon_pipeline.reconcile import summarize_drift
 
-    drift = pd.DataFrame({"product_id": ["sku_1", "sku_2"], "kind": "field_mismatch", "field": "name", "local_value": ["東京 Seat 20", "Basic"], "stripe_value": ["Tokyo", "東京"]})
+    drift = pd.DataFrame({"product_id": ["sku_1", "sku_2"], "lookup_key": None, "kind": "field_mismatch", "field": "name", "local_value": ["東京 Seat 20", "Basic"], "stripe_value": ["Tokyo", "東京"]})
     preview = drift_metadata(drift, summarize_drift(drift, 2, 2))["preview"].value
     widths = {wcswidth(line) for line in str(preview).splitlines()}
     assert len(widths) == 1, preview

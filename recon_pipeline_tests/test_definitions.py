@@ -12,7 +12,9 @@ def test_definitions_load_with_the_public_names():
     repository = defs.get_repository_def()
     assert {key.to_user_string() for key in repository.asset_graph.get_all_asset_keys()} == {
         "local_products",
+        "local_prices",
         "stripe_products",
+        "stripe_prices",
         "catalog_drift",
         "catalog_repair",
         "outbox_push",
@@ -25,8 +27,11 @@ def test_definitions_load_with_the_public_names():
     checks = {f"{key.asset_key.to_user_string()}.{key.name}" for key in repository.asset_graph.asset_check_keys}
     assert {
         "local_products.ids_unique",
+        "local_prices.ids_unique",
         "stripe_products.ids_unique",
         "stripe_products.snapshot_complete",
+        "stripe_prices.ids_unique",
+        "stripe_prices.snapshot_complete",
         "catalog_drift.drift_rate_below_threshold",
         "catalog_repair.repair_verified",
         "catalog_repair.mass_drift_breaker",

@@ -17,6 +17,7 @@ from recon_pipeline.definitions import build_defs
 from recon_pipeline.defs.hourly import hourly_partitions
 from recon_pipeline.runs import latest_metadata, run_job
 from recon_pipeline.settings import DEFAULT_PARTITIONS_START
+from recon_pipeline.testing import priced_fixture, seed_priced
 
 UTC = dt.UTC
 HOURLY = hourly_partitions(DEFAULT_PARTITIONS_START)
@@ -87,14 +88,10 @@ def test_a_48_hour_backfill_runs_once_and_repairs_what_those_hours_touched(hourl
     now = dt.datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     first_hour = now - dt.timedelta(hours=48)
     ids = [f"sku_{i:02d}" for i in range(48)]
-    upsert_products(engine, [CatalogProduct(id=i, name=f"{i} catalog", unit_amount=100, currency="usd") for i in ids])
+    seed_priced(Catalog(engine), ids, amount=100, name="{id} catalog")
     for n, product_id in enumerate(ids):  # one catalog change in each of the 48 hours
         set_updated_at(engine, product_id, first_hour + dt.timedelta(hours=n, minutes=30))
-    stripe_side = [
-        {"id": i, "name": f"{i} {'stale' if n % 4 == 0 else 'catalog'}", "created": 1_700_000_000,
-         "price": {"unit_amount": 100, "currency": "usd", "recurring_interval": None, "lookup_key": None}}
-        for n, i in enumerate(ids)
-    ]
+    stripe_side = [priced_fixture(i, f"{i} {'stale' if n % 4 == 0 else 'catalog'}", amount=100) for n, i in enumerate(ids)]
     httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": stripe_side}).raise_for_status()
     keys = [hour_key(first_hour + dt.timedelta(hours=n)) for n in range(48)]
     with dg.DagsterInstance.get() as instance:

@@ -14,7 +14,7 @@ from sqlalchemy import insert, inspect, select
 
 from recon_pipeline.catalog import make_engine
 from recon_pipeline.catalog.migrate import RECORDS, VERSION_TABLE, current, heads, upgrade
-from recon_pipeline.catalog.schema import metadata, outbox, products
+from recon_pipeline.catalog.schema import metadata, outbox, prices, products
 from recon_pipeline.settings import environment_for_children
 from recon_pipeline_tests import release_0_1_0_schema as release
 
@@ -44,15 +44,20 @@ def test_a_database_made_by_release_0_1_0_upgrades_in_place_and_keeps_its_rows(e
     engine = make_engine(empty_database)
     release.metadata.create_all(engine)
     with engine.begin() as conn:
-        conn.execute(insert(release.products).values(id="sku_1", name="Pro", active=True, metadata={"tier": "2"}, unit_amount=1500, currency="usd", updated_at=NOW))
+        conn.execute(insert(release.products).values(id="sku_1", name="Pro", active=True, metadata={"tier": "2"}, unit_amount=1500, currency="usd", recurring_interval="month", updated_at=NOW))
+        conn.execute(insert(release.products).values(id="sku_2", name="Free", active=True, metadata={}, updated_at=NOW))
         conn.execute(insert(release.outbox).values(product_id="sku_1", change="create", fields={}, created_at=NOW, status="pending", attempts=0, next_attempt_at=NOW))
     assert current(engine) == set() and VERSION_TABLE not in inspect(engine).get_table_names()
     upgrade(engine)
     assert current(engine) == heads()
     assert differences(engine) == []
     with engine.connect() as conn:
-        assert conn.execute(select(products.c.id, products.c.name, products.c.unit_amount)).all() == [("sku_1", "Pro", 1500)]
+        # Each product's single price moved to `prices` under the key Stripe holds for it, as its default.
+        assert conn.execute(select(products.c.id, products.c.name, products.c.default_price).order_by(products.c.id)).all() == [("sku_1", "Pro", "sku_1:default"), ("sku_2", "Free", None)]
+        moved = conn.execute(select(prices.c.lookup_key, prices.c.product_id, prices.c.unit_amount, prices.c.currency, prices.c.recurring_interval, prices.c.recurring_interval_count)).all()
+        assert moved == [("sku_1:default", "sku_1", 1500, "usd", "month", 1)]
         assert conn.execute(select(outbox.c.product_id, outbox.c.status)).all() == [("sku_1", "pending")]
+    assert "unit_amount" not in {c["name"] for c in inspect(engine).get_columns("products")}
 
 
 def test_many_processes_opening_a_new_catalog_at_once_upgrade_it_once(empty_database):
@@ -86,7 +91,7 @@ def test_recon_pipeline_init_upgrades_and_says_to_which_revision(tmp_path):
 def test_a_users_own_catalog_gets_the_records_but_no_products_table(empty_database):
     engine = make_engine(empty_database)
     upgrade(engine, with_products=False)
-    assert current(engine) == heads((RECORDS,)) and "products" not in inspect(engine).get_table_names()
-    assert differences(engine, without=("products",)) == []
+    assert current(engine) == heads((RECORDS,)) and not {"products", "prices"} & set(inspect(engine).get_table_names())
+    assert differences(engine, without=("products", "prices")) == []
     upgrade(engine)  # later switched to our own catalog: the catalog branch joins
     assert current(engine) == heads() and differences(engine) == []

@@ -1,4 +1,4 @@
-"""A user's own product table, by column mapping or by query, on SQLite, PostgreSQL and MariaDB."""
+"""A user's own product and price tables, by column mapping or by query, on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from recon_pipeline.catalog import Catalog, CatalogReadOnly, init_schema, make_e
 from recon_pipeline.catalog.schema import audit, outbox, products
 from recon_pipeline.catalog.source import CatalogSource
 from recon_pipeline.policies import ConflictPolicy
-from recon_pipeline.reconcile import local_frame
+from recon_pipeline.reconcile import local_frame, local_price_frame
 from recon_pipeline.runs import run_job
 from recon_pipeline.settings import Settings, SettingsError
 from recon_pipeline.sync.inbox import EventSource, InboxApplier, store_event
@@ -23,10 +23,18 @@ from recon_pipeline_tests.conftest import ADMIN_URL as POSTGRES_ADMIN_URL
 
 MARIADB_ADMIN_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 MAPPING = "id=sku,name=title,description=blurb,active=is_live,metadata=attrs,unit_amount=price_cents,currency=curr,recurring_interval=billing,updated_at=changed_at"
-ROWS = [
+ROWS: list[tuple] = [
     ("A-1", "Café Pro ✓", "For teams", 1, '{"tier": "2"}', 1500, "USD", "month", "2026-11-24 12:00:00"),
     ("A-2", "Basic", None, 0, None, None, None, None, "2026-11-24 12:30:00"),
     ("A-3", "東京 Seat", "", 1, "{}", 990, "eur", None, "2026-11-24 13:00:00"),
+]
+# The user's own price table: several prices per product, tiers as JSON text.
+PRICE_MAPPING = "lookup_key=code,product_id=sku,currency=curr,unit_amount=cents,recurring_interval=every,billing_scheme=scheme,tiers_mode=mode,tiers=tiers_json,active=live"
+PRICE_ROWS: list[tuple] = [
+    ("a1_monthly", "A-1", "usd", 1500, "month", "per_unit", None, None, 1),
+    ("a1_yearly", "A-1", "usd", 15000, "year", "per_unit", None, None, 1),
+    ("a3_seats", "A-3", "eur", None, "month", "tiered", "graduated", '[{"up_to": 10, "unit_amount": 500}, {"up_to": "inf", "unit_amount": 400}]', 1),
+    ("a3_old", "A-3", "eur", 100, None, "per_unit", None, None, 0),
 ]
 
 
@@ -53,6 +61,12 @@ def users_database(request, tmp_path: Path):
         ))
         for row in ROWS:
             conn.execute(text("INSERT INTO shop_items VALUES (:a, :b, :c, :d, :e, :f, :g, :h, :i)"), dict(zip("abcdefghi", row, strict=True)))
+        conn.execute(text(
+            "CREATE TABLE shop_prices (code VARCHAR(64) PRIMARY KEY, sku VARCHAR(32) NOT NULL, curr VARCHAR(3) NOT NULL, cents INTEGER, "
+            "every VARCHAR(8), scheme VARCHAR(16) NOT NULL, mode VARCHAR(16), tiers_json TEXT, live INTEGER NOT NULL)"
+        ))
+        for row in PRICE_ROWS:
+            conn.execute(text("INSERT INTO shop_prices VALUES (:a, :b, :c, :d, :e, :f, :g, :h, :i)"), dict(zip("abcdefghi", row, strict=True)))
     yield url
     engine.dispose()
     if drop:
@@ -63,16 +77,39 @@ def users_database(request, tmp_path: Path):
 
 def test_a_users_table_is_read_through_a_column_mapping(users_database):
     source = CatalogSource.from_settings("shop_items", MAPPING, None)
-    frame = local_frame(Catalog(make_engine(users_database), source).rows())
+    catalog = Catalog(make_engine(users_database), source)
+    frame = local_frame(catalog.rows())
     assert frame["product_id"].tolist() == ["A-1", "A-2", "A-3"]
     first = frame.iloc[0]
-    assert (first["name"], first["description"], first["metadata"], first["unit_amount"], first["currency"], first["interval"]) == (
-        "Café Pro ✓", "For teams", '{"tier":"2"}', 1500, "usd", "month",
-    )
+    assert (first["name"], first["description"], first["metadata"]) == ("Café Pro ✓", "For teams", '{"tier":"2"}')
     assert frame["active"].tolist() == [True, False, True]
-    assert frame["unit_amount"].isna().tolist() == [False, True, False]
-    only = Catalog(make_engine(users_database), source).rows(ids=["A-3"])
+    # One price per product in the product table: each is the product's `<id>:default`.
+    assert frame["default_price"].tolist() == ["A-1:default", "", "A-3:default"]
+    prices = local_price_frame(catalog.price_rows()).set_index("lookup_key")
+    assert prices.index.tolist() == ["A-1:default", "A-3:default"]
+    assert prices.loc["A-1:default", ["product_id", "unit_amount", "currency", "recurring_interval", "recurring_interval_count"]].tolist() == ["A-1", "1500", "usd", "month", "1"]
+    assert prices.loc["A-3:default", ["unit_amount", "currency", "recurring_interval"]].tolist() == ["990", "eur", ""]
+    only = catalog.rows(ids=["A-3"])
     assert only["name"].tolist() == ["東京 Seat"]
+
+
+def test_a_users_price_table_is_read_through_its_column_mapping(users_database):
+    source = CatalogSource.from_settings("shop_items", "id=sku,name=title,active=is_live", None, "shop_prices", PRICE_MAPPING, None)
+    catalog = Catalog(make_engine(users_database), source)
+    catalog.check_source()
+    _, prices = catalog.valid_frames()
+    prices = prices.set_index("lookup_key")
+    assert prices.index.tolist() == ["a1_monthly", "a1_yearly", "a3_old", "a3_seats"]
+    assert prices.loc["a3_seats", "tiers"] == '[{"flat_amount":"","unit_amount":"500","up_to":"10"},{"flat_amount":"","unit_amount":"400","up_to":"inf"}]'
+    assert prices["active"].tolist() == [True, True, False, True]
+    assert catalog.price_rows(["A-1"])["lookup_key"].tolist() == ["a1_monthly", "a1_yearly"]
+
+
+def test_a_users_prices_are_read_through_a_query(users_database):
+    prices_query = "SELECT code AS lookup_key, sku AS product_id, curr AS currency, cents AS unit_amount, every AS recurring_interval FROM shop_prices WHERE scheme = 'per_unit'"
+    source = CatalogSource.from_settings("shop_items", "id=sku,name=title", None, None, None, prices_query)
+    _, prices = Catalog(make_engine(users_database), source).valid_frames()
+    assert prices["lookup_key"].tolist() == ["a1_monthly", "a1_yearly", "a3_old"] and prices["active"].all()
 
 
 def test_a_users_catalog_is_read_through_a_query(users_database):
@@ -81,22 +118,26 @@ def test_a_users_catalog_is_read_through_a_query(users_database):
     catalog = Catalog(make_engine(users_database), source)
     assert catalog.rows()["id"].tolist() == ["A-1", "A-3"]
     assert catalog.rows(ids=["A-3", "nope"])["id"].tolist() == ["A-3"]
-    # The fields the query leaves out take their defaults, all the way to the canonical frame.
-    frame = catalog.valid_frame()
-    assert frame["product_id"].tolist() == ["A-1", "A-3"] and (frame["description"] == "").all() and frame["interval"].tolist() == ["", ""]
+    # The fields the query leaves out take their defaults, all the way to the canonical frames.
+    frame, prices = catalog.valid_frames()
+    assert frame["product_id"].tolist() == ["A-1", "A-3"] and (frame["description"] == "").all()
+    assert prices["recurring_interval"].tolist() == ["", ""] and prices["lookup_key"].tolist() == ["A-1:default", "A-3:default"]
 
 
 def test_the_readmes_catalog_query_reads_as_written(users_database):
     """RECON_CATALOG_QUERY as the README shows it (its table's columns renamed to this test's)."""
     query = "SELECT sku AS id, title AS name, price_cents AS unit_amount, 'usd' AS currency FROM shop_items WHERE NOT is_live = 0"
-    frame = Catalog(make_engine(users_database), CatalogSource.from_settings(None, None, query)).valid_frame()
+    frame, prices = Catalog(make_engine(users_database), CatalogSource.from_settings(None, None, query)).valid_frames()
     assert frame["product_id"].tolist() == ["A-1", "A-3"] and frame["active"].all()
+    assert prices["currency"].tolist() == ["usd", "usd"]
 
 
 def test_a_partial_mapping_fills_the_optional_fields_with_defaults(users_database):
     source = CatalogSource.from_settings("shop_items", "id=sku,name=title", None)
-    frame = local_frame(Catalog(make_engine(users_database), source).rows())
-    assert frame["active"].all() and (frame["metadata"] == "{}").all() and frame["unit_amount"].isna().all()
+    catalog = Catalog(make_engine(users_database), source)
+    frame = local_frame(catalog.rows())
+    assert frame["active"].all() and (frame["metadata"] == "{}").all() and (frame["default_price"] == "").all()
+    assert catalog.price_rows().empty
 
 
 @pytest.mark.parametrize(
@@ -108,6 +149,10 @@ def test_a_partial_mapping_fills_the_optional_fields_with_defaults(users_databas
         ({"RECON_CATALOG_TABLE": "t", "RECON_CATALOG_QUERY": "SELECT 1"}, "not both"),
         ({"RECON_CATALOG_QUERY": "DELETE FROM shop_items"}, "must be a SELECT"),
         ({"RECON_CATALOG_COLUMNS": "id=sku,name=title"}, "RECON_CATALOG_TABLE is not"),
+        ({"RECON_PRICES_TABLE": "shop_prices", "RECON_PRICES_COLUMNS": "lookup_key=code,product_id=sku,currency=curr"}, "set RECON_CATALOG_TABLE or RECON_CATALOG_QUERY too"),
+        ({"RECON_CATALOG_TABLE": "t", "RECON_CATALOG_COLUMNS": "id=sku,name=title", "RECON_PRICES_TABLE": "p",
+          "RECON_PRICES_COLUMNS": "product_id=sku,currency=curr"}, "RECON_PRICES_COLUMNS must map lookup_key"),
+        ({"RECON_CATALOG_QUERY": "SELECT 1", "RECON_PRICES_QUERY": "UPDATE p SET x = 1"}, "RECON_PRICES_QUERY='UPDATE p SET x = 1' must be a SELECT"),
     ],
 )
 def test_a_bad_catalog_source_fails_fast_naming_the_setting(env, message):
@@ -125,7 +170,7 @@ def test_reconcile_and_repair_a_users_own_table(users_database, emulator, dagste
     with dg.DagsterInstance.get() as instance:
         drift = run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift")
         assert sorted(set(zip(drift["product_id"], drift["kind"], strict=True))) == [
-            ("A-1", "field_mismatch"), ("A-2", "missing_in_stripe"), ("A-3", "missing_in_stripe"),
+            ("A-1", "field_mismatch"), ("A-1", "price_missing_in_stripe"), ("A-2", "missing_in_stripe"), ("A-3", "missing_in_stripe"), ("A-3", "price_missing_in_stripe"),
         ]
         assert run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"max_write_share": 1.0}}}}, instance=instance).success
         assert run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift").empty

@@ -169,7 +169,7 @@ def test_readme_first_sync(shell: Shell, checkout: Path):
     planned = shell.run(dry_run)
     assert planned.returncode == 1 and "30   (dry_run)" in planned.stdout and "refusing to auto-repair" in planned.stdout
     written = shell.run(override)
-    assert written.returncode == 0 and "created                   30   (applied)" in written.stdout
+    assert written.returncode == 0 and "products created            30   (applied)" in written.stdout
     last = shell.run(again)
     assert last.returncode == 0 and "drift 0 rows" in last.stdout and "FAILED" not in last.stdout
 
@@ -210,6 +210,9 @@ def shop() -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE shop_items (sku VARCHAR(32) PRIMARY KEY, title VARCHAR(200), price_cents INT, curr CHAR(3), is_live TINYINT, deleted TINYINT)"))
         conn.execute(text("INSERT INTO shop_items VALUES ('A-1', 'Pro', 1500, 'usd', 1, 0), ('A-2', 'Team', 4900, 'usd', 1, 0), ('A-3', 'Gone', 900, 'usd', 0, 1)"))
+        # Their prices in a table of their own: Pro monthly and yearly, Team monthly.
+        conn.execute(text("CREATE TABLE shop_prices (code VARCHAR(64) PRIMARY KEY, sku VARCHAR(32), cents INT, curr CHAR(3), every VARCHAR(8))"))
+        conn.execute(text("INSERT INTO shop_prices VALUES ('pro_monthly', 'A-1', 1500, 'usd', 'month'), ('pro_yearly', 'A-1', 15000, 'usd', 'year'), ('team_monthly', 'A-2', 4900, 'usd', 'month')"))
     engine.dispose()
     try:
         yield name
@@ -231,6 +234,7 @@ def test_readme_own_catalog_table(shell: Shell, shop: str):
     assert ready.returncode == 0 and "products are read from your table 'shop_items'" in ready.stdout
     found = shell.run(reconcile)
     assert found.returncode == 1 and "missing_in_stripe 3" in found.stdout  # all three rows, archived A-3 too: the table says so
+    assert "price_missing_in_stripe 3" in found.stdout  # every row of shop_prices
 
 
 def test_readme_own_catalog_query(shell: Shell, shop: str):
@@ -239,6 +243,7 @@ def test_readme_own_catalog_query(shell: Shell, shop: str):
         assert shell.run(line).returncode == 0
     found = shell.run(reconcile)
     assert found.returncode == 1 and "missing_in_stripe 2" in found.stdout  # the query leaves the deleted row out
+    assert "price_missing_in_stripe 2" in found.stdout  # the price in each row: A-1:default, A-2:default
 
 
 @pytest.mark.postgres

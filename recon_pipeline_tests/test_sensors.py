@@ -7,16 +7,17 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import pytest
 
-from recon_pipeline.catalog import make_engine
+from recon_pipeline.catalog import Catalog, make_engine
 from recon_pipeline.definitions import build_defs
 from recon_pipeline.defs.alerts import alert_sensor
 from recon_pipeline.defs.repair import drift_repair_sensor
-from recon_pipeline.defs.resources import AlertsResource
+from recon_pipeline.defs.resources import AlertsResource, ReconPolicy
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.runs import run_job
-from recon_pipeline.testing import AlertReceiver
+from recon_pipeline.testing import AlertReceiver, priced_fixture, seed_priced
 
 
 @pytest.fixture
@@ -34,13 +35,31 @@ def drifted_instance(tmp_path: Path, emulator, dagster_home, monkeypatch):
 def test_drift_repair_sensor_requests_one_repair_per_drift_materialization(drifted_instance):
     instance, reconcile = drifted_instance
     defs = build_defs()
-    context = dg.build_sensor_context(instance=instance, definitions=defs)
-    requests = list(drift_repair_sensor(context) or [])
+    context = dg.build_sensor_context(instance=instance, definitions=defs, resources={"policy": ReconPolicy()})
+    requests = drift_repair_sensor.evaluate_tick(context).run_requests or []
     assert [r.run_key for r in requests] == [f"catalog_drift:{reconcile.run_id}"]
     assert requests[0].job_name in (None, "repair_catalog")
     # The same materialization is not requested twice: the sensor's cursor moved past it.
-    again = dg.build_sensor_context(instance=instance, definitions=defs, cursor=context.cursor)
-    assert not [r for r in (drift_repair_sensor(again) or []) if isinstance(r, dg.RunRequest)]
+    again = dg.build_sensor_context(instance=instance, definitions=defs, cursor=context.cursor, resources={"policy": ReconPolicy()})
+    assert not drift_repair_sensor.evaluate_tick(again).run_requests
+
+
+def test_drift_repair_sensor_skips_drift_that_is_only_a_reported_unmanaged_price(tmp_path: Path, emulator, dagster_home, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    monkeypatch.setenv("RECON_CATALOG_URL", url)
+    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
+    seed_priced(Catalog.open(url), ["sku_1"])
+    # In Stripe the same product, and a second price made in the dashboard (no lookup key).
+    fixture = priced_fixture("sku_1", "sku_1 v0")
+    fixture["prices"].append({"currency": "usd", "unit_amount": 500, "created": 1_700_000_000})
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [fixture]}).raise_for_status()
+    with dg.DagsterInstance.get() as instance:
+        drift = run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift")
+        assert list(drift["kind"]) == ["price_orphan_in_stripe"]
+        for policy, wanted in (("report", []), ("archive", [1])):
+            context = dg.build_sensor_context(instance=instance, definitions=build_defs(), resources={"policy": ReconPolicy(price_orphan_policy=policy)})
+            tick = drift_repair_sensor.evaluate_tick(context)
+            assert [1 for _ in tick.run_requests or []] == wanted, (policy, tick.skip_message)
 
 
 def test_alert_sensor_posts_each_failure_once(drifted_instance):

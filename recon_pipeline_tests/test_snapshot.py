@@ -1,4 +1,4 @@
-"""The concurrent products snapshot: every product exactly once, whatever the created layout."""
+"""The concurrent snapshots: every product and every price (active and archived) exactly once, whatever the created layout."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-from recon_pipeline.stripe_api import StripeGateway, fetch_products_snapshot
+from recon_pipeline.stripe_api import StripeGateway, fetch_prices_snapshot, fetch_products_snapshot
 
 
 def load(emulator, products: list[dict]) -> set[str]:
@@ -15,18 +15,17 @@ def load(emulator, products: list[dict]) -> set[str]:
     return {p["id"] for p in products}
 
 
-def product(i: int, created: int, price: bool = True) -> dict:
+def product(i: int, created: int, prices: int = 1) -> dict:
     return {
         "id": f"p_{i:05d}",
         "name": f"P {i}",
         "created": created,
-        "price": {"unit_amount": 100 + i, "currency": "usd", "recurring_interval": None, "lookup_key": None} if price else None,
+        "prices": [{"currency": "usd", "unit_amount": 100 + i + n, "lookup_key": f"p_{i:05d}_{n}", "active": n != 2, "created": created} for n in range(prices)],
     }
 
 
-def snapshot(emulator, concurrency: int = 8):
-    client = StripeGateway(api_key="sk_test_snap", api_base=emulator.url, global_rate=None, endpoint_rate=None)
-    return fetch_products_snapshot(client, concurrency=concurrency)
+def gateway(emulator, endpoint_rate: float | None = None) -> StripeGateway:
+    return StripeGateway(api_key="sk_test_snap", api_base=emulator.url, global_rate=None, endpoint_rate=endpoint_rate)
 
 
 LAYOUTS = {
@@ -42,25 +41,48 @@ LAYOUTS = {
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_snapshot_lists_every_product_exactly_once(emulator, layout):
     ids = load(emulator, LAYOUTS[layout](int(time.time())))
-    snap = snapshot(emulator)
-    got = [p["id"] for p in snap.products]
+    snap = fetch_products_snapshot(gateway(emulator))
+    got = snap.frame["product_id"].tolist()
     assert len(got) == len(set(got)) == len(ids) and set(got) == ids
     assert snap.complete and snap.duplicates == 0
-    priced = [p for p in snap.products if p["default_price"]]
-    assert priced and all(isinstance(p["default_price"], dict) and p["default_price"]["product"] == p["id"] for p in priced)
+    assert snap.frame["default_price"].str.startswith("price_").all()  # each product's default price, by id
+
+
+def test_the_prices_snapshot_lists_active_and_archived_prices_with_their_tiers_and_options(emulator):
+    now = int(time.time())
+    products = [product(i, now - i * 3600, prices=3) for i in range(150)]  # the third price of each is archived
+    tiered = {
+        "id": "seats",
+        "name": "Seats",
+        "created": now,
+        "prices": [
+            {"currency": "usd", "billing_scheme": "tiered", "tiers_mode": "graduated", "tiers": [{"up_to": 10, "unit_amount": 500}, {"up_to": "inf", "unit_amount": 400}],
+             "lookup_key": "seats", "created": now},
+            {"currency": "usd", "unit_amount": 900, "currency_options": {"eur": {"unit_amount": 800}}, "lookup_key": "seats_flat", "created": now},
+        ],
+    }
+    load(emulator, [*products, tiered])
+    snap = fetch_prices_snapshot(gateway(emulator))
+    frame = snap.frame.set_index("lookup_key")
+    assert len(frame) == 452 and frame.index.is_unique and snap.complete and snap.duplicates == 0
+    assert (~frame["active"]).sum() == 150
+    assert frame.loc["seats", "tiers"] == '[{"flat_amount":"","unit_amount":"500","up_to":"10"},{"flat_amount":"","unit_amount":"400","up_to":"inf"}]'
+    assert frame.loc["seats_flat", "currency_options"] == '{"eur":{"tax_behavior":"unspecified","unit_amount":"800"}}'
 
 
 def test_snapshot_of_an_empty_account_is_complete(emulator):
-    snap = snapshot(emulator)
-    assert snap.products == [] and snap.complete and snap.pages == 1
+    snap = fetch_products_snapshot(gateway(emulator))
+    assert snap.frame.empty and snap.complete and snap.pages == 1
+    prices = fetch_prices_snapshot(gateway(emulator))
+    assert prices.frame.empty and prices.complete and prices.pages == 2  # active and archived, one page each
 
 
 def test_snapshot_keeps_within_the_endpoint_limit(emulator):
     now = int(time.time())
     load(emulator, [product(i, now - i * 600) for i in range(2000)])
     emulator.faults.update({"endpoint_rate_limit": 25})
-    client = StripeGateway(api_key="sk_test_snap", api_base=emulator.url, global_rate=None, endpoint_rate=25)
+    client = gateway(emulator, endpoint_rate=25)
     snap = fetch_products_snapshot(client, concurrency=8)
-    assert len(snap.products) == 2000 and snap.complete
+    assert len(snap.frame) == 2000 and snap.complete
     # Client and server buckets agree; at most a stray 429 from request timing, retried.
     assert client.stats["rate_limited"] <= 2

@@ -23,7 +23,7 @@ from recon_pipeline.sync.inbox import EventSource, InboxApplier, store_event
 from recon_pipeline.sync.outbox import OutboxPolicy, backlog, drain, ready_count
 from recon_pipeline.sync.poller import poll_events
 from recon_pipeline.sync.webhooks import create_webhook_app
-from recon_pipeline.testing import assert_no_duplicates, drift_rows, event, product_obj, signed, wait_until
+from recon_pipeline.testing import assert_no_duplicates, drift_rows, event, priced_product, product_obj, signed, wait_until
 
 
 def gateway(emulator, attempts: int = 4) -> StripeGateway:
@@ -43,7 +43,7 @@ def rows(engine, table, *columns):
 
 
 def test_a_catalog_change_and_its_outbox_row_commit_together_and_reach_stripe(catalog, emulator):
-    create_product(catalog, CatalogProduct(id="sku_1", name="Pro", unit_amount=1500, currency="usd", recurring_interval="month"))
+    create_product(catalog, *priced_product("sku_1", "Pro", 1500, "usd", "month"))
     assert backlog(catalog.engine).depth == 1
     result = drain(catalog, gateway(emulator))
     assert (result.pushed_products, result.delivered_rows) == (1, 1)
@@ -53,10 +53,10 @@ def test_a_catalog_change_and_its_outbox_row_commit_together_and_reach_stripe(ca
 
 
 def test_several_changes_to_one_product_coalesce_into_one_push_of_the_latest_state(catalog, emulator):
-    create_product(catalog, CatalogProduct(id="sku_1", name="v1", unit_amount=100, currency="usd"))
+    create_product(catalog, *priced_product("sku_1", "v1", 100))
     update_product(catalog, "sku_1", name="v2")
     update_product(catalog, "sku_1", name="v3", metadata={"tier": "gold"})
-    change_price(catalog, "sku_1", 200, "usd")
+    change_price(catalog, "sku_1:default", unit_amount=200)
     result = drain(catalog, gateway(emulator))
     assert (result.pushed_products, result.delivered_rows) == (1, 4)
     product = stripe_client(emulator).v1.products.retrieve("sku_1", params={"expand": ["default_price"]})
@@ -86,7 +86,7 @@ def test_two_workers_on_postgresql_never_push_the_same_product(postgres_url, emu
     catalog = Catalog.open(postgres_url)
     engine = catalog.engine
     for i in range(60):
-        create_product(catalog, CatalogProduct(id=f"sku_{i:03d}", name=f"P{i}", unit_amount=100 + i, currency="usd"))
+        create_product(catalog, *priced_product(f"sku_{i:03d}", f"P{i}", 100 + i))
         update_product(catalog, f"sku_{i:03d}", name=f"P{i} v2")
     emulator.faults.update({"latency_ms": 10})
     results = []
@@ -267,7 +267,7 @@ def test_our_own_writes_coming_back_are_echoes_not_changes(catalog, emulator):
 
 
 def test_a_stripe_dashboard_edit_flows_into_the_catalog_end_to_end(catalog, emulator):
-    create_product(catalog, CatalogProduct(id="sku_1", name="Pushed", unit_amount=500, currency="usd"))
+    create_product(catalog, *priced_product("sku_1", "Pushed", 500))
     api = gateway(emulator)
     drain(catalog, api)
     client = stripe_client(emulator)
@@ -320,7 +320,7 @@ def test_putting_back_a_value_a_dashboard_edit_overwrote_is_a_new_write_not_a_re
     push's key with the same body: Stripe (and the emulator) replayed the old answer and wrote
     nothing, so the dashboard's value stayed with no error anywhere.
     """
-    create_product(catalog, CatalogProduct(id="sku_1", name="First", unit_amount=500, currency="usd"))
+    create_product(catalog, *priced_product("sku_1", "First", 500))
     api = gateway(emulator)
     drain(catalog, api)
     update_product(catalog, "sku_1", name="Catalog name")
@@ -334,16 +334,16 @@ def test_putting_back_a_value_a_dashboard_edit_overwrote_is_a_new_write_not_a_re
     assert drift_rows(catalog, emulator.url) == 0
 
 
-def test_the_repair_puts_back_a_dashboard_edit_of_a_field_and_a_price_it_wrote_before(catalog, emulator):
-    create_product(catalog, CatalogProduct(id="sku_1", name="First", unit_amount=500, currency="usd"))
+def test_the_repair_puts_back_a_dashboard_edit_of_a_field_and_a_price_and_leaves_the_dashboards_price_alone(catalog, emulator):
+    create_product(catalog, *priced_product("sku_1", "First", 500))
     api = gateway(emulator)
     drain(catalog, api)
     update_product(catalog, "sku_1", name="Catalog name")
-    change_price(catalog, "sku_1", 700, "usd")
+    change_price(catalog, "sku_1:default", unit_amount=700)
     drain(catalog, api)
     client = stripe_client(emulator)
     client.v1.products.update("sku_1", params={"name": "Dashboard name"})
-    # A dashboard price switch: a new default price, the catalog's one archived.
+    # A dashboard price switch: a new default price (no lookup key), the catalog's one archived.
     old = client.v1.products.retrieve("sku_1").default_price
     new = client.v1.prices.create(params={"product": "sku_1", "unit_amount": 900, "currency": "usd"})
     client.v1.products.update("sku_1", params={"default_price": new.id})
@@ -351,8 +351,14 @@ def test_the_repair_puts_back_a_dashboard_edit_of_a_field_and_a_price_it_wrote_b
 
     converged = converge(catalog, api)
     assert converged.errors == {} and converged.remaining.empty
-    assert {(o.action, o.status) for o in converged.result.outcomes} == {("update_product", "applied"), ("change_price", "applied")}
+    assert {(o.action, o.status) for o in converged.result.outcomes} == {
+        ("update_product", "applied"),
+        ("update_price", "applied"),  # the catalog's price, reactivated in place
+        ("set_default_price", "applied"),
+        ("report_price_orphan", "reported"),  # the dashboard's price is not the catalog's: left alone
+    }
     product = client.v1.products.retrieve("sku_1", params={"expand": ["default_price"]})
-    assert (product.name, product.default_price.unit_amount) == ("Catalog name", 700)
-    assert drift_rows(catalog, emulator.url) == 0
-    assert_no_duplicates(emulator.url)
+    assert (product.name, product.default_price.unit_amount, product.default_price.lookup_key) == ("Catalog name", 700, "sku_1:default")
+    assert client.v1.prices.retrieve(new.id).active
+    assert drift_rows(catalog, emulator.url) == 1  # the unmanaged price, reported
+    assert_no_duplicates(emulator.url, unmanaged=[new.id])

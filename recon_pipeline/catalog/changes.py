@@ -13,18 +13,20 @@ each function refuses it with CatalogReadOnly.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from recon_pipeline.catalog.schema import OutboxStatus, outbox, products
-from recon_pipeline.catalog.store import Catalog, CatalogProduct, InvalidProduct, upsert_products, validate_product
+from recon_pipeline.catalog.prices import PRICE_COLUMNS, CatalogPrice, InvalidPrice, default_lookup_key, validate_price
+from recon_pipeline.catalog.products import PRODUCT_COLUMNS, CatalogProduct, InvalidProduct, validate_product
+from recon_pipeline.catalog.schema import OutboxStatus, outbox, prices, products
+from recon_pipeline.catalog.store import Catalog, upsert_prices, upsert_products
 
-UPDATABLE = ("name", "description", "active", "metadata")
-PRICE_FIELDS = ("unit_amount", "currency", "recurring_interval")
-PRODUCT_FIELDS = ("id", "name", "description", "active", "metadata", *PRICE_FIELDS)
+UPDATABLE = tuple(c for c in PRODUCT_COLUMNS if c not in ("id", "updated_at"))
+PRICE_UPDATABLE = tuple(c for c in PRICE_COLUMNS if c not in ("lookup_key", "product_id", "updated_at"))
 
 
 def _now() -> dt.datetime:
@@ -51,26 +53,61 @@ def _current(conn: Connection, product_id: str) -> CatalogProduct:
     row = conn.execute(select(products).where(products.c.id == product_id)).mappings().first()
     if row is None:
         raise InvalidProduct(f"product {product_id!r} is not in the catalog; create it first")
-    return CatalogProduct(**{k: row[k] for k in PRODUCT_FIELDS})
+    return CatalogProduct(**{k: row[k] for k in PRODUCT_COLUMNS if k != "updated_at"})
 
 
-def create_product(catalog: Catalog, product: CatalogProduct) -> None:
-    """Add a product to the catalog and queue it for Stripe."""
+def _current_price(conn: Connection, lookup_key: str) -> CatalogPrice:
+    row = conn.execute(select(prices).where(prices.c.lookup_key == lookup_key)).mappings().first()
+    if row is None:
+        raise InvalidPrice(f"price {lookup_key!r} is not in the catalog; add it first (recon-pipeline edit PRODUCT --add-price ...)")
+    return CatalogPrice(**{k: row[k] for k in PRICE_COLUMNS if k != "updated_at"})
+
+
+def _check_default(conn: Connection, product_id: str, key: str | None, adding: Iterable[CatalogPrice] = ()) -> None:
+    """A product's default price must be one of its own prices (in the catalog, or being added)."""
+    if key is None:
+        return
+    if any(p.lookup_key == key and p.product_id == product_id for p in adding):
+        return
+    owner = conn.execute(select(prices.c.product_id).where(prices.c.lookup_key == key)).scalar()
+    if owner != product_id:
+        raise InvalidProduct(f"product {product_id!r}: default_price={key!r} is not a price of this product; add the price first")
+
+
+def create_product(catalog: Catalog, product: CatalogProduct, with_prices: Iterable[CatalogPrice] = ()) -> None:
+    """Add a product (and its prices) to the catalog and queue it for Stripe."""
     catalog.require_writable(f"creating product {product.id!r}")
     validate_product(product)
+    items = list(with_prices)
+    for price in items:
+        validate_price(price)
+        if price.product_id != product.id:
+            raise InvalidPrice(f"price {price.lookup_key!r}: product_id={price.product_id!r} is not {product.id!r}")
     with catalog.engine.begin() as conn:
         if conn.execute(select(products.c.id).where(products.c.id == product.id)).first():
             raise InvalidProduct(f"product {product.id!r} already exists; use update_product")
-        conn.execute(insert(products).values(product.as_row(_now())))
-        enqueue(conn, product.id, "create", {"name": product.name})
+        _check_default(conn, product.id, product.default_price, items)
+        now = _now()
+        conn.execute(insert(products).values(product.as_row(now)))
+        for price in items:
+            _insert_price(conn, price, now)
+        enqueue(conn, product.id, "create", {"name": product.name, "prices": [p.lookup_key for p in items]})
+
+
+def _insert_price(conn: Connection, price: CatalogPrice, now: dt.datetime) -> None:
+    if conn.execute(select(prices.c.product_id).where(prices.c.lookup_key == price.lookup_key)).first():
+        raise InvalidPrice(f"price {price.lookup_key!r} already exists; lookup keys are unique (change it with --change-price)")
+    conn.execute(insert(prices).values(price.as_row(now)))
 
 
 def _change(catalog: Catalog, product_id: str, change: str, values: dict[str, Any]) -> bool:
     catalog.require_writable(f"changing product {product_id!r}")
     with catalog.engine.begin() as conn:
         current = _current(conn, product_id)
-        candidate = CatalogProduct(**{**current.__dict__, **values})
+        candidate = dataclasses.replace(current, **values)
         validate_product(candidate)
+        if "default_price" in values:
+            _check_default(conn, product_id, values["default_price"])
         before = {k: getattr(current, k) for k in values}
         if before == values:
             return False  # nothing changes: nothing to push
@@ -80,10 +117,10 @@ def _change(catalog: Catalog, product_id: str, change: str, values: dict[str, An
 
 
 def update_product(catalog: Catalog, product_id: str, **fields: Any) -> bool:
-    """Change any of name, description, active, metadata, and queue the change; False when nothing changed."""
+    """Change any of the product's fields, and queue the change; False when nothing changed."""
     unknown = set(fields) - set(UPDATABLE)
     if unknown:
-        raise InvalidProduct(f"cannot update {sorted(unknown)} of {product_id!r}: updatable fields are {', '.join(UPDATABLE)} (prices: change_price)")
+        raise InvalidProduct(f"cannot update {sorted(unknown)} of {product_id!r}: updatable fields are {', '.join(UPDATABLE)} (prices: add_price, change_price)")
     return _change(catalog, product_id, "update", fields)
 
 
@@ -92,14 +129,60 @@ def archive_product(catalog: Catalog, product_id: str) -> bool:
     return _change(catalog, product_id, "archive", {"active": False})
 
 
-def change_price(catalog: Catalog, product_id: str, unit_amount: int | None, currency: str | None, recurring_interval: str | None = None) -> bool:
-    """Set a product's price; in Stripe this becomes a new Price (prices are immutable)."""
-    return _change(
-        catalog,
-        product_id,
-        "change_price",
-        {"unit_amount": unit_amount, "currency": currency.lower() if currency else None, "recurring_interval": recurring_interval},
-    )
+# -- prices ------------------------------------------------------------------------------
+
+
+def add_price(catalog: Catalog, price: CatalogPrice, default: bool = False) -> None:
+    """Add a price to a catalog product (and make it the product's default), and queue it."""
+    catalog.require_writable(f"adding price {price.lookup_key!r}")
+    validate_price(price)
+    with catalog.engine.begin() as conn:
+        _current(conn, price.product_id)
+        now = _now()
+        _insert_price(conn, price, now)
+        if default:
+            conn.execute(update(products).where(products.c.id == price.product_id).values(default_price=price.lookup_key, updated_at=now))
+        enqueue(conn, price.product_id, "add_price", {"lookup_key": price.lookup_key, "default": default})
+
+
+def change_price(catalog: Catalog, lookup_key: str, **fields: Any) -> bool:
+    """Change a price's fields and queue it; False when nothing changed.
+
+    In Stripe, a change of terms (amount, currency, interval, tiers...) becomes a new price
+    that takes the lookup key; the replaced price is archived. Nothing else is touched.
+    """
+    catalog.require_writable(f"changing price {lookup_key!r}")
+    unknown = set(fields) - set(PRICE_UPDATABLE)
+    if unknown:
+        raise InvalidPrice(f"cannot change {sorted(unknown)} of price {lookup_key!r}: fields are {', '.join(PRICE_UPDATABLE)}")
+    if fields.get("currency"):
+        fields["currency"] = fields["currency"].lower()
+    with catalog.engine.begin() as conn:
+        current = _current_price(conn, lookup_key)
+        candidate = dataclasses.replace(current, **fields)
+        validate_price(candidate)
+        before = {k: getattr(current, k) for k in fields}
+        if before == fields:
+            return False
+        conn.execute(update(prices).where(prices.c.lookup_key == lookup_key).values(**fields, updated_at=_now()))
+        enqueue(conn, current.product_id, "change_price", {"lookup_key": lookup_key, **{k: {"before": before[k], "after": v} for k, v in fields.items()}})
+        return True
+
+
+def archive_price(catalog: Catalog, lookup_key: str) -> bool:
+    """Archive a price (prices are archived, never deleted) and queue it."""
+    return change_price(catalog, lookup_key, active=False)
+
+
+def set_default_price(catalog: Catalog, product_id: str, **terms: Any) -> bool:
+    """Set the terms of a product's default price: its default price changes (a new one in
+    Stripe, under the same lookup key), or, with none yet, `<id>:default` is added as default."""
+    with catalog.engine.connect() as conn:
+        key = _current(conn, product_id).default_price
+    if key is None:
+        add_price(catalog, CatalogPrice(lookup_key=default_lookup_key(product_id), product_id=product_id, **terms), default=True)
+        return True
+    return change_price(catalog, key, **terms)
 
 
 # -- changes that come from Stripe: never queued back -----------------------------------------
@@ -111,6 +194,12 @@ def take_from_stripe(catalog: Catalog, conn: Connection, product_id: str, values
     conn.execute(update(products).where(products.c.id == product_id).values(**values, updated_at=_now()))
 
 
+def take_price_from_stripe(catalog: Catalog, conn: Connection, lookup_key: str, values: Mapping[str, Any]) -> None:
+    """Write Stripe's values of some fields into a catalog price, in the caller's transaction."""
+    catalog.require_writable(f"taking Stripe's values of {sorted(values)} for price {lookup_key!r}")
+    conn.execute(update(prices).where(prices.c.lookup_key == lookup_key).values(**values, updated_at=_now()))
+
+
 def adopt_from_stripe(catalog: Catalog, items: Iterable[CatalogProduct], conn: Connection | None = None) -> int:
     """Add products that exist only in Stripe to the catalog, as they are there."""
     items = list(items)
@@ -120,4 +209,16 @@ def adopt_from_stripe(catalog: Catalog, items: Iterable[CatalogProduct], conn: C
     for item in items:
         validate_product(item)
         conn.execute(insert(products).values(item.as_row(_now())))
+    return len(items)
+
+
+def adopt_prices(catalog: Catalog, items: Iterable[CatalogPrice], conn: Connection | None = None) -> int:
+    """Add prices that exist only in Stripe (on catalog products) to the catalog, as they are there."""
+    items = list(items)
+    catalog.require_writable(f"adopting prices {', '.join(repr(i.lookup_key) for i in items[:3])}")
+    if conn is None:
+        return upsert_prices(catalog.engine, items)
+    for item in items:
+        validate_price(item)
+        conn.execute(insert(prices).values(item.as_row(_now())))
     return len(items)

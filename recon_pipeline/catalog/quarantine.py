@@ -17,38 +17,87 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Engine, delete, insert, select
 
+from recon_pipeline.catalog.prices import PRICE_COLUMNS, CatalogPrice, InvalidPrice, validate_price
+from recon_pipeline.catalog.products import PRODUCT_COLUMNS, CatalogProduct, InvalidProduct, validate_product
 from recon_pipeline.catalog.schema import quarantine
-from recon_pipeline.catalog.store import CatalogProduct, InvalidProduct, validate_product
 
-FIELDS = ("id", "name", "description", "active", "metadata", "unit_amount", "currency", "recurring_interval")
+PRODUCT, PRICE = "product", "price"
+
+
+def _json_value(row: dict[str, Any], name: str, label: str) -> Any:
+    """A JSON column's value: as stored, or parsed from text (a user's table may hold JSON as text)."""
+    value = row.get(name)
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, str):
+        try:
+            return json.loads(value) if value.strip() else None
+        except ValueError:
+            raise InvalidProduct(f"{label}: {name}={value[:40]!r} is not JSON") from None
+    return value
+
+
+def _whole(value: Any) -> Any:
+    """An amount as an int when it is whole; anything else kept as it is, so validation can name it."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    return value
+
+
+def _blank(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else value
 
 
 def _product(row: dict[str, Any]) -> CatalogProduct:
-    metadata = row.get("metadata")
-    if isinstance(metadata, str):
-        try:
-            metadata = json.loads(metadata) if metadata.strip() else {}
-        except ValueError:
-            raise InvalidProduct(f"product {row.get('id')!r}: metadata={metadata[:40]!r} is not a JSON object") from None
-    amount = row.get("unit_amount")
-    if amount is None or pd.isna(amount):
-        amount = None
-    elif float(amount).is_integer():
-        amount = int(amount)
-    else:
-        amount = float(amount)  # kept as it is, so validation can name it
+    label = f"product {row.get('id')!r}"
     # Values as they are in the row, bad ones too: validate_product names what is wrong.
-    fields: dict[str, Any] = dict(
-        id=row.get("id"),
-        name=row.get("name"),
-        description=row.get("description"),
+    return CatalogProduct(
+        id=row.get("id"),  # type: ignore[arg-type]
+        name=row.get("name"),  # type: ignore[arg-type]
+        description=_blank(row.get("description")),
         active=bool(row.get("active", True)),
-        metadata=metadata or {},
-        unit_amount=amount,
-        currency=row.get("currency"),
-        recurring_interval=row.get("recurring_interval"),
+        metadata=_json_value(row, "metadata", label) or {},
+        marketing_features=_json_value(row, "marketing_features", label) or [],
+        images=_json_value(row, "images", label) or [],
+        package_dimensions=_json_value(row, "package_dimensions", label),
+        shippable=None if _blank(row.get("shippable")) is None else bool(row["shippable"]),
+        statement_descriptor=_blank(row.get("statement_descriptor")),
+        tax_code=_blank(row.get("tax_code")),
+        unit_label=_blank(row.get("unit_label")),
+        url=_blank(row.get("url")),
+        default_price=_blank(row.get("default_price")),
     )
-    return CatalogProduct(**fields)
+
+
+def catalog_price(row: dict[str, Any]) -> CatalogPrice:
+    """A price row (from any source) as a CatalogPrice, values as they are, for validation."""
+    label = f"price {row.get('lookup_key')!r}"
+    try:
+        count = _whole(row.get("recurring_interval_count"))
+        return CatalogPrice(
+            lookup_key=row.get("lookup_key"),  # type: ignore[arg-type]
+            product_id=None if _blank(row.get("product_id")) is None else str(row["product_id"]),  # type: ignore[arg-type]
+            currency=_blank(row.get("currency")),
+            unit_amount=_whole(row.get("unit_amount")),
+            unit_amount_decimal=None if _blank(row.get("unit_amount_decimal")) is None else str(row["unit_amount_decimal"]),
+            active=bool(row.get("active", True)),
+            billing_scheme=_blank(row.get("billing_scheme")) or "per_unit",
+            tiers_mode=_blank(row.get("tiers_mode")),
+            tiers=_json_value(row, "tiers", label),
+            recurring_interval=_blank(row.get("recurring_interval")) or None,
+            recurring_interval_count=count,
+            recurring_usage_type=_blank(row.get("recurring_usage_type")),
+            transform_quantity=_json_value(row, "transform_quantity", label),
+            currency_options=_json_value(row, "currency_options", label),
+            custom_unit_amount=_json_value(row, "custom_unit_amount", label),
+            tax_behavior=_blank(row.get("tax_behavior")),
+            nickname=_blank(row.get("nickname")),
+            metadata=_json_value(row, "metadata", label) or {},
+        )
+    except InvalidProduct as error:
+        raise InvalidPrice(str(error)) from None
 
 
 def _plain(value: Any) -> Any:
@@ -78,21 +127,60 @@ def split_valid(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]
             except InvalidProduct as error:
                 reason = str(error)
         if reason:
-            bad.append({"product_id": None if product_id is None or pd.isna(product_id) else _plain(str(product_id)), "reason": reason, "row": {k: _plain(row.get(k)) for k in FIELDS}})
+            known = None if product_id is None or pd.isna(product_id) else _plain(str(product_id))
+            bad.append({"product_id": known, "reason": reason, "row": {k: _plain(row.get(k)) for k in PRODUCT_COLUMNS if k in row}})
         else:
             keep.append(position)
     return rows.iloc[keep].reset_index(drop=True), bad
 
 
-def record(engine: Engine, bad: list[dict[str, Any]]) -> None:
-    """Replace the quarantine with the current set of bad rows."""
+def split_valid_prices(rows: pd.DataFrame, product_ids: set[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """(the price rows that can be synced, [{product_id, reason, row}] for those that cannot).
+
+    A price can be synced when Stripe would take it and its product is a catalog product
+    that can be synced; a lookup key must appear once.
+    """
+    bad: list[dict[str, Any]] = []
+    keep = []
+    keys = rows["lookup_key"]
+    duplicated = set(keys[keys.duplicated(keep=False) & keys.notna()].astype(str))
+    for position, row in enumerate(rows.to_dict("records")):
+        key = row.get("lookup_key")
+        product_id = None if _blank(row.get("product_id")) is None else str(row["product_id"])
+        reason = None
+        if product_id not in product_ids:
+            reason = f"price {key!r}: product_id={product_id!r} is not a catalog product that can be synced (missing or quarantined)"
+        elif key is not None and str(key) in duplicated:
+            reason = f"price lookup_key {str(key)!r} appears more than once in the catalog; make it unique"
+        else:
+            try:
+                validate_price(catalog_price(row))
+            except InvalidPrice as error:
+                reason = str(error)
+        if reason:
+            bad.append({"product_id": None if product_id is None else _plain(product_id), "reason": reason, "row": {k: _plain(row.get(k)) for k in PRICE_COLUMNS if k in row}})
+        else:
+            keep.append(position)
+    return rows.iloc[keep].reset_index(drop=True), bad
+
+
+def record(engine: Engine, bad: list[dict[str, Any]], kind: str = PRODUCT) -> None:
+    """Replace the quarantine of one kind of row (product or price) with the current set of bad rows."""
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
-        conn.execute(delete(quarantine))
+        conn.execute(delete(quarantine).where(quarantine.c.kind == kind))
         for item in bad:
-            conn.execute(insert(quarantine).values(at=now, **item))
+            lookup_key = (item.get("row") or {}).get("lookup_key") if kind == PRICE else None
+            conn.execute(insert(quarantine).values(at=now, kind=kind, lookup_key=None if lookup_key is None else str(lookup_key), **item))
 
 
 def quarantined_ids(engine: Engine) -> set[str]:
+    """The products held back from sync (their Stripe side is left alone, not an orphan)."""
     with engine.connect() as conn:
-        return {r.product_id for r in conn.execute(select(quarantine.c.product_id)) if r.product_id}
+        return {r.product_id for r in conn.execute(select(quarantine.c.product_id).where(quarantine.c.kind == PRODUCT)) if r.product_id}
+
+
+def quarantined_lookup_keys(engine: Engine) -> set[str]:
+    """The prices held back from sync, by lookup key (their Stripe price is left alone)."""
+    with engine.connect() as conn:
+        return {r.lookup_key for r in conn.execute(select(quarantine.c.lookup_key).where(quarantine.c.kind == PRICE)) if r.lookup_key}

@@ -1,4 +1,4 @@
-"""The catalog's tables: the products it owns, plus the durable records of DESIGN.md.
+"""The catalog's tables: the products and prices it owns, plus the durable records of DESIGN.md.
 
 Plain SQLAlchemy Core, so the same schema runs on SQLite (embedded default) and PostgreSQL.
 """
@@ -67,12 +67,45 @@ products = Table(
     Column("description", Text, nullable=True),
     Column("active", Boolean, nullable=False, default=True),
     Column("metadata", JSON, nullable=True, comment="Metadata keys the catalog manages in Stripe"),
-    Column("unit_amount", BigInteger, nullable=True, comment="Price in the currency's smallest unit; NULL = no price"),
-    Column("currency", String(3), nullable=True),
-    Column("recurring_interval", String(8), nullable=True, comment="day|week|month|year, NULL = one-time"),
+    Column("marketing_features", JSON, nullable=True, comment="Feature names, in order, as the pricing table shows them"),
+    Column("images", JSON, nullable=True, comment="Image URLs (up to 8)"),
+    Column("package_dimensions", JSON, nullable=True, comment="{height, length, weight, width}, inches and ounces"),
+    Column("shippable", Boolean, nullable=True),
+    Column("statement_descriptor", String(22), nullable=True),
+    Column("tax_code", String(64), nullable=True),
+    Column("unit_label", String(12), nullable=True),
+    Column("url", Text, nullable=True),
+    Column("default_price", String(200), nullable=True, comment="lookup_key of the default price; NULL: the catalog does not choose"),
     _moment("updated_at"),
 )
 Index("ix_products_updated_at", products.c.updated_at)
+
+# The prices the catalog owns, by lookup key: the identity Stripe holds for each price.
+# A Stripe price without one of these keys is not the catalog's and is never written.
+prices = Table(
+    "prices",
+    metadata,
+    Column("lookup_key", String(200), primary_key=True, comment="Stripe's lookup_key of this price"),
+    _product_ref(nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("currency", String(3), nullable=False),
+    Column("unit_amount", BigInteger, nullable=True, comment="In the currency's smallest unit; NULL for a tiered or decimal price"),
+    Column("unit_amount_decimal", String(40), nullable=True, comment="A fractional amount, e.g. 0.125 (cents)"),
+    Column("billing_scheme", String(16), nullable=False, default="per_unit", comment="per_unit | tiered"),
+    Column("tiers_mode", String(16), nullable=True, comment="graduated | volume (tiered prices)"),
+    Column("tiers", JSON, nullable=True, comment="Stripe's shape; the last tier's up_to is \"inf\""),
+    Column("recurring_interval", String(8), nullable=True, comment="day|week|month|year, NULL = one-time"),
+    Column("recurring_interval_count", Integer, nullable=True),
+    Column("recurring_usage_type", String(16), nullable=True, comment="licensed | metered"),
+    Column("transform_quantity", JSON, nullable=True, comment="{divide_by, round}"),
+    Column("currency_options", JSON, nullable=True, comment="Other currencies: currency -> {unit_amount, tiers, tax_behavior, ...}"),
+    Column("custom_unit_amount", JSON, nullable=True, comment="{minimum, maximum, preset}: pay what you want"),
+    Column("tax_behavior", String(16), nullable=True, comment="inclusive | exclusive | unspecified (NULL)"),
+    Column("nickname", String(250), nullable=True),
+    Column("metadata", JSON, nullable=True),
+    _moment("updated_at"),
+)
+Index("ix_prices_product", prices.c.product_id)
 
 # Every write made to Stripe, whatever its outcome: the record naive webhook sync lacks.
 sync_ledger = Table(
@@ -200,6 +233,8 @@ quarantine = Table(
     Column("product_id", String(255), nullable=True),
     Column("reason", Text, nullable=False),
     Column("row", JSON, nullable=True),
+    Column("kind", String(16), nullable=False, server_default="product", comment="product | price"),
+    Column("lookup_key", String(200), nullable=True, comment="A quarantined price's lookup key"),
 )
 
 # API keys Stripe refused (401/403), by a digest of the key (never the key): while the key

@@ -13,50 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, RowMapping, create_engine, delete, event
+from sqlalchemy import Connection, Engine, RowMapping, Table, create_engine, delete, event
 from sqlalchemy.dialects import postgresql, sqlite
 
-from recon_pipeline.catalog.currencies import ISO_4217
+from recon_pipeline.catalog.prices import CatalogPrice, InvalidPrice, default_lookup_key, validate_price
+from recon_pipeline.catalog.products import CatalogProduct, validate_product
+from recon_pipeline.catalog.schema import prices as price_table
 from recon_pipeline.catalog.schema import products
-from recon_pipeline.catalog.source import DEFAULTS, CatalogSource, CatalogSourceError
+from recon_pipeline.catalog.source import DEFAULTS, PRICE_DEFAULTS, PRICE_FIELDS, CatalogSource, CatalogSourceError
 from recon_pipeline.settings import SettingsError
-
-INTERVALS = ("day", "week", "month", "year")
-# Stripe's metadata limits: 50 keys, keys up to 40 characters, values up to 500.
-MAX_METADATA_KEYS = 50
-MAX_METADATA_KEY_LENGTH = 40
-MAX_METADATA_VALUE_LENGTH = 500
-MAX_NAME_LENGTH = 250
-
-
-class InvalidProduct(ValueError):
-    """A catalog row Stripe would refuse; the message names the product, the field and the value."""
-
-
-@dataclass(frozen=True)
-class CatalogProduct:
-    id: str
-    name: str
-    description: str | None = None
-    active: bool = True
-    metadata: dict[str, str] = field(default_factory=dict)
-    unit_amount: int | None = None
-    currency: str | None = None
-    recurring_interval: str | None = None
-    updated_at: dt.datetime | None = None
-
-    def as_row(self, now: dt.datetime) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "description": self.description,
-            "active": self.active,
-            "metadata": dict(self.metadata),
-            "unit_amount": self.unit_amount,
-            "currency": self.currency.lower() if self.currency else None,
-            "recurring_interval": self.recurring_interval,
-            "updated_at": self.updated_at or now,
-        }
 
 
 def make_engine(url: str) -> Engine:
@@ -91,63 +56,37 @@ def init_schema(engine: Engine, with_products: bool = True) -> None:
     upgrade(engine, with_products)
 
 
-def validate_product(product: CatalogProduct) -> None:
-    """Raise InvalidProduct if Stripe would refuse this product or its price."""
-
-    def bad(field_name: str, value: Any, fix: str) -> InvalidProduct:
-        return InvalidProduct(f"product {product.id!r}: {field_name}={value!r} {fix}")
-
-    if not isinstance(product.id, str) or not product.id.strip():
-        raise InvalidProduct(f"product id {product.id!r} must be a non-empty string")
-    for field_name, text_value in _texts(product):
-        try:
-            text_value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise bad(field_name, text_value.encode("utf-8", "surrogateescape")[:40], "is not valid UTF-8; fix the bytes in the catalog") from None
-    if not isinstance(product.name, str) or not product.name.strip():
-        raise bad("name", product.name, "must be a non-empty string")
-    if len(product.name) > MAX_NAME_LENGTH:
-        raise bad("name", product.name[:40] + "…", f"is longer than {MAX_NAME_LENGTH} characters")
-    meta = product.metadata or {}
-    if not isinstance(meta, Mapping):
-        raise bad("metadata", meta, "must be a mapping of strings")
-    if len(meta) > MAX_METADATA_KEYS:
-        raise bad("metadata", f"{len(meta)} keys", f"has more than Stripe's {MAX_METADATA_KEYS} keys")
-    for key, value in meta.items():
-        if len(str(key)) > MAX_METADATA_KEY_LENGTH:
-            raise bad("metadata key", key, f"is longer than {MAX_METADATA_KEY_LENGTH} characters")
-        if value is not None and len(str(value)) > MAX_METADATA_VALUE_LENGTH:
-            raise bad(f"metadata[{key}]", str(value)[:40] + "…", f"is longer than {MAX_METADATA_VALUE_LENGTH} characters")
-    if product.unit_amount is not None:
-        if isinstance(product.unit_amount, bool) or not isinstance(product.unit_amount, int):
-            raise bad("unit_amount", product.unit_amount, "must be a whole number of the currency's smallest unit (e.g. cents)")
-        if product.unit_amount < 0:
-            raise bad("unit_amount", product.unit_amount, "must not be negative")
-        currency = product.currency
-        if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isalpha()):
-            raise bad("currency", currency, "must be a three-letter ISO currency code such as 'usd'")
-        if currency.lower() not in ISO_4217:
-            raise bad("currency", currency, "is not an ISO 4217 currency code Stripe knows (e.g. usd, eur, gbp)")
-    if product.recurring_interval is not None and product.recurring_interval not in INTERVALS:
-        raise bad("recurring_interval", product.recurring_interval, f"must be one of {', '.join(INTERVALS)} or empty")
-
-
-def _texts(product: CatalogProduct):
-    for name in ("id", "name", "description", "currency", "recurring_interval"):
-        value = getattr(product, name)
-        if isinstance(value, str):
-            yield name, value
-    for key, value in (product.metadata or {}).items() if isinstance(product.metadata, Mapping) else ():
-        yield f"metadata key {str(key)[:20]!r}", str(key)
-        if isinstance(value, str):
-            yield f"metadata[{str(key)[:20]}]", value
-
-
-def replace_products(engine: Engine, items: Iterable[CatalogProduct]) -> int:
-    """Make the catalog exactly these products (demo and benchmark seeding)."""
+def replace_products(engine: Engine, items: Iterable[CatalogProduct], prices: Iterable[CatalogPrice] = ()) -> int:
+    """Make the catalog exactly these products and prices (demo and benchmark seeding)."""
+    items, prices = list(items), list(prices)
+    _check_products_of(prices, {item.id for item in items})
     with engine.begin() as conn:
+        conn.execute(delete(price_table))
         conn.execute(delete(products))
-    return upsert_products(engine, items)
+    count = upsert_products(engine, items)
+    upsert_prices(engine, prices)
+    return count
+
+
+def _check_products_of(prices: Iterable[CatalogPrice], product_ids: set[str]) -> None:
+    for price in prices:
+        if price.product_id not in product_ids:
+            raise InvalidPrice(f"price {price.lookup_key!r}: product_id={price.product_id!r} is not a catalog product; add the product first")
+
+
+def _upsert(engine: Engine, table: Table, key: str, rows: list[dict[str, Any]]) -> int:
+    """Insert or update rows by their key, in one transaction."""
+    if not rows:
+        return 0
+    dialect = engine.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"catalog writes support SQLite and PostgreSQL, not {dialect}")
+    insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+    stmt = insert.on_conflict_do_update(index_elements=[table.c[key]], set_={c.name: insert.excluded[c.name] for c in table.columns if c.name != key})
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 1000):
+            conn.execute(stmt, rows[start : start + 1000])
+    return len(rows)
 
 
 def upsert_products(engine: Engine, items: Iterable[CatalogProduct], now: dt.datetime | None = None) -> int:
@@ -157,20 +96,17 @@ def upsert_products(engine: Engine, items: Iterable[CatalogProduct], now: dt.dat
     for item in items:
         validate_product(item)
         rows.append(item.as_row(now))
-    if not rows:
-        return 0
-    dialect = engine.dialect.name
-    if dialect not in ("sqlite", "postgresql"):
-        raise NotImplementedError(f"catalog writes support SQLite and PostgreSQL, not {dialect}")
-    insert = sqlite.insert(products) if dialect == "sqlite" else postgresql.insert(products)
-    stmt = insert.on_conflict_do_update(
-        index_elements=[products.c.id],
-        set_={c.name: insert.excluded[c.name] for c in products.columns if c.name != "id"},
-    )
-    with engine.begin() as conn:
-        for start in range(0, len(rows), 1000):
-            conn.execute(stmt, rows[start : start + 1000])
-    return len(rows)
+    return _upsert(engine, products, "id", rows)
+
+
+def upsert_prices(engine: Engine, items: Iterable[CatalogPrice], now: dt.datetime | None = None) -> int:
+    """Insert or update prices in one transaction, after validating every one of them."""
+    now = now or dt.datetime.now(dt.UTC)
+    rows = []
+    for item in items:
+        validate_price(item)
+        rows.append(item.as_row(now))
+    return _upsert(engine, price_table, "lookup_key", rows)
 
 
 class CatalogReadOnly(SettingsError):
@@ -214,20 +150,21 @@ class Catalog:
         """Read no rows through the source, so a missing table or column is said now, by name."""
         from sqlalchemy.exc import DBAPIError
 
-        try:
-            self.rows(ids=[])
-        except DBAPIError as error:
-            reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-            if self.source.query:
-                raise CatalogSourceError(f"RECON_CATALOG_QUERY cannot be run on the catalog database: {reason}; check the query.") from None
-            raise CatalogSourceError(
-                f"RECON_CATALOG_TABLE={self.source.table!r} with RECON_CATALOG_COLUMNS={self.source.columns_setting!r} cannot be read: "
-                f"{reason}; check the table's name and the column mapping."
-            ) from None
+        for rows, read in ((self.source.products, lambda: self.rows(ids=[])), (self.source.prices, lambda: self.price_rows(product_ids=[]))):
+            try:
+                read()
+            except DBAPIError as error:
+                reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+                if rows.query:
+                    raise CatalogSourceError(f"RECON_{rows.kind}_QUERY cannot be run on the catalog database: {reason}; check the query.") from None
+                raise CatalogSourceError(
+                    f"RECON_{rows.kind}_TABLE={rows.table!r} with RECON_{rows.kind}_COLUMNS={rows.columns_setting!r} cannot be read: "
+                    f"{reason}; check the table's name and the column mapping."
+                ) from None
 
     @property
     def writable(self) -> bool:
-        """Only our own `products` table is written; a user's table or query is read-only."""
+        """Only our own `products` and `prices` tables are written; a user's table or query is read-only."""
         return self.source.is_own_schema
 
     def require_writable(self, what: str) -> None:
@@ -239,32 +176,75 @@ class Catalog:
                 "(RECON_CATALOG_TABLE / RECON_CATALOG_QUERY), which the pipeline only reads."
             )
 
-    def rows(self, ids: Iterable[str] | None = None) -> pd.DataFrame:
-        """Catalog products as a DataFrame (one row per product, ordered by id): all, or the given ids.
-
-        Columns are our field names, whatever the source (`source.FIELDS`).
-        """
-        query = self.source.select(None if ids is None else [str(i) for i in ids])
+    def _read(self, query, defaults: Mapping[str, Any]) -> pd.DataFrame:
         with self.engine.connect() as conn:
             result = conn.execute(query)
             frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-        for name, default in DEFAULTS.items():  # a query may leave optional fields out
+        for name, default in defaults.items():  # a query may leave optional fields out
             if name not in frame.columns:
                 frame[name] = default
         return frame
+
+    def rows(self, ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Catalog products as a DataFrame (one row per product, ordered by id): all, or the given ids.
+
+        Columns are our field names, whatever the source (`source.FIELDS`). A product table
+        that holds one price per product names it as its default price, `<id>:default`.
+        """
+        frame = self._read(self.source.select(None if ids is None else [str(i) for i in ids]), DEFAULTS)
+        if self._prices_in_product_rows and "default_price" not in self.source.products.columns:
+            priced = frame["unit_amount"].notna() & frame["id"].notna()
+            frame["default_price"] = frame["id"].astype(object).map(lambda i: default_lookup_key(str(i))).where(priced, None)
+        return frame
+
+    @property
+    def _prices_in_product_rows(self) -> bool:
+        """A user's product table with one price per product, and no price source of its own."""
+        return not self.source.is_own_schema and not self.source.prices.is_set
+
+    def price_rows(self, product_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """Catalog prices as a DataFrame (one row per price, ordered by lookup key): all, or those of the given products.
+
+        Columns are the `prices` table's, whatever the source (`source.PRICE_FIELDS`).
+        """
+        ids = None if product_ids is None else [str(i) for i in product_ids]
+        query = self.source.select_prices(ids)
+        if query is not None:
+            return self._read(query, PRICE_DEFAULTS)
+        products_frame = self.rows(ids)
+        priced = products_frame[products_frame["unit_amount"].notna() & products_frame["id"].notna()]
+        interval = priced["recurring_interval"].where(priced["recurring_interval"].notna() & (priced["recurring_interval"] != ""), None)
+        frame = pd.DataFrame(
+            {
+                "lookup_key": priced["id"].astype(object).map(lambda i: default_lookup_key(str(i))),
+                "product_id": priced["id"].astype(object).map(str),
+                "currency": priced["currency"],
+                "unit_amount": priced["unit_amount"],
+                "recurring_interval": interval,
+                "recurring_interval_count": interval.map(lambda i: 1 if i else None).astype(object),
+                "recurring_usage_type": interval.map(lambda i: "licensed" if i else None).astype(object),
+                "updated_at": priced["updated_at"],
+            }
+        )
+        for name, default in PRICE_DEFAULTS.items():
+            if name not in frame.columns:
+                frame[name] = default
+        return frame[list(PRICE_FIELDS)].sort_values("lookup_key", ignore_index=True)
 
     def row(self, conn: Connection, product_id: str) -> RowMapping | None:
         """One product's row, read through the source inside the caller's transaction."""
         return conn.execute(self.source.select([product_id])).mappings().first()
 
-    def valid_frame(self, ids: Iterable[str] | None = None) -> pd.DataFrame:
-        """The canonical frame of the rows that can be synced (all, or the given ids).
+    def valid_frames(self, ids: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The canonical frames of the products and prices that can be synced (all, or the given products).
 
         Every reader that compares or pushes catalog state uses this, so a bad row is skipped
-        the same way everywhere (local_products also records why, in `quarantine`).
+        the same way everywhere (local_products and local_prices also record why, in `quarantine`).
         """
-        from recon_pipeline.catalog.quarantine import split_valid
-        from recon_pipeline.reconcile.frames import local_frame
+        from recon_pipeline.catalog.quarantine import split_valid, split_valid_prices
+        from recon_pipeline.reconcile.frames import local_frame, local_price_frame
 
-        rows, _ = split_valid(self.rows(ids))
-        return local_frame(rows)
+        wanted = None if ids is None else [str(i) for i in ids]
+        product_rows, _ = split_valid(self.rows(wanted))
+        price_rows, _ = split_valid_prices(self.price_rows(wanted), set(product_rows["id"].astype(str)))
+        return local_frame(product_rows), local_price_frame(price_rows)

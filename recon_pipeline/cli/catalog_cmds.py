@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 
-from recon_pipeline.catalog import Catalog, InvalidProduct
+from recon_pipeline.catalog import Catalog, CatalogPrice, InvalidPrice, InvalidProduct
 from recon_pipeline.catalog.connect import shown
 from recon_pipeline.cli.processes import with_stripe
 from recon_pipeline.settings import Settings, SettingsError
@@ -28,31 +28,65 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_edit(args: argparse.Namespace, settings: Settings) -> int:
-    from recon_pipeline.catalog.changes import change_price, update_product
+def _terms(flag: str, values: list[str]) -> dict[str, object]:
+    """AMOUNT CURRENCY [INTERVAL] as price fields (a whole amount in the currency's smallest unit:
+    "15.00" is refused rather than read as 15 cents; fractional amounts go in the catalog table)."""
+    if not 2 <= len(values) <= 3:
+        raise SettingsError(f"{flag} takes AMOUNT CURRENCY [INTERVAL], e.g. {flag} 1500 usd month; got {' '.join(values)!r}.")
+    amount, currency, *interval = values
+    if not amount.isdigit():
+        raise InvalidProduct(f"{flag} amount {amount!r} must be a whole number of the currency's smallest unit, e.g. 1500 for 15.00")
+    money: dict[str, object] = {"unit_amount": int(amount), "unit_amount_decimal": None}
+    recurring = {"recurring_interval": interval[0], "recurring_interval_count": 1, "recurring_usage_type": "licensed"} if interval else {
+        "recurring_interval": None, "recurring_interval_count": None, "recurring_usage_type": None
+    }  # fmt: skip
+    return {**money, "currency": currency.lower(), **recurring}
 
-    fields = {k: v for k, v in (("name", args.name), ("description", args.description)) if v is not None}
+
+def cmd_edit(args: argparse.Namespace, settings: Settings) -> int:
+    from recon_pipeline.catalog.changes import add_price, archive_price, change_price, set_default_price, update_product
+
+    fields: dict[str, object] = {k: v for k, v in (("name", args.name), ("description", args.description), ("default_price", args.default_price)) if v is not None}
     if args.active is not None:
         fields["active"] = args.active == "true"
-    if not fields and args.price is None:
-        raise SettingsError("nothing to change: give --name, --description, --active or --price (see recon-pipeline edit --help).")
-    if args.price is not None and not 2 <= len(args.price) <= 3:
-        raise SettingsError(f"--price takes AMOUNT CURRENCY [INTERVAL], e.g. --price 1500 usd month; got {' '.join(args.price)!r}.")
-    catalog = open_catalog(settings)
+    if not fields and not (args.price or args.add_price or args.change_price or args.archive_price):
+        raise SettingsError(
+            "nothing to change: give --name, --description, --active, --price, --add-price, --change-price, --archive-price or --default-price (see recon-pipeline edit --help)."
+        )
+    catalog = None
     changed = False
     try:
+        # Every value is read before anything is written: a mistake changes nothing.
+        added = (args.add_price[0], _terms("--add-price", args.add_price[1:])) if args.add_price else None
+        changing = (args.change_price[0], _terms("--change-price", args.change_price[1:])) if args.change_price else None
+        default_terms = _terms("--price", args.price) if args.price else None
+        catalog = open_catalog(settings)
+        for key in (changing[0] if changing else None, args.archive_price):
+            if key is not None:
+                _require_price_of(catalog, key, args.product_id)
+        if added:
+            add_price(catalog, CatalogPrice(lookup_key=added[0], product_id=args.product_id, **added[1]))  # type: ignore[arg-type]
+            changed = True
         if fields:
             changed |= update_product(catalog, args.product_id, **fields)
-        if args.price:
-            amount, currency, *interval = args.price
-            if not amount.isdigit():
-                raise InvalidProduct(f"--price amount {amount!r} must be a whole number of the currency's smallest unit, e.g. 1500")
-            changed |= change_price(catalog, args.product_id, int(amount), currency, interval[0] if interval else None)
-    except InvalidProduct as error:
+        if default_terms:
+            changed |= set_default_price(catalog, args.product_id, **default_terms)
+        if changing:
+            changed |= change_price(catalog, changing[0], **changing[1])
+        if args.archive_price:
+            changed |= archive_price(catalog, args.archive_price)
+    except (InvalidProduct, InvalidPrice) as error:
         print(f"recon-pipeline: {error}", file=sys.stderr)
         return 2
     print(f"{args.product_id}: changed and queued in the outbox" if changed else f"{args.product_id}: already so in the catalog; nothing queued")
     return 0
+
+
+def _require_price_of(catalog: Catalog, lookup_key: str, product_id: str) -> None:
+    owners = catalog.price_rows([product_id])["lookup_key"]
+    if lookup_key not in set(owners):
+        listed = ", ".join(sorted(owners)) or "none yet (add one with --add-price)"
+        raise InvalidPrice(f"{product_id!r} has no price {lookup_key!r}; its prices are: {listed}")
 
 
 def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
@@ -115,7 +149,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     edit.add_argument("--name", help="new name")
     edit.add_argument("--description", help="new description")
     edit.add_argument("--active", choices=["true", "false"], help="activate or archive")
-    edit.add_argument("--price", nargs="+", metavar=("AMOUNT CURRENCY", "INTERVAL"), help="e.g. --price 1500 usd month")
+    edit.add_argument("--price", nargs="+", metavar=("AMOUNT CURRENCY", "INTERVAL"), help="the default price's terms, e.g. --price 1500 usd month (a new price in Stripe, under the same lookup key)")
+    edit.add_argument("--add-price", nargs="+", metavar=("LOOKUP_KEY AMOUNT CURRENCY", "INTERVAL"), help="add a price, e.g. --add-price pro_annual 15000 usd year")
+    edit.add_argument("--change-price", nargs="+", metavar=("LOOKUP_KEY AMOUNT CURRENCY", "INTERVAL"), help="change one price's terms; no other price is touched")
+    edit.add_argument("--archive-price", metavar="LOOKUP_KEY", help="archive one price")
+    edit.add_argument("--default-price", metavar="LOOKUP_KEY", help="make one of the product's prices its default")
     edit.set_defaults(func=cmd_edit)
 
     audit = commands.add_parser("audit", help="who changed what, before and after, and why (the audit trail)", formatter_class=argparse.ArgumentDefaultsHelpFormatter)

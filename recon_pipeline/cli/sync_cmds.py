@@ -25,7 +25,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     with contextlib.ExitStack() as stack:
         settings = with_stripe(settings, stack)
         gateway = StripeGateway.from_settings(settings)
-        applier = InboxApplier(catalog, settings.conflict_policy, gateway)
+        applier = InboxApplier(catalog, settings.conflict_policy, gateway, settings.price_orphan_policy)
         check_key(catalog.engine, gateway)
         name = worker_id()
         stop = threading.Event()

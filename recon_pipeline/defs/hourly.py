@@ -24,7 +24,7 @@ import pandas as pd
 from recon_pipeline.backfill import beyond_retention, catalog_changes, hour_key, recover_events, touched_products
 from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
-from recon_pipeline.reconcile import DRIFT_COLUMNS, ORPHAN_IN_STRIPE
+from recon_pipeline.reconcile import DRIFT_COLUMNS
 from recon_pipeline.repair import APPLIED, DEAD_LETTER, WriteSource, converge, full_drift, read_sides
 from recon_pipeline.settings import Settings
 
@@ -134,7 +134,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         with stripe.calls(catalog) as gateway:
             converged = converge(catalog.catalog(), gateway, ids, source=WriteSource.BACKFILL, run_id=run_id_of(context))
         result = converged.result
-        remaining = converged.remaining[converged.remaining["kind"] != ORPHAN_IN_STRIPE]
+        remaining = converged.remaining
         hours = hourly_drift.groupby("product_id")["hour"].agg(lambda h: sorted(set(h))).to_dict()
         frame = pd.DataFrame(
             [(o.product_id, o.action, o.status, o.writes, h) for o in result.outcomes for h in hours.get(o.product_id, [])],

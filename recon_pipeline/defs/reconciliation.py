@@ -1,8 +1,10 @@
 """Reconciliation: both sides snapshotted, and the drift between them (group `reconciliation`).
 
     local_products ──┐
+    local_prices ────┤
                      ├──> catalog_drift          (job: reconcile_catalog; schedule: reconcile_hourly)
-    stripe_products ─┘
+    stripe_products ─┤
+    stripe_prices ───┘
 
 Each asset guards itself with blocking checks (ids unique, snapshot complete, drift rate
 under the threshold), so a bad snapshot never produces a drift table that a repair would
@@ -18,12 +20,12 @@ import time
 import dagster as dg
 import pandas as pd
 
-from recon_pipeline.catalog.quarantine import quarantined_ids, record, split_valid
+from recon_pipeline.catalog.quarantine import PRICE, quarantined_ids, quarantined_lookup_keys, record, split_valid, split_valid_prices
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
-from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, diff_catalog, local_frame, stripe_frame, summarize_drift
+from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, diff_catalog, local_frame, local_price_frame, summarize_drift
 from recon_pipeline.reconcile.freshness import WINDOW_S, fresh, overdue
 from recon_pipeline.settings import Settings
-from recon_pipeline.stripe_api import fetch_products_snapshot
+from recon_pipeline.stripe_api import Snapshot, fetch_prices_snapshot, fetch_products_snapshot
 
 GROUP = "reconciliation"
 PREVIEW_ROWS = 20
@@ -32,17 +34,16 @@ PREVIEW_ROWS = 20
 DRIFT_FRESHNESS = dt.timedelta(seconds=WINDOW_S)
 
 
-def _ids_unique_spec(asset: str, side: str) -> dg.AssetCheckSpec:
+def _ids_unique_spec(asset: str, side: str, what: str = "product id") -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(
         "ids_unique",
         asset=asset,
         blocking=True,
-        description=f"Every product id appears once in {side}; duplicates make matching ambiguous, so the diff does not run.",
+        description=f"Every {what} appears once in {side}; duplicates make matching ambiguous, so the diff does not run.",
     )
 
 
-def _ids_unique_result(asset: str, frame: pd.DataFrame) -> dg.AssetCheckResult:
-    ids = frame["product_id"]
+def _ids_unique_result(asset: str, ids: pd.Series, what: str = "product ids") -> dg.AssetCheckResult:
     dupes = sorted(ids[ids.duplicated()].unique().tolist())
     return dg.AssetCheckResult(
         check_name="ids_unique",
@@ -53,29 +54,89 @@ def _ids_unique_result(asset: str, frame: pd.DataFrame) -> dg.AssetCheckResult:
             "duplicate_ids": dg.MetadataValue.int(len(dupes)),
             "examples": dg.MetadataValue.text(", ".join(map(str, dupes[:20])) or "none"),
         },
-        description=None if not dupes else f"{len(dupes)} product ids appear more than once in {asset}",
+        description=None if not dupes else f"{len(dupes)} {what} appear more than once in {asset}",
+    )
+
+
+def _quarantine_check(asset: str, bad: list[dict]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name="no_quarantined_rows",
+        asset_key=asset,
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "quarantined": dg.MetadataValue.int(len(bad)),
+            "reasons": dg.MetadataValue.md("\n".join(f"- {item['reason']}" for item in bad[:20]) or "none"),
+        },
+        description=None if not bad else f"{len(bad)} catalog rows quarantined, e.g. {bad[0]['reason']}",
+    )
+
+
+def _quarantine_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        "no_quarantined_rows",
+        asset=asset,
+        description="No catalog row is quarantined. WARN: the rows listed in the `quarantine` table "
+        "(with their reasons) are not synced until they are fixed; the others are.",
+    )
+
+
+def _snapshot_spec(asset: str, what: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        "snapshot_complete",
+        asset=asset,
+        blocking=True,
+        description=f"Every created-range of the {what} list was paged to the end (has_more=false) "
+        f"and no {what[:-1]} came back twice, so the snapshot is the whole account.",
+    )
+
+
+def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, stats: dict, api_base: str, id_column: str):
+    """The snapshot's frame with its counts, then its `snapshot_complete` check."""
+    frame = snapshot.frame
+    yield dg.Output(
+        frame,
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(len(frame)),
+            "active": dg.MetadataValue.int(int(frame["active"].sum())),
+            "pages": dg.MetadataValue.int(snapshot.pages),
+            "requests": dg.MetadataValue.int(snapshot.requests),
+            "retries": dg.MetadataValue.int(int(stats.get("retries", 0))),
+            "rate_limited": dg.MetadataValue.int(int(stats.get("rate_limited", 0))),
+            "duration_s": dg.MetadataValue.float(round(snapshot.seconds, 3)),
+            f"{what}_per_s": dg.MetadataValue.float(round(len(frame) / snapshot.seconds, 1) if snapshot.seconds else 0.0),
+            "api_base": dg.MetadataValue.url(api_base) if api_base.startswith("http") else api_base,
+        },
+    )
+    complete = snapshot.complete and snapshot.duplicates == 0 and frame[id_column].is_unique
+    yield dg.AssetCheckResult(
+        check_name="snapshot_complete",
+        asset_key=asset,
+        passed=bool(complete),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            what: dg.MetadataValue.int(len(frame)),
+            "pages": dg.MetadataValue.int(snapshot.pages),
+            "duplicates": dg.MetadataValue.int(snapshot.duplicates),
+            "ranges_exhausted": dg.MetadataValue.bool(bool(snapshot.complete)),
+        },
+        description=None if complete else f"the {what} list was not paged to the end, or returned one twice",
     )
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"sql", "pandas"},
-    check_specs=[
-        _ids_unique_spec("local_products", "the catalog"),
-        dg.AssetCheckSpec(
-            "no_quarantined_rows",
-            asset="local_products",
-            description="No catalog row is quarantined. WARN: the rows listed in the `quarantine` table "
-            "(with their reasons) are not synced until they are fixed; the others are.",
-        ),
-    ],
+    check_specs=[_ids_unique_spec("local_products", "the catalog"), _quarantine_spec("local_products")],
 )
 def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource):
     """Every product of the local catalog, in the canonical frame shape the diff compares.
 
     One row per product: product_id, name, description, active, metadata (canonical JSON),
-    unit_amount, currency, interval. Read from the catalog database (RECON_CATALOG_URL).
-    Rows Stripe would refuse are quarantined with their reason instead of blocking the rest.
+    marketing_features, images, package_dimensions, shippable, statement_descriptor,
+    tax_code, unit_label, url, default_price (its lookup key). Read from the catalog database
+    (RECON_CATALOG_URL). Rows Stripe would refuse are quarantined with their reason instead
+    of blocking the rest.
     """
     started = time.perf_counter()
     rows, bad = split_valid(catalog.catalog().rows())
@@ -87,91 +148,110 @@ def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource):
             "quarantined": dg.MetadataValue.int(len(bad)),
             "dagster/row_count": dg.MetadataValue.int(len(frame)),
             "active": dg.MetadataValue.int(int(frame["active"].sum())),
-            "with_price": dg.MetadataValue.int(int(frame["unit_amount"].notna().sum())),
+            "with_default_price": dg.MetadataValue.int(int((frame["default_price"] != "").sum())),
             "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
         },
     )
-    yield _ids_unique_result("local_products", frame)
-    yield dg.AssetCheckResult(
-        check_name="no_quarantined_rows",
-        asset_key="local_products",
-        passed=not bad,
-        severity=dg.AssetCheckSeverity.WARN,
+    yield _ids_unique_result("local_products", frame["product_id"])
+    yield _quarantine_check("local_products", bad)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"sql", "pandas"},
+    check_specs=[_ids_unique_spec("local_prices", "the catalog", "price lookup_key"), _quarantine_spec("local_prices")],
+)
+def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, local_products: pd.DataFrame):
+    """Every price the catalog owns, by lookup key, in the canonical frame shape the diff compares.
+
+    One row per price: lookup_key, product_id, active, currency, unit_amount (a decimal),
+    billing_scheme, tiers_mode, tiers, recurring_interval/_count/_usage_type,
+    transform_quantity, currency_options (the other currencies), custom_unit_amount,
+    tax_behavior, nickname, metadata. A price Stripe would refuse, or of a product that is not
+    synced, is quarantined with its reason.
+    """
+    started = time.perf_counter()
+    rows, bad = split_valid_prices(catalog.catalog().price_rows(), set(local_products["product_id"].astype(str)))
+    record(catalog.engine(), bad, PRICE)
+    frame = local_price_frame(rows)
+    yield dg.Output(
+        frame,
         metadata={
             "quarantined": dg.MetadataValue.int(len(bad)),
-            "reasons": dg.MetadataValue.md("\n".join(f"- {item['reason']}" for item in bad[:20]) or "none"),
+            "dagster/row_count": dg.MetadataValue.int(len(frame)),
+            "active": dg.MetadataValue.int(int(frame["active"].sum())),
+            "recurring": dg.MetadataValue.int(int((frame["recurring_interval"] != "").sum())),
+            "tiered": dg.MetadataValue.int(int((frame["billing_scheme"] == "tiered").sum())),
+            "with_currency_options": dg.MetadataValue.int(int((frame["currency_options"] != "").sum())),
+            "products_with_prices": dg.MetadataValue.int(int(frame["product_id"].nunique())),
+            "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
         },
-        description=None if not bad else f"{len(bad)} catalog rows quarantined, e.g. {bad[0]['reason']}",
     )
+    yield _ids_unique_result("local_prices", frame["lookup_key"], "price lookup keys")
+    yield _quarantine_check("local_prices", bad)
 
 
 @dg.asset(
     group_name=GROUP,
     kinds={"stripe", "pandas"},
     pool="stripe_api",
-    check_specs=[
-        dg.AssetCheckSpec(
-            "snapshot_complete",
-            asset="stripe_products",
-            blocking=True,
-            description="Every created-range of the product list was paged to the end (has_more=false) "
-            "and no product came back twice, so the snapshot is the whole account.",
-        ),
-        _ids_unique_spec("stripe_products", "the Stripe snapshot"),
-    ],
+    check_specs=[_snapshot_spec("stripe_products", "products"), _ids_unique_spec("stripe_products", "the Stripe snapshot")],
 )
 def stripe_products(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
-    """Every Stripe product with its default price, expanded in the same list request.
+    """Every Stripe product, active and archived.
 
     The list is split over `created` ranges fetched concurrently, within the account's rate
-    limits (global and per endpoint), with retries and backoff on 429/5xx.
+    limits (global and per endpoint), with retries and backoff on 429/5xx; each page becomes
+    rows of the canonical frame as it arrives.
     """
     with stripe.calls(catalog) as gateway:
         snapshot = fetch_products_snapshot(gateway, concurrency=stripe.snapshot_concurrency)
-    frame = stripe_frame(snapshot.products)
-    stats = gateway.stats
-    yield dg.Output(
-        frame,
-        metadata={
-            "dagster/row_count": dg.MetadataValue.int(len(frame)),
-            "pages": dg.MetadataValue.int(snapshot.pages),
-            "requests": dg.MetadataValue.int(snapshot.requests),
-            "retries": dg.MetadataValue.int(int(stats.get("retries", 0))),
-            "rate_limited": dg.MetadataValue.int(int(stats.get("rate_limited", 0))),
-            "duration_s": dg.MetadataValue.float(round(snapshot.seconds, 3)),
-            "products_per_s": dg.MetadataValue.float(round(len(frame) / snapshot.seconds, 1) if snapshot.seconds else 0.0),
-            "api_base": dg.MetadataValue.url(stripe.api_base) if stripe.api_base.startswith("http") else stripe.api_base,
-        },
-    )
-    complete = snapshot.complete and snapshot.duplicates == 0 and frame["product_id"].is_unique
-    yield dg.AssetCheckResult(
-        check_name="snapshot_complete",
-        asset_key="stripe_products",
-        passed=bool(complete),
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "products": dg.MetadataValue.int(len(frame)),
-            "pages": dg.MetadataValue.int(snapshot.pages),
-            "duplicates": dg.MetadataValue.int(snapshot.duplicates),
-            "ranges_exhausted": dg.MetadataValue.bool(bool(snapshot.complete)),
-        },
-        description=None if complete else "the product list was not paged to the end, or returned a product twice",
-    )
-    yield _ids_unique_result("stripe_products", frame)
+    yield from _snapshot_outputs("stripe_products", "products", snapshot, gateway.stats, stripe.api_base, "stripe_id")
+    yield _ids_unique_result("stripe_products", snapshot.frame["product_id"])
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"stripe", "pandas"},
+    pool="stripe_api",
+    check_specs=[_snapshot_spec("stripe_prices", "prices"), _ids_unique_spec("stripe_prices", "the Stripe snapshot", "price lookup_key")],
+)
+def stripe_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
+    """Every Stripe price, active and archived, with `tiers` and `currency_options` expanded.
+
+    Listed like `stripe_products` (concurrent `created` ranges, active and archived side by
+    side, on the prices endpoint's own rate limit), in parallel with the products. A price
+    without a lookup key has an empty `lookup_key`: it is not the catalog's.
+    """
+    with stripe.calls(catalog) as gateway:
+        snapshot = fetch_prices_snapshot(gateway, concurrency=stripe.snapshot_concurrency)
+    yield from _snapshot_outputs("stripe_prices", "prices", snapshot, gateway.stats, stripe.api_base, "price_id")
+    keys = snapshot.frame["lookup_key"]
+    yield _ids_unique_result("stripe_prices", keys[keys != ""], "price lookup keys")
 
 
 def drift_metadata(drift: pd.DataFrame, summary: dict) -> dict[str, dg.MetadataValue]:
     """Counts per kind and per field (zeros included, so the UI's plots are continuous lines)."""
-    by_field = summary["field_mismatch_by_field"]
+    by_field, by_price_field = summary["field_mismatch_by_field"], summary["price_field_mismatch_by_field"]
     return {
         **{f"drift/{kind}": dg.MetadataValue.int(summary[kind]) for kind in (*DRIFT_KINDS, "total")},
         **{f"drift/field_mismatch/{field}": dg.MetadataValue.int(by_field.get(field, 0)) for field in COMPARED_FIELDS},
+        **{f"drift/price_field_mismatch/{field}": dg.MetadataValue.int(by_price_field.get(field, 0)) for field in PRICE_COMPARED_FIELDS},
         "drift_rate": dg.MetadataValue.float(round(summary["drift_rate"], 6)),
         "products_with_drift": dg.MetadataValue.int(summary["products_with_drift"]),
+        "prices_with_drift": dg.MetadataValue.int(summary["prices_with_drift"]),
         "products_total": dg.MetadataValue.int(summary["products_total"]),
         "dagster/row_count": dg.MetadataValue.int(len(drift)),
-        "preview": dg.MetadataValue.md(drift.head(PREVIEW_ROWS).to_markdown(index=False) if len(drift) else "_No drift: both sides agree._"),
+        "preview": dg.MetadataValue.md(_preview(drift)),
     }
+
+
+def _preview(drift: pd.DataFrame) -> str:
+    """The first rows of each kind (so price rows show beside product rows), as a table."""
+    if not len(drift):
+        return "_No drift: both sides agree._"
+    per_kind = max(2, PREVIEW_ROWS // max(1, drift["kind"].nunique()))
+    return drift.groupby("kind", sort=False).head(per_kind).head(PREVIEW_ROWS).to_markdown(index=False)
 
 
 @dg.asset(
@@ -183,23 +263,33 @@ def drift_metadata(drift: pd.DataFrame, summary: dict) -> dict[str, dg.MetadataV
             "drift_rate_below_threshold",
             asset="catalog_drift",
             blocking=True,
-            description="Share of products with any drift is at most RECON_MAX_DRIFT_RATE (default 1%). "
-            "Fails with ERROR above it: look at the drift preview, then repair.",
+            description="Share of products with any drift (in the product or one of its prices) is at most "
+            "RECON_MAX_DRIFT_RATE (default 1%). Fails with ERROR above it: look at the drift preview, then repair.",
         )
     ],
 )
 def catalog_drift(
-    context: dg.AssetExecutionContext, catalog: CatalogResource, policy: ReconPolicy, local_products: pd.DataFrame, stripe_products: pd.DataFrame
+    context: dg.AssetExecutionContext,
+    catalog: CatalogResource,
+    policy: ReconPolicy,
+    local_products: pd.DataFrame,
+    stripe_products: pd.DataFrame,
+    local_prices: pd.DataFrame,
+    stripe_prices: pd.DataFrame,
 ):
-    """Every discrepancy between the catalog and Stripe, one row each.
+    """Every discrepancy between the catalog and Stripe, products and prices, one row each.
 
-    Columns: product_id, kind (missing_in_stripe | orphan_in_stripe | field_mismatch),
-    field, local_value, stripe_value. Metadata counts each kind and shows the first rows.
+    Columns: product_id, lookup_key (NULL for product rows), kind (missing_in_stripe |
+    orphan_in_stripe | field_mismatch | price_missing_in_stripe | price_orphan_in_stripe |
+    price_field_mismatch), field, local_value, stripe_value. Metadata counts each kind and each
+    field, and shows the first rows of each kind.
     """
-    # A quarantined product is not synced, and not an orphan either: leave its Stripe side alone.
-    held = quarantined_ids(catalog.engine())
+    # A quarantined product or price is not synced, and not an orphan either: leave its Stripe side alone.
+    engine = catalog.engine()
+    held, held_keys = quarantined_ids(engine), quarantined_lookup_keys(engine)
     stripe_products = stripe_products[~stripe_products["product_id"].isin(held)].reset_index(drop=True)
-    drift = diff_catalog(local_products, stripe_products)
+    stripe_prices = stripe_prices[~stripe_prices["product_id"].isin(held) & ~stripe_prices["lookup_key"].isin(held_keys)].reset_index(drop=True)
+    drift = diff_catalog(local_products, stripe_products, local_prices, stripe_prices)
     summary = summarize_drift(drift, len(local_products), len(stripe_products))
     yield dg.Output(drift, metadata=drift_metadata(drift, summary))
 
@@ -279,7 +369,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         return dg.SkipReason(refused) if refused else dg.RunRequest()
 
     return dg.Definitions(
-        assets=[local_products, stripe_products, catalog_drift],
+        assets=[local_products, local_prices, stripe_products, stripe_prices, catalog_drift],
         asset_checks=[catalog_drift_freshness],
         jobs=[reconcile_catalog],
         schedules=[reconcile_hourly],

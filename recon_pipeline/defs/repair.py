@@ -17,7 +17,9 @@ import pandas as pd
 from recon_pipeline.catalog import CatalogReadOnly
 from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
-from recon_pipeline.repair import ACTION_ORDER, APPLIED, DEAD_LETTER, Sides, WriteSource, converge, unanswered_products
+from recon_pipeline.policies import OrphanPolicy
+from recon_pipeline.reconcile import ORPHAN_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE
+from recon_pipeline.repair import ACTION_ORDER, APPLIED, DEAD_LETTER, Sides, WriteSource, converge
 from recon_pipeline.repair.dead_letters import open_dead_letters
 from recon_pipeline.settings import Settings
 
@@ -32,6 +34,8 @@ class RepairConfig(dg.Config):
     """Plan and report, write nothing."""
     orphan_policy: str | None = None
     """What to do with products in Stripe that the catalog lacks: report, archive or adopt (unset: RECON_ORPHAN_POLICY)."""
+    price_orphan_policy: str | None = None
+    """What to do with unmanaged prices of catalog products (no lookup key the catalog owns): report, archive or adopt (unset: RECON_PRICE_ORPHAN_POLICY)."""
     max_write_share: float | None = None
     """Mass-drift breaker: refuse to repair when more than this share of the catalog would be written (unset: RECON_MAX_REPAIR_SHARE)."""
     override_breaker: bool = False
@@ -79,16 +83,18 @@ def catalog_repair(
     catalog_drift: pd.DataFrame,
     local_products: pd.DataFrame,
     stripe_products: pd.DataFrame,
+    local_prices: pd.DataFrame,
+    stripe_prices: pd.DataFrame,
 ):
-    """The writes that bring Stripe back to the catalog, one row per action.
+    """The writes that bring Stripe back to the catalog, one row per action, in Stripe's order.
 
-    Plan from `catalog_drift`: create missing products (ids derived from the catalog), update
-    mismatched fields, change prices (new Price as default with the lookup_key transferred,
-    old one archived), and handle orphans by policy. Products with a write left unanswered in
-    the last day (a run killed mid-write) get their price step again. Every write is idempotent
-    and recorded in `sync_ledger`; a product that still fails after retries goes to
-    `dead_letter` and the run goes on. Then the drift of the touched products is re-derived
-    and must be zero.
+    Plan from `catalog_drift`: create missing products (ids derived from the catalog) and
+    prices (with their lookup keys), update mismatched product fields and mutable price
+    fields in place, replace a price whose terms changed (the replacement takes its lookup
+    key, then the default moves, then exactly the replaced price is archived), and handle
+    orphan products and unmanaged prices by policy. Every write is idempotent and recorded in
+    `sync_ledger`; a product that still fails after retries goes to `dead_letter` and the run
+    goes on. Then the drift of the touched products is re-derived and must be zero.
     """
     started = time.perf_counter()
     share = policy.max_repair_share if config.max_write_share is None else config.max_write_share
@@ -98,10 +104,10 @@ def catalog_repair(
             converged = converge(
                 catalog.catalog(),
                 gateway,
-                sides=Sides(local_products, stripe_products),
+                sides=Sides(local_products, stripe_products, local_prices, stripe_prices),
                 drift=catalog_drift,
                 orphan_policy=policy.orphans(config.orphan_policy),
-                retrying=unanswered_products(catalog.engine()),
+                price_orphan_policy=policy.price_orphans(config.price_orphan_policy),
                 source=WriteSource.REPAIR,
                 run_id=run_id_of(context),
                 concurrency=config.concurrency,
@@ -113,7 +119,7 @@ def catalog_repair(
     plan, result = converged.plan, converged.result
     stats = {k: v - before.get(k, 0) for k, v in gateway.stats.items()}
     breaker_note = (
-        f"{plan.products_to_write} of {plan.catalog_size} products would be written "
+        f"{plan.objects_to_write} of {plan.catalog_size} products and prices would be written "
         f"({plan.write_share:.1%} > {share:.0%}): refusing to auto-repair. If that is right (the first sync "
         "of a new Stripe account, a bulk import), run `recon-pipeline repair --override-breaker`."
     )
@@ -121,8 +127,8 @@ def catalog_repair(
         context.log.error(breaker_note)
 
     outcomes = pd.DataFrame(
-        [(o.product_id, o.action, o.status, o.writes, o.detail, o.error or "") for o in result.outcomes],
-        columns=["product_id", "action", "status", "writes", "detail", "error"],
+        [(o.product_id, o.lookup_key, o.action, o.status, o.writes, o.detail, o.error or "") for o in result.outcomes],
+        columns=["product_id", "lookup_key", "action", "status", "writes", "detail", "error"],
     )
     for o in result.outcomes:
         context.log.info(f"{o.status}: {o.action} {o.product_id} {o.detail} {o.error or ''}".rstrip())
@@ -185,17 +191,27 @@ repair_catalog = dg.define_asset_job(
 
 
 @dg.asset_sensor(asset_key=dg.AssetKey("catalog_drift"), job=repair_catalog, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def drift_repair_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-    """Requests one `repair_catalog` run for each `catalog_drift` materialization that has drift.
+def drift_repair_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, policy: ReconPolicy):
+    """Requests one `repair_catalog` run for each `catalog_drift` materialization with drift
+    that repair would write: orphans the policies only report (unmanaged prices, by default)
+    are not a reason to run it.
 
     The run's mass-drift breaker still decides whether to write: above its share of the
     catalog it refuses, fails the `mass_drift_breaker` check and the alert sensor reports it.
     """
     materialization = asset_event.asset_materialization
-    total = materialization.metadata.get("drift/total") if materialization else None
-    drift_rows = int(getattr(total, "value", 0) or 0)
-    if drift_rows == 0:
-        return dg.SkipReason(f"catalog_drift from run {asset_event.run_id[:8]} has no drift")
+    metadata = materialization.metadata if materialization else {}
+
+    def rows(key: str) -> int:
+        return int(getattr(metadata.get(key), "value", 0) or 0)
+
+    drift_rows = rows("drift/total")
+    reported = (rows(f"drift/{ORPHAN_IN_STRIPE}") if policy.orphans() is OrphanPolicy.REPORT else 0) + (
+        rows(f"drift/{PRICE_ORPHAN_IN_STRIPE}") if policy.price_orphans() is OrphanPolicy.REPORT else 0
+    )
+    if drift_rows == reported:
+        why = "no drift" if drift_rows == 0 else f"only orphans the policies report ({reported} rows)"
+        return dg.SkipReason(f"catalog_drift from run {asset_event.run_id[:8]} has {why}")
     return dg.RunRequest(
         run_key=f"catalog_drift:{asset_event.run_id}",
         tags={"recon/trigger": "drift_repair_sensor", "recon/drift_rows": str(drift_rows)},

@@ -15,7 +15,7 @@ from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
 from recon_pipeline.catalog import Catalog
-from recon_pipeline.catalog.source import CatalogSource
+from recon_pipeline.catalog.source import CatalogSource, price_rows, product_rows
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
 from recon_pipeline.settings import Settings
 from recon_pipeline.stripe_api import CredentialsRefused, RetryPolicy, StripeGateway
@@ -23,19 +23,24 @@ from recon_pipeline.sync.credentials import record_refusal, refusal
 
 
 class CatalogResource(dg.ConfigurableResource):
-    """The local product catalog: its database (a SQLAlchemy URL) and where products are read
-    from: our `products` table, or your own table (with its column mapping) or query."""
+    """The local product catalog: its database (a SQLAlchemy URL) and where products and prices
+    are read from: our `products` and `prices` tables, or your own tables (with their column
+    mappings) or queries."""
 
     url: str
     table: str | None = None
     columns: dict[str, str] = {}  # noqa: RUF012 (pydantic copies a field's default; it is never shared)
     query: str | None = None
+    prices_table: str | None = None
+    prices_columns: dict[str, str] = {}  # noqa: RUF012
+    prices_query: str | None = None
 
     _catalog: Catalog | None = PrivateAttr(default=None)
 
     def catalog(self) -> Catalog:
         if self._catalog is None:
-            self._catalog = Catalog.open(self.url, CatalogSource(table=self.table, columns=dict(self.columns), query=self.query))
+            source = CatalogSource(product_rows(self.table, dict(self.columns), self.query), price_rows(self.prices_table, dict(self.prices_columns), self.prices_query))
+            self._catalog = Catalog.open(self.url, source)
         return self._catalog
 
     def engine(self) -> Engine:
@@ -91,12 +96,17 @@ class ReconPolicy(dg.ConfigurableResource):
     max_drift_rate: float = 0.01
     max_repair_share: float = 0.10
     orphan_policy: str = OrphanPolicy.REPORT.value
+    price_orphan_policy: str = OrphanPolicy.REPORT.value
     conflict_policy: str = ConflictPolicy.LOCAL_WINS.value
     max_outbox_lag_s: float = 300.0
 
     def orphans(self, override: str | None = None) -> OrphanPolicy:
         """The orphan policy of a run: its config's, or the default; a bad name fails the run, naming it."""
         return _choice(OrphanPolicy, override or self.orphan_policy, "orphan_policy")
+
+    def price_orphans(self, override: str | None = None) -> OrphanPolicy:
+        """The policy for unmanaged prices of catalog products: the run config's, or the default."""
+        return _choice(OrphanPolicy, override or self.price_orphan_policy, "price_orphan_policy")
 
     def conflicts(self, override: str | None = None) -> ConflictPolicy:
         """The conflict policy of a run: its config's, or the default."""
@@ -128,7 +138,15 @@ def build_resources(settings: Settings) -> dict[str, object]:
     catalog_url = _from_env(settings, "RECON_CATALOG_URL", settings.catalog_url)
     source = settings.catalog_source
     return {
-        "catalog": CatalogResource(url=catalog_url, table=source.table, columns=dict(source.columns), query=source.query),
+        "catalog": CatalogResource(
+            url=catalog_url,
+            table=source.products.table,
+            columns=dict(source.products.columns),
+            query=source.products.query,
+            prices_table=source.prices.table,
+            prices_columns=dict(source.prices.columns),
+            prices_query=source.prices.query,
+        ),
         "partition_store": PartitionStore(url=catalog_url),
         "stripe": StripeResource(
             api_key=_from_env(settings, "STRIPE_API_KEY", settings.stripe_api_key),
@@ -141,6 +159,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             max_drift_rate=settings.max_drift_rate,
             max_repair_share=settings.max_repair_share,
             orphan_policy=settings.orphan_policy.value,
+            price_orphan_policy=settings.price_orphan_policy.value,
             conflict_policy=settings.conflict_policy.value,
             max_outbox_lag_s=settings.max_outbox_lag_s,
         ),

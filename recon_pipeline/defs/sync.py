@@ -122,7 +122,7 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
     policy, and every decision is written to the audit table."""
     conflict_policy = policy.conflicts(config.conflict_policy)
     try:
-        applier = InboxApplier(catalog.catalog(), conflict_policy, stripe.gateway())
+        applier = InboxApplier(catalog.catalog(), conflict_policy, stripe.gateway(), policy.price_orphans())
     except CatalogReadOnly as error:
         raise dg.Failure(str(error), allow_retries=False) from None
     with stripe.calls(catalog):

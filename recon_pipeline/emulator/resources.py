@@ -540,8 +540,8 @@ class Account:
 
         Each product: id, name, created, active, description, metadata and any product field;
         `price` (unit_amount, currency, recurring_interval, lookup_key: its default price) and
-        `prices` (a list of price-create parameters in Stripe's shape, typed, plus `created`;
-        the first is the default unless `price` is given).
+        `prices` (a list of price-create parameters in Stripe's shape, typed, plus `created`);
+        `default_price`: the lookup key of the default (else the first price is).
         """
         product_objs, price_objs = [], []
         for item in products:
@@ -567,7 +567,8 @@ class Account:
             for n, spec in enumerate(specs):
                 price = self._new_price(product["id"], {k: v for k, v in spec.items() if k != "created" and v is not None})
                 price["created"] = int(spec.get("created") or created)
-                if n == 0:
+                wanted = item.get("default_price")
+                if (wanted is None and n == 0) or (wanted is not None and price["lookup_key"] == wanted):
                     product["default_price"] = price["id"]
                 price_objs.append(price)
             product_objs.append(product)

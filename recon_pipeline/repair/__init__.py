@@ -7,7 +7,7 @@
 """
 
 from recon_pipeline.policies import OrphanPolicy
-from recon_pipeline.repair.apply import APPLIED, DEAD_LETTER, DRY_RUN, REPORTED, Repairer, RepairResult, WriteSource, unanswered_products
+from recon_pipeline.repair.apply import APPLIED, DEAD_LETTER, DRY_RUN, REPORTED, Repairer, RepairResult, WriteSource
 from recon_pipeline.repair.converge import Converged, Sides, converge, full_drift, read_sides
 from recon_pipeline.repair.plan import ACTION_ORDER, RepairPlan, plan_repairs
 
@@ -28,5 +28,4 @@ __all__ = [
     "full_drift",
     "plan_repairs",
     "read_sides",
-    "unanswered_products",
 ]

@@ -1,18 +1,17 @@
 """Applying a repair plan to Stripe: idempotent writes, a ledger row each, dead letters.
 
-Crash safety comes from three things, so a run killed at any point and run again converges
-with no duplicate product or price:
+Crash safety comes from four things, so a run killed between any two writes and run again
+converges with no duplicate product or price:
 - the Stripe product id is derived from the catalog id, so creating it twice is refused
   (`resource_already_exists`) instead of duplicating it, and repair carries on;
+- a price is the catalog's by its lookup key: a price created before the run was killed
+  holds its key, so the next run finds it and creates nothing;
 - every write carries a deterministic Idempotency-Key built from the operation, the object,
-  the catalog row's version and the Stripe state it replaces (for a product write the
-  product as read, with its `updated`; for a price step the product's active prices), so a
-  re-run within Stripe's 24 h window replays, while putting back a value a dashboard edit
-  overwrote is a new write, not a replay;
-- before creating a price, repair looks for a price of the product that already has the
-  wanted amount, currency and interval, and reuses it (reactivating it if it was archived);
-  after switching the default it archives every other active price, which also cleans up
-  after a run killed midway.
+  the catalog row's version and the Stripe state it replaces, so a re-run within Stripe's
+  24 h window replays, while putting back a value a dashboard edit overwrote is a new write;
+- a replaced price is marked (metadata `recon_replaced_by`) before its key moves to the
+  replacement; a run cut off after that finds it, keyless and marked, and finishes the
+  replacement: default moved, old price archived. Nothing else is archived.
 
 One product failing (after the client's retries) goes to `dead_letter` with the reason;
 the others go on.
@@ -20,6 +19,7 @@ the others go on.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -29,13 +29,34 @@ from enum import StrEnum
 from typing import Any
 
 import stripe
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import insert, update
 
 from recon_pipeline.catalog import Catalog
-from recon_pipeline.catalog.changes import adopt_from_stripe
+from recon_pipeline.catalog.changes import adopt_from_stripe, adopt_prices
+from recon_pipeline.catalog.prices import currency_options_params, stripe_price_params
 from recon_pipeline.catalog.schema import sync_ledger
+from recon_pipeline.reconcile.frames import REPLACED_BY, stripe_product_id
 from recon_pipeline.repair.dead_letters import record_dead_letter
-from recon_pipeline.repair.plan import ADOPT_ORPHAN, ARCHIVE_ORPHAN, CHANGE_PRICE, CREATE_PRODUCT, REPORT_ORPHAN, UPDATE_PRODUCT, DesiredProduct, RepairAction, RepairPlan, state_fingerprint
+from recon_pipeline.repair.plan import (
+    ADOPT_ORPHAN,
+    ADOPT_PRICE_ORPHAN,
+    ARCHIVE_ORPHAN,
+    ARCHIVE_PRICE_ORPHAN,
+    ARCHIVE_REPLACED,
+    CREATE_PRICE,
+    CREATE_PRODUCT,
+    PRODUCT_FIELDS,
+    REPLACE_PRICE,
+    REPORT_ORPHAN,
+    REPORT_PRICE_ORPHAN,
+    SET_DEFAULT_PRICE,
+    UPDATE_PRICE,
+    UPDATE_PRODUCT,
+    RepairAction,
+    RepairPlan,
+    price_version,
+    state_fingerprint,
+)
 from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway, error_text, idempotency_key
 
 log = logging.getLogger(__name__)
@@ -61,6 +82,7 @@ class Outcome:
     writes: int = 0
     detail: str = ""
     error: str | None = None
+    lookup_key: str | None = None
 
 
 @dataclass
@@ -84,9 +106,8 @@ class RepairResult:
         return {o.product_id: o.error or "" for o in self.outcomes if o.status == DEAD_LETTER}
 
 
-def lookup_key_for(product_id: str) -> str:
-    """The lookup_key of a product's current price; it moves to each new price."""
-    return f"{product_id}:default"
+class PriceNotFound(LookupError):
+    """No Stripe price holds a lookup key repair needs (to make it the default)."""
 
 
 class Repairer:
@@ -142,43 +163,43 @@ class Repairer:
         handler: dict[str, Callable[[RepairAction], int]] = {
             CREATE_PRODUCT: self._create_product,
             UPDATE_PRODUCT: self._update_product,
-            CHANGE_PRICE: self._change_price,
+            CREATE_PRICE: self._create_price,
+            REPLACE_PRICE: self._replace_price,
+            UPDATE_PRICE: self._update_price,
+            SET_DEFAULT_PRICE: self._set_default_price,
+            ARCHIVE_REPLACED: self._archive_price,
+            ARCHIVE_PRICE_ORPHAN: self._archive_price,
+            ADOPT_PRICE_ORPHAN: self._adopt_price_orphan,
             ARCHIVE_ORPHAN: self._archive_orphan,
             ADOPT_ORPHAN: self._adopt_orphan,
         }
         if action.action == REPORT_ORPHAN:
             return Outcome(action.product_id, action.action, REPORTED, 0, "in Stripe, not in the catalog (orphan policy: report)")
+        if action.action == REPORT_PRICE_ORPHAN:
+            return Outcome(action.product_id, action.action, REPORTED, 0, action.describe(), lookup_key=action.lookup_key)
         try:
             writes = handler[action.action](action)
-            return Outcome(action.product_id, action.action, APPLIED, writes, action.describe())
-        except stripe.StripeError as exc:
-            return Outcome(action.product_id, action.action, DEAD_LETTER, 0, action.describe(), error_text(exc))
+            return Outcome(action.product_id, action.action, APPLIED, writes, action.describe(), lookup_key=action.lookup_key)
+        except (stripe.StripeError, PriceNotFound) as exc:
+            reason = error_text(exc) if isinstance(exc, stripe.StripeError) else str(exc)
+            return Outcome(action.product_id, action.action, DEAD_LETTER, 0, action.describe(), reason, action.lookup_key)
 
     def dead_letter(self, action: RepairAction, reason: str) -> None:
         """Park a failed action in dead_letter with the reason, replayable later."""
         log.warning("dead letter: %s %s: %s", action.action, action.product_id, reason)
-        payload = {"product_id": action.product_id, "action": action.action, "fields": list(action.fields)}
+        payload = {"product_id": action.product_id, "action": action.action, "fields": list(action.fields), "lookup_key": action.lookup_key}
         with self.engine.begin() as conn:
             record_dead_letter(conn, self.source, action.product_id, action.action, payload, reason, self.gateway.retry.max_attempts)
 
-    def _product_params(self, desired: DesiredProduct, stripe_metadata: dict[str, str] | None) -> dict[str, Any]:
-        metadata: dict[str, str] = dict(desired.metadata)
-        for key in stripe_metadata or {}:
-            metadata.setdefault(key, "")  # an empty value removes a key Stripe has and the catalog does not
-        return {
-            "name": desired.name,
-            "description": desired.description or "",
-            "active": desired.active,
-            "metadata": metadata,
-        }
+    @staticmethod
+    def _stripe_id(action: RepairAction) -> str:
+        return action.stripe.stripe_id if action.stripe is not None else stripe_product_id(action.product_id)
 
     def _create_product(self, action: RepairAction) -> int:
         desired = action.wanted
         stripe_id = action.product_id
-        params: dict[str, Any] = {"id": stripe_id, "name": desired.name, "active": desired.active, "metadata": desired.metadata}
-        if desired.description:
-            params["description"] = desired.description
-        writes = 1
+        filled = tuple(f for f in PRODUCT_FIELDS if f not in ("name", "active", "metadata") and getattr(desired, f) not in (None, "", [], False))
+        params: dict[str, Any] = {"id": stripe_id, "name": desired.name, "active": desired.active, "metadata": desired.metadata, **desired.params(filled)}
         try:
             self.write(action.product_id, "post", "/v1/products", params, desired.version)
         except stripe.InvalidRequestError as exc:
@@ -187,67 +208,74 @@ class Repairer:
             # Created by an earlier, interrupted run: make its fields right instead.
             current = self.gateway.request("get", f"/v1/products/{stripe_id}")
             observed = state_fingerprint(current)  # the product as read, with its `updated`
-            self.write(action.product_id, "post", f"/v1/products/{stripe_id}", self._product_params(desired, current.get("metadata")), f"{desired.version}|{observed}")
-            writes += 1
-        if desired.price is not None:
-            writes += self._set_price(action.product_id, stripe_id, desired)
-        return writes
+            self.write(action.product_id, "post", f"/v1/products/{stripe_id}", desired.params(PRODUCT_FIELDS, current.get("metadata")), f"{desired.version}|{observed}")
+            return 2
+        return 1
 
     def _update_product(self, action: RepairAction) -> int:
         desired, state = action.wanted, action.found
-        params = self._product_params(desired, state.metadata)
-        wanted = {f: params[f] for f in action.fields}
-        self.write(action.product_id, "post", f"/v1/products/{state.stripe_id}", wanted, f"{desired.version}|{state.fingerprint}")
+        self.write(action.product_id, "post", f"/v1/products/{state.stripe_id}", desired.params(action.fields, state.metadata), f"{desired.version}|{state.fingerprint}")
         return 1
 
-    def _change_price(self, action: RepairAction) -> int:
-        return self._set_price(action.product_id, action.found.stripe_id, action.wanted)
+    def _create_price(self, action: RepairAction) -> int:
+        price = action.wanted_price
+        # Keyed on the product's prices in Stripe too: a price the dashboard since took the key from is created again, not replayed.
+        prices_state = state_fingerprint(action.stripe.price_ids) if action.stripe else ""
+        self.write(action.product_id, "post", "/v1/prices", stripe_price_params(price, self._stripe_id(action)), f"{price_version(price)}|create|{prices_state}")
+        return 1
 
-    def _set_price(self, product_id: str, stripe_id: str, desired: DesiredProduct) -> int:
-        # Stripe lists active prices unless asked for archived ones (`active=false`).
-        active_prices = list(self.gateway.list_all("/v1/prices", params={"product": stripe_id, "active": True, "limit": 100}))
-        # Keys name the catalog version and the active prices replaced. Not the product's own
-        # state: an earlier attempt's product write changes that, and a retry must replay the
-        # same keys, or a price creation still in flight would be made twice.
-        version = f"{desired.version}|" + state_fingerprint(sorted(p["id"] for p in active_prices))
-        writes = 0
-        new_price_id = None
-        if desired.price is not None:
-            amount, currency, interval = desired.price
-            # Reuse a price that already has the wanted terms: an active one as it is, an
-            # archived one (say, archived in the dashboard) by reactivating it, so going back
-            # to an earlier price never mints a second identical Price.
-            matching = [p for p in active_prices if _price_matches(p, amount, currency, interval)]
-            if not matching:
-                archived = self.gateway.list_all("/v1/prices", params={"product": stripe_id, "active": False, "limit": 100})
-                matching = [p for p in archived if _price_matches(p, amount, currency, interval)]
-            if matching:
-                new_price_id = matching[0]["id"]
-                if not matching[0].get("active"):
-                    reactivate = {"active": True, "lookup_key": lookup_key_for(product_id), "transfer_lookup_key": True}
-                    self.write(product_id, "post", f"/v1/prices/{new_price_id}", reactivate, version)
-                    writes += 1
+    def _replace_price(self, action: RepairAction) -> int:
+        """Mark the old price, then create its replacement, which takes the lookup key.
+
+        The mark (metadata `recon_replaced_by`) is what lets a run cut off after the key moved
+        finish the job: the old price, now without a key, is known as the catalog's.
+        """
+        price, old = action.wanted_price, action.found_price
+        version = f"{price_version(price)}|{old.price_id}|{old.fingerprint}"
+        self.write(action.product_id, "post", f"/v1/prices/{old.price_id}", {"metadata": {REPLACED_BY: price.lookup_key}}, version)
+        self.write(action.product_id, "post", "/v1/prices", stripe_price_params(price, self._stripe_id(action)), version)
+        return 2
+
+    def _update_price(self, action: RepairAction) -> int:
+        price, found = action.wanted_price, action.found_price
+        params: dict[str, Any] = {}
+        for name in action.fields:
+            if name == "metadata":
+                params["metadata"] = {**{key: "" for key in found.metadata}, **price.metadata}
+            elif name == "currency_options":
+                params["currency_options"] = currency_options_params(price) or ""
+            elif name == "tax_behavior":
+                params["tax_behavior"] = price.tax_behavior or "unspecified"
             else:
-                params: dict[str, Any] = {
-                    "product": stripe_id,
-                    "unit_amount": amount,
-                    "currency": currency,
-                    "lookup_key": lookup_key_for(product_id),
-                    "transfer_lookup_key": True,
-                }
-                if interval:
-                    params["recurring"] = {"interval": interval}
-                new_price_id = self.write(product_id, "post", "/v1/prices", params, version)["id"]
-                writes += 1
-            self.write(product_id, "post", f"/v1/products/{stripe_id}", {"default_price": new_price_id}, version)
+                params[name] = getattr(price, name)
+        self.write(action.product_id, "post", f"/v1/prices/{found.price_id}", params, f"{price_version(price)}|{found.fingerprint}")
+        return 1
+
+    def _set_default_price(self, action: RepairAction) -> int:
+        key = action.lookup_key
+        holders = self.gateway.request("get", "/v1/prices", {"lookup_keys": [key], "limit": 1})["data"]
+        if not holders:
+            raise PriceNotFound(f"no active Stripe price holds lookup key {key!r}, so it cannot be the default price of {action.product_id!r}")
+        stripe_id = self._stripe_id(action)
+        # Keyed on the default it replaces: putting back a default the dashboard changed is a new write, not a replay.
+        current = action.stripe.default_price_id if action.stripe else None
+        self.write(action.product_id, "post", f"/v1/products/{stripe_id}", {"default_price": holders[0]["id"]}, f"{action.wanted.version}|{key}|{holders[0]['id']}|{current}")
+        return 1
+
+    def _archive_price(self, action: RepairAction) -> int:
+        found = action.found_price
+        self.write(action.product_id, "post", f"/v1/prices/{found.price_id}", {"active": False}, f"archive|{found.price_id}|{found.fingerprint}")
+        return 1
+
+    def _adopt_price_orphan(self, action: RepairAction) -> int:
+        found = action.found_price
+        key = action.lookup_key or ""
+        writes = 0
+        if found.lookup_key is None:  # a price without a key gets one, so the catalog can own it
+            self.write(action.product_id, "post", f"/v1/prices/{found.price_id}", {"lookup_key": key}, f"adopt|{found.price_id}")
             writes += 1
-        # Stripe keeps a product's default price once set (it cannot be unset or archived):
-        # with no price in the catalog, the default stays and the others are archived.
-        keep = new_price_id or self.gateway.request("get", f"/v1/products/{stripe_id}").get("default_price")
-        for price in active_prices:
-            if price["id"] != keep:
-                self.write(product_id, "post", f"/v1/prices/{price['id']}", {"active": False}, version)
-                writes += 1
+        assert found.values is not None
+        adopt_prices(self.catalog, [dataclasses.replace(found.values, lookup_key=key, product_id=action.product_id)])
         return writes
 
     def _archive_orphan(self, action: RepairAction) -> int:
@@ -286,23 +314,3 @@ class Repairer:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             results = list(pool.map(run, by_product.values()))
         return RepairResult([o for outcomes in results for o in outcomes])
-
-
-def unanswered_products(engine: Engine, within: dt.timedelta = dt.timedelta(hours=24)) -> set[str]:
-    """Products with a recent write whose answer never came (a run killed mid-write, a connection lost for good).
-
-    The ledger row of such a write has no status: Stripe may or may not have done it.
-    """
-    since = dt.datetime.now(dt.UTC) - within
-    with engine.connect() as conn:
-        rows = conn.execute(select(sync_ledger.c.product_id).where(sync_ledger.c.status.is_(None), sync_ledger.c.at >= since).distinct())
-        return {row.product_id for row in rows}
-
-
-def _price_matches(price: dict[str, Any], amount: int, currency: str, interval: str | None) -> bool:
-    recurring = price.get("recurring") or {}
-    return (
-        price.get("unit_amount") == amount
-        and (price.get("currency") or "").lower() == currency.lower()
-        and (recurring.get("interval") or None) == (interval or None)
-    )

@@ -18,35 +18,58 @@ checks that only look.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.policies import OrphanPolicy
-from recon_pipeline.reconcile import diff_catalog, empty_drift, stripe_frame
+from recon_pipeline.reconcile import ORPHAN_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE, diff_catalog, empty_drift
+from recon_pipeline.reconcile.frames import stripe_product_id
 from recon_pipeline.repair.apply import Repairer, RepairResult, WriteSource
-from recon_pipeline.repair.plan import RepairPlan, plan_repairs, with_price_tidy
-from recon_pipeline.stripe_api import StripeGateway, fetch_products_by_id, fetch_products_snapshot
+from recon_pipeline.repair.plan import REPORT_ORPHAN, REPORT_PRICE_ORPHAN, RepairPlan, plan_repairs
+from recon_pipeline.stripe_api import StripeGateway, fetch_prices_of, fetch_prices_snapshot, fetch_products_by_id, fetch_products_snapshot
 
 
 @dataclass
 class Sides:
-    """Both sides as canonical frames: the catalog's valid rows and Stripe's products."""
+    """Both sides as canonical frames: the catalog's valid products and prices, Stripe's."""
 
     local: pd.DataFrame
     stripe: pd.DataFrame
+    local_prices: pd.DataFrame
+    stripe_prices: pd.DataFrame
+    unread: dict[str, str] = field(default_factory=dict)  # product id -> why its prices could not be read
 
     def drift(self) -> pd.DataFrame:
-        return diff_catalog(self.local, self.stripe)
+        return diff_catalog(self.local, self.stripe, self.local_prices, self.stripe_prices)
 
 
 def read_sides(catalog: Catalog, gateway: StripeGateway, ids: Iterable[str] | None = None) -> Sides:
-    """Both sides read now: every product (the whole account, paged concurrently), or the given ids."""
+    """Both sides read now: everything (the whole account, paged concurrently), or the given
+    products (and the prices of theirs the catalog owns: see `fetch_prices_of`)."""
     if ids is None:
-        return Sides(catalog.valid_frame(), stripe_frame(fetch_products_snapshot(gateway).products))
+        local, local_prices = catalog.valid_frames()
+        return Sides(local, fetch_products_snapshot(gateway).frame, local_prices, fetch_prices_snapshot(gateway).frame)
     wanted = sorted(set(ids))
-    return Sides(catalog.valid_frame(wanted), stripe_frame(fetch_products_by_id(gateway, wanted)))
+    local, local_prices = catalog.valid_frames(wanted)
+    keys = local_prices.groupby("product_id")["lookup_key"].agg(set).to_dict() if len(local_prices) else {}
+    stripe = fetch_products_by_id(gateway, [stripe_product_id(i) for i in wanted])
+    # A product not in Stripe has no prices there: only the prices of those that are are read.
+    present = set(stripe["stripe_id"])
+    unread: dict[str, str] = {}
+    prices = fetch_prices_of(gateway, {stripe_product_id(p): keys.get(p, set()) for p in wanted if stripe_product_id(p) in present}, unread=unread)
+    if not unread:
+        return Sides(local, stripe, local_prices, prices)
+    # A product whose prices could not be read is left for the next pass, not half-compared.
+    skipped = {p for p in wanted if stripe_product_id(p) in unread}
+    return Sides(
+        local[~local["product_id"].isin(skipped)].reset_index(drop=True),
+        stripe[~stripe["product_id"].isin(skipped)].reset_index(drop=True),
+        local_prices[~local_prices["product_id"].isin(skipped)].reset_index(drop=True),
+        prices,
+        {p: f"its prices could not be read: {unread[stripe_product_id(p)]}" for p in skipped},
+    )
 
 
 def full_drift(catalog: Catalog, gateway: StripeGateway) -> pd.DataFrame:
@@ -64,8 +87,8 @@ class Converged:
 
     @property
     def errors(self) -> dict[str, str]:
-        """{product_id: Stripe's reason} for the products that could not be written."""
-        return self.result.errors
+        """{product_id: Stripe's reason} for the products that could not be read or written."""
+        return {**self.sides.unread, **self.result.errors}
 
 
 def converge(
@@ -76,7 +99,7 @@ def converge(
     sides: Sides | None = None,
     drift: pd.DataFrame | None = None,
     orphan_policy: OrphanPolicy = OrphanPolicy.REPORT,
-    retrying: Iterable[str] = (),
+    price_orphan_policy: OrphanPolicy = OrphanPolicy.REPORT,
     source: WriteSource = WriteSource.REPAIR,
     run_id: str | None = None,
     concurrency: int = 8,
@@ -88,20 +111,31 @@ def converge(
     """Bring Stripe to the catalog for the given products (all, when `ids` is None).
 
     - `sides`/`drift`: what was already read (the repair asset's snapshots); else read now.
-    - `retrying`: products whose earlier write was cut off; their price step runs again.
-    - `max_write_share`: the mass-drift breaker; above it nothing is written (a dry run).
+    - `max_write_share`: the mass-drift breaker (products and prices written / in the
+      catalog); above it nothing is written (a dry run).
     - `dead_letters`: park a product that fails in dead_letter (else just report it).
     - `verify`: re-read the written products afterwards; what still differs is `remaining`.
     """
-    orphan_policy = OrphanPolicy(orphan_policy)
-    if orphan_policy is OrphanPolicy.ADOPT:
-        catalog.require_writable("orphan_policy 'adopt'")
+    orphan_policy, price_orphan_policy = OrphanPolicy(orphan_policy), OrphanPolicy(price_orphan_policy)
+    for name, policy in (("orphan_policy", orphan_policy), ("price_orphan_policy", price_orphan_policy)):
+        if policy is OrphanPolicy.ADOPT:
+            catalog.require_writable(f"{name} 'adopt'")
     sides = sides if sides is not None else read_sides(catalog, gateway, ids)
     drift = sides.drift() if drift is None else drift
-    plan = with_price_tidy(plan_repairs(drift, sides.local, sides.stripe, orphan_policy), retrying, sides.local, sides.stripe)
+    plan = plan_repairs(drift, sides.local, sides.stripe, sides.local_prices, sides.stripe_prices, orphan_policy, price_orphan_policy)
     tripped = max_write_share is not None and plan.write_share > max_write_share
     repairer = Repairer(gateway, catalog, run_id, source)
     result = repairer.apply_plan(plan, concurrency, dry_run=dry_run or tripped, dead_letters=dead_letters)
     written = result.touched_products if verify else []
     remaining = read_sides(catalog, gateway, written).drift() if written else empty_drift()
-    return Converged(sides, plan, result, remaining, tripped)
+    return Converged(sides, plan, result, _not_left_alone(remaining, plan), tripped)
+
+
+def _not_left_alone(drift: pd.DataFrame, plan: RepairPlan) -> pd.DataFrame:
+    """The drift that repair should have removed: without the orphans it reported by policy."""
+    reported_products = {a.product_id for a in plan.actions if a.action == REPORT_ORPHAN}
+    reported_prices = {a.stripe_price.price_id for a in plan.actions if a.action == REPORT_PRICE_ORPHAN and a.stripe_price}
+    left_alone = ((drift["kind"] == ORPHAN_IN_STRIPE) & drift["product_id"].isin(reported_products)) | (
+        (drift["kind"] == PRICE_ORPHAN_IN_STRIPE) & drift["stripe_value"].isin(reported_prices)
+    )
+    return drift[~left_alone].reset_index(drop=True)

@@ -1,19 +1,26 @@
-"""From drift to a repair plan: one action per product and kind of write (no I/O).
+"""From drift to a repair plan: the writes, per product, in Stripe's order (no I/O).
 
 | drift | action |
 | --- | --- |
-| missing_in_stripe | `create_product` (Stripe id derived from the catalog id, default price with it) |
-| field_mismatch on name, description, active, metadata | `update_product` (only the differing fields) |
-| field_mismatch on unit_amount, currency, interval | `change_price` (prices are immutable: a new Price becomes the default, the old one is archived) |
-| orphan_in_stripe | per `OrphanPolicy`: `report_orphan` (no write), `archive_orphan`, `adopt_orphan` (into the catalog) |
+| missing_in_stripe | `create_product` (Stripe id derived from the catalog id), then its prices, then its default |
+| field_mismatch | `update_product` (only the differing fields); `default_price` by `set_default_price` |
+| price_missing_in_stripe | `create_price` (with its lookup key) |
+| price_field_mismatch, mutable fields only | `update_price` in place (active, nickname, metadata, currency_options, tax_behavior from unspecified) |
+| price_field_mismatch, any immutable term | `replace_price`: the old price is marked, the replacement takes its lookup key; then `set_default_price` if it was the default, then `archive_replaced` |
+| price_orphan_in_stripe | per `RECON_PRICE_ORPHAN_POLICY`: `report_price_orphan` (no write), `archive_price_orphan`, `adopt_price_orphan` |
+| price_orphan_in_stripe marked `recon_replaced_by` | a replacement cut off midway, finished: `archive_replaced` (default moved first) |
+| orphan_in_stripe | per `RECON_ORPHAN_POLICY`: `report_orphan`, `archive_orphan`, `adopt_orphan` |
+
+A price change replaces exactly one price: the one holding the changed lookup key. Nothing
+the catalog does not own is archived, replaced or re-keyed as a side effect.
 
 The plan carries the desired state from the catalog and what repair needs from Stripe
-(current metadata keys to remove, the old default price), so applying it needs no second
-snapshot.
+(metadata keys to remove, the prices' ids), so applying it needs no second snapshot.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -22,22 +29,50 @@ from typing import Any
 import pandas as pd
 
 from recon_pipeline.catalog import CatalogProduct
+from recon_pipeline.catalog.prices import IMMUTABLE_FIELDS, CatalogPrice
 from recon_pipeline.policies import OrphanPolicy
-from recon_pipeline.reconcile import FIELD_MISMATCH, MISSING_IN_STRIPE, ORPHAN_IN_STRIPE
-
-PRODUCT_FIELDS = ("name", "description", "active", "metadata")
-PRICE_FIELDS = ("unit_amount", "currency", "interval")
-
+from recon_pipeline.reconcile import (
+    FIELD_MISMATCH,
+    MISSING_IN_STRIPE,
+    ORPHAN_IN_STRIPE,
+    PRICE_FIELD_MISMATCH,
+    PRICE_MISSING_IN_STRIPE,
+    PRICE_ORPHAN_IN_STRIPE,
+    syncable_defaults,
+)
+from recon_pipeline.reconcile.frames import PRODUCT_FIELDS
 
 # Action names, in the order they are applied to one product.
 CREATE_PRODUCT = "create_product"
 UPDATE_PRODUCT = "update_product"
-CHANGE_PRICE = "change_price"
+CREATE_PRICE = "create_price"
+REPLACE_PRICE = "replace_price"
+UPDATE_PRICE = "update_price"
+SET_DEFAULT_PRICE = "set_default_price"
+ARCHIVE_REPLACED = "archive_replaced"
+ARCHIVE_PRICE_ORPHAN = "archive_price_orphan"
+ADOPT_PRICE_ORPHAN = "adopt_price_orphan"
+REPORT_PRICE_ORPHAN = "report_price_orphan"
 ARCHIVE_ORPHAN = "archive_orphan"
 ADOPT_ORPHAN = "adopt_orphan"
 REPORT_ORPHAN = "report_orphan"
-ACTION_ORDER = (CREATE_PRODUCT, UPDATE_PRODUCT, CHANGE_PRICE, ARCHIVE_ORPHAN, ADOPT_ORPHAN, REPORT_ORPHAN)
-WRITES_STRIPE = {CREATE_PRODUCT, UPDATE_PRODUCT, CHANGE_PRICE, ARCHIVE_ORPHAN}
+ACTION_ORDER = (
+    CREATE_PRODUCT,
+    UPDATE_PRODUCT,
+    CREATE_PRICE,
+    REPLACE_PRICE,
+    UPDATE_PRICE,
+    SET_DEFAULT_PRICE,
+    ARCHIVE_REPLACED,
+    ARCHIVE_PRICE_ORPHAN,
+    ADOPT_PRICE_ORPHAN,
+    REPORT_PRICE_ORPHAN,
+    ARCHIVE_ORPHAN,
+    ADOPT_ORPHAN,
+    REPORT_ORPHAN,
+)
+WRITES_STRIPE = {CREATE_PRODUCT, UPDATE_PRODUCT, CREATE_PRICE, REPLACE_PRICE, UPDATE_PRICE, SET_DEFAULT_PRICE, ARCHIVE_REPLACED, ARCHIVE_PRICE_ORPHAN, ADOPT_PRICE_ORPHAN, ARCHIVE_ORPHAN}
+PRICE_ACTIONS = {CREATE_PRICE, REPLACE_PRICE, UPDATE_PRICE, ARCHIVE_REPLACED, ARCHIVE_PRICE_ORPHAN, ADOPT_PRICE_ORPHAN, REPORT_PRICE_ORPHAN}
 
 
 @dataclass(frozen=True)
@@ -48,37 +83,59 @@ class DesiredProduct:
     description: str | None
     active: bool
     metadata: dict[str, str]
-    unit_amount: int | None
-    currency: str | None
-    interval: str | None
+    marketing_features: list[str]
+    images: list[str]
+    package_dimensions: dict[str, float] | None
+    shippable: bool
+    statement_descriptor: str | None
+    tax_code: str | None
+    unit_label: str | None
+    url: str | None
+    default_price: str | None  # lookup key; None: the catalog does not choose
     version: str  # the catalog row's updated_at: part of every idempotency key
 
-    @property
-    def price(self) -> tuple[int, str, str | None] | None:
-        return None if self.unit_amount is None else (self.unit_amount, self.currency or "", self.interval)
+    def params(self, names: tuple[str, ...], stripe_metadata: dict[str, str] | None = None) -> dict[str, Any]:
+        """Stripe's parameters for these fields (`""` unsets; a metadata key Stripe has and the catalog not is removed)."""
+        out: dict[str, Any] = {}
+        for name in names:
+            value = getattr(self, name)
+            if name == "metadata":
+                out[name] = {**{key: "" for key in stripe_metadata or {}}, **value}
+            elif name == "marketing_features":
+                out[name] = [{"name": feature} for feature in value] or ""
+            elif name == "images":
+                out[name] = list(value) or ""
+            elif name in ("active", "shippable"):
+                out[name] = bool(value)
+            elif value is None or value == "":
+                if name != "statement_descriptor":  # cannot be unset: an empty one is no drift
+                    out[name] = ""
+            else:
+                out[name] = value
+        return out
+
+    def as_catalog_product(self, product_id: str) -> CatalogProduct:
+        return CatalogProduct(
+            id=product_id,
+            **{f: getattr(self, f) for f in (*PRODUCT_FIELDS, "default_price")},
+        )
 
 
 @dataclass(frozen=True)
 class StripeState:
-    """What repair needs to know of the product in Stripe."""
+    """What repair needs to know of the product in Stripe (and, to adopt it, its fields)."""
 
     stripe_id: str
     metadata: dict[str, str]
     default_price_id: str | None
-    name: str = ""
-    description: str | None = None
-    active: bool = True
-    unit_amount: int | None = None
-    currency: str | None = None
-    interval: str | None = None
+    values: DesiredProduct | None = None  # the product's fields as Stripe has them
     updated: int | None = None  # Stripe's last-change timestamp of the product
+    price_ids: tuple[str, ...] = ()  # every price of the product in Stripe, active or not
 
     def as_catalog_product(self, product_id: str) -> CatalogProduct:
         """This Stripe product as a catalog row (adopting an orphan)."""
-        return CatalogProduct(
-            id=product_id, name=self.name, description=self.description, active=self.active, metadata=self.metadata,
-            unit_amount=self.unit_amount, currency=self.currency, recurring_interval=self.interval,
-        )  # fmt: skip
+        assert self.values is not None
+        return self.values.as_catalog_product(product_id)
 
     @property
     def fingerprint(self) -> str:
@@ -87,6 +144,23 @@ class StripeState:
         Writing the same catalog version over a *different* Stripe state (a dashboard edit
         made after our last push) must be a new write, not a replay of the old one.
         """
+        return state_fingerprint(asdict(self))
+
+
+@dataclass(frozen=True)
+class StripePrice:
+    """What repair needs to know of one price in Stripe."""
+
+    price_id: str
+    lookup_key: str | None
+    active: bool
+    metadata: dict[str, str]
+    tax_behavior: str
+    replaced_by: str | None  # the lookup key of the price that replaced it (an interrupted replacement)
+    values: CatalogPrice | None = None  # the price as Stripe has it, for adoption
+
+    @property
+    def fingerprint(self) -> str:
         return state_fingerprint(asdict(self))
 
 
@@ -102,6 +176,10 @@ class RepairAction:
     fields: tuple[str, ...] = ()
     desired: DesiredProduct | None = None
     stripe: StripeState | None = None
+    lookup_key: str | None = None
+    price: CatalogPrice | None = None  # the catalog's price this action writes
+    stripe_price: StripePrice | None = None  # the Stripe price it replaces, updates or archives
+    note: str = ""
 
     @property
     def writes_stripe(self) -> bool:
@@ -109,7 +187,7 @@ class RepairAction:
 
     @property
     def wanted(self) -> DesiredProduct:
-        """The catalog's state this action writes (every action but an orphan's has one)."""
+        """The catalog's state this action writes (every product action but an orphan's has one)."""
         if self.desired is None:
             raise ValueError(f"{self.action} of {self.product_id!r} carries no catalog state")
         return self.desired
@@ -121,18 +199,35 @@ class RepairAction:
             raise ValueError(f"{self.action} of {self.product_id!r} carries no Stripe state")
         return self.stripe
 
+    @property
+    def wanted_price(self) -> CatalogPrice:
+        if self.price is None:
+            raise ValueError(f"{self.action} of {self.lookup_key!r} carries no catalog price")
+        return self.price
+
+    @property
+    def found_price(self) -> StripePrice:
+        if self.stripe_price is None:
+            raise ValueError(f"{self.action} of {self.lookup_key!r} carries no Stripe price")
+        return self.stripe_price
+
     def describe(self) -> str:
-        if self.action == CHANGE_PRICE and self.desired and self.stripe:
-            old = _price_text(self.stripe.unit_amount, self.stripe.currency, self.stripe.interval)
-            new = _price_text(self.desired.unit_amount, self.desired.currency, self.desired.interval)
-            return f"{old} -> {new}"
-        return ", ".join(self.fields)
+        about = self.lookup_key or (self.stripe_price.price_id if self.stripe_price else "")
+        detail = ", ".join(self.fields)
+        return " ".join(part for part in (about, detail and f"({detail})", self.note) if part)
 
 
 @dataclass
 class RepairPlan:
     actions: list[RepairAction] = field(default_factory=list)
-    catalog_size: int = 0
+    catalog_size: int = 0  # products and prices in the catalog
+
+    @property
+    def objects_to_write(self) -> int:
+        """Products and prices with a write planned: what the mass-drift breaker counts."""
+        products = {a.product_id for a in self.actions if a.writes_stripe and a.action not in PRICE_ACTIONS}
+        prices = {a.lookup_key or (a.stripe_price.price_id if a.stripe_price else "") for a in self.actions if a.writes_stripe and a.action in PRICE_ACTIONS}
+        return len(products) + len(prices)
 
     @property
     def products_to_write(self) -> int:
@@ -140,118 +235,235 @@ class RepairPlan:
 
     @property
     def write_share(self) -> float:
-        return self.products_to_write / self.catalog_size if self.catalog_size else float(self.products_to_write > 0)
+        return self.objects_to_write / self.catalog_size if self.catalog_size else float(self.objects_to_write > 0)
 
     def counts(self) -> dict[str, int]:
         return {name: sum(a.action == name for a in self.actions) for name in ACTION_ORDER}
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(
-            [(a.product_id, a.action, a.describe()) for a in self.actions],
-            columns=["product_id", "action", "detail"],
+            [(a.product_id, a.lookup_key, a.action, a.describe()) for a in self.actions],
+            columns=["product_id", "lookup_key", "action", "detail"],
         )
 
 
-def _price_text(amount: int | None, currency: str | None, interval: str | None) -> str:
-    if amount is None:
-        return "no price"
-    return f"{amount} {currency}" + (f"/{interval}" if interval else "")
+# -- canonical frame rows back to values ------------------------------------------------
 
 
-def _json(value: Any) -> dict[str, str]:
-    return json.loads(value) if isinstance(value, str) and value else {}
+def _json(value: Any, empty: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) and value else empty
 
 
 def _blank(value: Any) -> Any:
     return None if value is None or value is pd.NA or value == "" else value
 
 
-def desired_from_row(row: pd.Series) -> DesiredProduct:
-    amount = row["unit_amount"]
+def _amount(text: str | None, name: str = "unit_amount") -> dict[str, Any]:
+    """A canonical decimal amount as Stripe's parameter: whole -> `unit_amount`, else `_decimal`."""
+    if not text:
+        return {}
+    if "." in text:
+        return {f"{name}_decimal": text}
+    return {name: int(text)}
+
+
+def _tiers(canonical: list[dict[str, str]]) -> list[dict[str, Any]]:
+    return [
+        {"up_to": "inf" if tier["up_to"] == "inf" else int(tier["up_to"]), **_amount(tier.get("unit_amount")), **_amount(tier.get("flat_amount"), "flat_amount")}
+        for tier in canonical
+    ]
+
+
+def _custom(canonical: str) -> dict[str, Any] | None:
+    values = _json(canonical, None)
+    return None if values is None else {k: int(v) for k, v in values.items() if v}
+
+
+def price_from_row(row: pd.Series) -> CatalogPrice:
+    """A price of a canonical prices frame (either side) as a CatalogPrice."""
+    options = {}
+    for currency, option in _json(row["currency_options"], {}).items():
+        entry: dict[str, Any] = {**_amount(option.get("unit_amount"))}
+        if option.get("tax_behavior") not in (None, "unspecified"):
+            entry["tax_behavior"] = option["tax_behavior"]
+        if option.get("tiers"):
+            entry["tiers"] = _tiers(option["tiers"])
+        if option.get("custom_unit_amount"):
+            entry["custom_unit_amount"] = _custom(option["custom_unit_amount"])
+        options[currency] = entry
+    recurring = _blank(row["recurring_interval"])
+    transform = _json(row["transform_quantity"], None)
     updated_at = row.get("updated_at")
+    return CatalogPrice(
+        lookup_key=_blank(row["lookup_key"]) or "",
+        product_id=row["product_id"],
+        currency=row["currency"],
+        **_amount(_blank(row["unit_amount"])),
+        active=bool(row["active"]),
+        billing_scheme=row["billing_scheme"],
+        tiers_mode=_blank(row["tiers_mode"]),
+        tiers=_tiers(_json(row["tiers"], [])) or None,
+        recurring_interval=recurring,
+        recurring_interval_count=int(row["recurring_interval_count"]) if recurring else None,
+        recurring_usage_type=_blank(row["recurring_usage_type"]) if recurring else None,
+        transform_quantity=None if transform is None else {"divide_by": int(transform["divide_by"]), "round": transform["round"]},
+        currency_options=options or None,
+        custom_unit_amount=_custom(row["custom_unit_amount"]),
+        tax_behavior=None if row["tax_behavior"] == "unspecified" else row["tax_behavior"],
+        nickname=_blank(row["nickname"]),
+        metadata=_json(row["metadata"], {}),
+        updated_at=None if updated_at is None or pd.isna(updated_at) else pd.Timestamp(updated_at).to_pydatetime(),
+    )
+
+
+def price_version(price: CatalogPrice) -> str:
+    return "" if price.updated_at is None else pd.Timestamp(price.updated_at).isoformat()
+
+
+def _product_values(row: pd.Series, version: str) -> DesiredProduct:
+    dimensions = _json(row["package_dimensions"], None)
     return DesiredProduct(
         name=row["name"],
         description=_blank(row["description"]),
         active=bool(row["active"]),
-        metadata=_json(row["metadata"]),
-        unit_amount=None if pd.isna(amount) else int(amount),
-        currency=_blank(row["currency"]),
-        interval=_blank(row["interval"]),
-        version="" if updated_at is None or pd.isna(updated_at) else pd.Timestamp(updated_at).isoformat(),
+        metadata=_json(row["metadata"], {}),
+        marketing_features=_json(row["marketing_features"], []),
+        images=_json(row["images"], []),
+        package_dimensions=dimensions,
+        shippable=row["shippable"] == "true",
+        statement_descriptor=_blank(row["statement_descriptor"]),
+        tax_code=_blank(row["tax_code"]),
+        unit_label=_blank(row["unit_label"]),
+        url=_blank(row["url"]),
+        default_price=_blank(row["default_price"]),
+        version=version,
     )
+
+
+def desired_from_row(row: pd.Series) -> DesiredProduct:
+    updated_at = row.get("updated_at")
+    return _product_values(row, "" if updated_at is None or pd.isna(updated_at) else pd.Timestamp(updated_at).isoformat())
 
 
 def stripe_state_from_row(row: pd.Series) -> StripeState:
-    amount = row["unit_amount"]
+    updated = row.get("updated")
     return StripeState(
         stripe_id=row["stripe_id"],
-        metadata=_json(row["metadata"]),
+        metadata=_json(row["metadata"], {}),
         default_price_id=_blank(row["default_price_id"]),
-        name=row["name"],
-        description=_blank(row["description"]),
-        active=bool(row["active"]),
-        unit_amount=None if pd.isna(amount) else int(amount),
-        currency=_blank(row["currency"]),
-        interval=_blank(row["interval"]),
-        updated=None if pd.isna(row.get("updated")) else int(row.get("updated")),
+        values=dataclasses.replace(_product_values(row, ""), default_price=None),  # an id here, not a key of the catalog's
+        updated=None if updated is None or pd.isna(updated) else int(updated),
     )
+
+
+def stripe_price_from_row(row: pd.Series) -> StripePrice:
+    return StripePrice(
+        price_id=row["price_id"],
+        lookup_key=_blank(row["lookup_key"]),
+        active=bool(row["active"]),
+        metadata=_json(row["metadata"], {}),
+        tax_behavior=row["tax_behavior"],
+        replaced_by=_blank(row["replaced_by"]),
+        values=price_from_row(row),
+    )
+
+
+# -- the plan -----------------------------------------------------------------------------
+
+
+def _needs_replacement(fields: set[str], wanted: CatalogPrice, found: StripePrice) -> bool:
+    """A change Stripe takes only as a new price: an immutable term, or a mutable one it cannot
+    set in place (a tax behavior already specified)."""
+    if fields & set(IMMUTABLE_FIELDS):
+        return True
+    return "tax_behavior" in fields and found.tax_behavior != "unspecified"
 
 
 def plan_repairs(
     drift: pd.DataFrame,
     local: pd.DataFrame,
     stripe: pd.DataFrame,
+    local_prices: pd.DataFrame,
+    stripe_prices: pd.DataFrame,
     orphan_policy: OrphanPolicy = OrphanPolicy.REPORT,
+    price_orphan_policy: OrphanPolicy = OrphanPolicy.REPORT,
 ) -> RepairPlan:
     """The actions that bring Stripe to the catalog's state for every product in `drift`."""
+    local = syncable_defaults(local, local_prices)
     local_by_id = local.set_index("product_id", drop=False)
     stripe_by_id = stripe.set_index("product_id", drop=False)
+    prices_by_key = local_prices.set_index("lookup_key", drop=False)
+    stripe_by_price = stripe_prices.set_index("price_id", drop=False)
+    stripe_by_key = stripe_prices[stripe_prices["lookup_key"] != ""].set_index("lookup_key", drop=False)
+    price_ids_by_product = stripe_prices.groupby("product_id")["price_id"].agg(list).to_dict() if len(stripe_prices) else {}
     actions: list[RepairAction] = []
 
     for product_id, rows in drift.groupby("product_id", sort=True):
         kinds = set(rows["kind"])
-        if MISSING_IN_STRIPE in kinds:
-            actions.append(RepairAction(product_id, CREATE_PRODUCT, (), desired_from_row(local_by_id.loc[product_id])))
-            continue
         if ORPHAN_IN_STRIPE in kinds:
-            action = {
-                OrphanPolicy.REPORT: REPORT_ORPHAN,
-                OrphanPolicy.ARCHIVE: ARCHIVE_ORPHAN,
-                OrphanPolicy.ADOPT: ADOPT_ORPHAN,
-            }[OrphanPolicy(orphan_policy)]
-            stripe_row = stripe_by_id.loc[product_id]
-            if action == ARCHIVE_ORPHAN and not bool(stripe_row["active"]):
-                action = REPORT_ORPHAN  # already archived: nothing to write
-            actions.append(RepairAction(product_id, action, (), None, stripe_state_from_row(stripe_row)))
+            actions.append(_orphan(product_id, stripe_by_id.loc[product_id], OrphanPolicy(orphan_policy)))
             continue
-        fields = set(rows.loc[rows["kind"] == FIELD_MISMATCH, "field"])
         desired = desired_from_row(local_by_id.loc[product_id])
-        state = stripe_state_from_row(stripe_by_id.loc[product_id])
-        product_fields = tuple(f for f in PRODUCT_FIELDS if f in fields)
-        price_fields = tuple(f for f in PRICE_FIELDS if f in fields)
-        if product_fields:
-            actions.append(RepairAction(product_id, UPDATE_PRODUCT, product_fields, desired, state))
-        if price_fields:
-            actions.append(RepairAction(product_id, CHANGE_PRICE, price_fields, desired, state))
+        created = MISSING_IN_STRIPE in kinds
+        state = None
+        if not created:
+            stripe_id = stripe_by_id.loc[product_id, "stripe_id"]
+            state = dataclasses.replace(stripe_state_from_row(stripe_by_id.loc[product_id]), price_ids=tuple(sorted(price_ids_by_product.get(stripe_id, ()))))
+        product_actions: list[RepairAction] = []
+        if created:
+            product_actions.append(RepairAction(product_id, CREATE_PRODUCT, (), desired))
+        fields = tuple(f for f in PRODUCT_FIELDS if f in set(rows.loc[rows["kind"] == FIELD_MISMATCH, "field"]))
+        if fields:
+            product_actions.append(RepairAction(product_id, UPDATE_PRODUCT, fields, desired, state))
 
-    return RepairPlan(actions=actions, catalog_size=len(local))
+        default_moves_from: set[str] = set()
+        for key in rows.loc[rows["kind"] == PRICE_MISSING_IN_STRIPE, "lookup_key"]:
+            product_actions.append(RepairAction(product_id, CREATE_PRICE, (), desired, state, key, price_from_row(prices_by_key.loc[key])))
+        mismatched = rows[rows["kind"] == PRICE_FIELD_MISMATCH]
+        for key, price_rows in mismatched.groupby("lookup_key", sort=True):
+            wanted = price_from_row(prices_by_key.loc[key])
+            found = stripe_price_from_row(stripe_by_key.loc[key])
+            price_fields = set(price_rows["field"])
+            if _needs_replacement(price_fields, wanted, found):
+                product_actions.append(RepairAction(product_id, REPLACE_PRICE, tuple(sorted(price_fields)), desired, state, key, wanted, found))
+                product_actions.append(RepairAction(product_id, ARCHIVE_REPLACED, (), desired, state, key, wanted, found))
+                if state is not None and state.default_price_id == found.price_id:
+                    default_moves_from.add(key)
+            else:
+                product_actions.append(RepairAction(product_id, UPDATE_PRICE, tuple(sorted(price_fields)), desired, state, key, wanted, found))
+
+        for price_id in rows.loc[rows["kind"] == PRICE_ORPHAN_IN_STRIPE, "stripe_value"]:
+            found = stripe_price_from_row(stripe_by_price.loc[price_id])
+            is_default = state is not None and state.default_price_id == price_id
+            if found.replaced_by:
+                # A replacement cut off midway: finish it (this price was the catalog's).
+                product_actions.append(RepairAction(product_id, ARCHIVE_REPLACED, (), desired, state, found.replaced_by, None, found, "finishing a replacement"))
+                if is_default:
+                    default_moves_from.add(found.replaced_by)
+                continue
+            policy = OrphanPolicy(price_orphan_policy)
+            moves = desired.default_price is not None and desired.default_price != found.lookup_key
+            if policy is OrphanPolicy.ARCHIVE and found.active and (not is_default or moves):
+                product_actions.append(RepairAction(product_id, ARCHIVE_PRICE_ORPHAN, (), desired, state, found.lookup_key, None, found))
+            elif policy is OrphanPolicy.ADOPT:
+                product_actions.append(RepairAction(product_id, ADOPT_PRICE_ORPHAN, (), desired, state, found.lookup_key or f"{product_id}:{found.price_id}", None, found))
+            else:
+                why = "the product's default price (name another default in the catalog to archive it)" if policy is OrphanPolicy.ARCHIVE else f"price orphan policy: {policy.value}"
+                product_actions.append(RepairAction(product_id, REPORT_PRICE_ORPHAN, (), desired, state, found.lookup_key, None, found, f"unmanaged: {why}"))
+
+        # The default follows the catalog; with no choice there, a replaced default is followed to its replacement.
+        default_drift = "default_price" in set(rows.loc[rows["kind"] == FIELD_MISMATCH, "field"])
+        target = desired.default_price if desired.default_price else (sorted(default_moves_from)[0] if default_moves_from else None)
+        if target and (created or default_drift or default_moves_from):
+            product_actions.append(RepairAction(product_id, SET_DEFAULT_PRICE, (), desired, state, target))
+        actions += sorted(product_actions, key=lambda a: ACTION_ORDER.index(a.action))
+
+    size = len(local) + len(local_prices)
+    return RepairPlan(actions=actions, catalog_size=size)
 
 
-def with_price_tidy(plan: RepairPlan, product_ids, local: pd.DataFrame, stripe: pd.DataFrame) -> RepairPlan:
-    """Add a price step for each of `product_ids` whose earlier push was cut off.
-
-    A price change is three writes (new price, default switched, old price archived); cut
-    off after the switch, the product no longer drifts, yet its old price is still active.
-    For a product being retried, the price step runs again whatever the diff says: it reuses
-    the default price (no new one) and archives every other active price.
-    """
-    planned = {a.product_id for a in plan.actions if a.action in (CREATE_PRODUCT, CHANGE_PRICE)}
-    local_by_id = local.set_index("product_id", drop=False)
-    stripe_by_id = stripe.set_index("product_id", drop=False)
-    extra = []
-    for product_id in sorted(set(product_ids) - planned):
-        if product_id in local_by_id.index and product_id in stripe_by_id.index:
-            desired = desired_from_row(local_by_id.loc[product_id])
-            if desired.unit_amount is not None:
-                extra.append(RepairAction(product_id, CHANGE_PRICE, (), desired, stripe_state_from_row(stripe_by_id.loc[product_id])))
-    return RepairPlan(actions=plan.actions + extra, catalog_size=plan.catalog_size)
+def _orphan(product_id: str, stripe_row: pd.Series, policy: OrphanPolicy) -> RepairAction:
+    action = {OrphanPolicy.REPORT: REPORT_ORPHAN, OrphanPolicy.ARCHIVE: ARCHIVE_ORPHAN, OrphanPolicy.ADOPT: ADOPT_ORPHAN}[policy]
+    if action == ARCHIVE_ORPHAN and not bool(stripe_row["active"]):
+        action = REPORT_ORPHAN  # already archived: nothing to write
+    return RepairAction(product_id, action, (), None, stripe_state_from_row(stripe_row))

@@ -41,7 +41,6 @@ def replay_dead_letters(catalog: Catalog, gateway: StripeGateway, ids: list[int]
             gateway,
             [product_id],
             orphan_policy=_policy_for(letter["action"]),
-            retrying=[product_id],
             source=WriteSource.REPLAY,
             dead_letters=False,
             verify=False,

@@ -19,7 +19,6 @@ import datetime as dt
 import socket
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import stripe
@@ -72,20 +71,9 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
 
 
-class Claimed(dict):
-    """{product_id: [outbox ids]} claimed by one worker; `retrying` are the products whose earlier push was cut off."""
-
-    def __init__(self, rows=(), retrying=()):
-        super().__init__(rows)
-        self.retrying = set(retrying)
-
-
-def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, ready_by: dt.datetime | None = None) -> Claimed:
-    """Claim up to `limit` products with rows ready by `ready_by` (default now); returns {product_id: [outbox ids]}.
-
-    A product is retrying when one of its rows failed before (attempts) or was claimed by a
-    worker whose lease ran out (killed mid-push).
-    """
+def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, ready_by: dt.datetime | None = None) -> dict[str, list[int]]:
+    """Claim up to `limit` products with rows ready by `ready_by` (default now), or claimed by a
+    worker whose lease ran out (killed mid-push); returns {product_id: [outbox ids]}."""
     now = _now()
     ready_by = ready_by or now
     expired = now - dt.timedelta(seconds=lease_s)
@@ -106,8 +94,7 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, 
         ).all()
         product_ids = list(dict.fromkeys(row.product_id for row in candidates))[:limit]
         if not product_ids:
-            return Claimed()
-        retrying = {row.product_id for row in candidates if row.product_id in product_ids and (row.attempts or row.status == OutboxStatus.IN_FLIGHT)}
+            return {}
         conn.execute(
             update(outbox)
             .where(outbox.c.product_id.in_(product_ids), or_(outbox.c.status == OutboxStatus.PENDING, lease_ran_out))
@@ -118,26 +105,22 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, 
                 outbox.c.product_id.in_(product_ids), outbox.c.status == OutboxStatus.IN_FLIGHT, outbox.c.claimed_by == worker
             )
         ).all()
-    claimed = Claimed(retrying=retrying)
+    claimed: dict[str, list[int]] = {}
     for row in rows:
         claimed.setdefault(row.product_id, []).append(row.id)
     return claimed
 
 
-def push_products(
-    gateway: StripeGateway, catalog: Catalog, product_ids: list[str], run_id: str | None = None, concurrency: int = 8, retrying: Iterable[str] = ()
-) -> dict[str, str | None]:
-    """Bring each product in Stripe to its current catalog state; returns {product_id: error or None}.
+def push_products(gateway: StripeGateway, catalog: Catalog, product_ids: list[str], run_id: str | None = None, concurrency: int = 8) -> dict[str, str | None]:
+    """Bring each product and its prices in Stripe to their current catalog state; returns {product_id: error or None}.
 
-    Both sides are read once for the whole batch (Stripe: 100 products a request). For a
-    product in `retrying` the price step runs again even without drift (see `with_price_tidy`).
+    Both sides are read once for the whole batch (Stripe: 100 products a request, and each
+    product's prices). A push cut off midway converges on the next (see repair/apply.py).
     """
-    converged = converge(
-        catalog, gateway, product_ids, retrying=retrying, source=WriteSource.OUTBOX, run_id=run_id, concurrency=concurrency, dead_letters=False, verify=False
-    )
+    converged = converge(catalog, gateway, product_ids, source=WriteSource.OUTBOX, run_id=run_id, concurrency=concurrency, dead_letters=False, verify=False)
     in_catalog = set(converged.sides.local["product_id"])
     return {
-        p: converged.errors.get(p) if p in in_catalog else f"product {p!r} is not in the catalog (or is quarantined: see the quarantine table)"
+        p: converged.errors.get(p) if p in in_catalog or p in converged.errors else f"product {p!r} is not in the catalog (or is quarantined: see the quarantine table)"
         for p in product_ids
     }
 
@@ -190,7 +173,7 @@ def drain(
         if not batch:
             break
         try:
-            errors = push_products(gateway, catalog, list(batch), run_id, concurrency, retrying=batch.retrying)
+            errors = push_products(gateway, catalog, list(batch), run_id, concurrency)
         except CredentialsRefused as refused:
             # No attempt is counted and nothing is dead-lettered: the changes wait for a key Stripe takes.
             release_claims(engine, worker)

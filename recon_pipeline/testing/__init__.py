@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import stripe
 from sqlalchemy import create_engine, text
 
-from recon_pipeline.catalog import Catalog
+from recon_pipeline.catalog import Catalog, CatalogPrice, CatalogProduct, default_lookup_key, upsert_prices, upsert_products
 from recon_pipeline.emulator.resources import API_VERSION
 from recon_pipeline.emulator.webhooks import sign
 from recon_pipeline.repair import full_drift
@@ -72,21 +72,54 @@ def database_url(name: str, admin_url: str = POSTGRES_ADMIN_URL) -> str:
 
 
 def stripe_objects(url: str, kind: str) -> list[dict]:
-    """Every product or price of the account at `url`, through the official SDK."""
+    """Every product or price of the account at `url` (active and archived), through the official SDK."""
     client = stripe.StripeClient("sk_test_verify", base_addresses={"api": url}, max_network_retries=0)
-    service = client.v1.products if kind == "products" else client.v1.prices
-    return [obj.to_dict() for obj in service.list(params={"limit": 100}).auto_paging_iter()]
+    if kind == "products":
+        return [obj.to_dict() for obj in client.v1.products.list(params={"limit": 100}).auto_paging_iter()]
+    # Stripe lists active prices unless asked for the archived ones.
+    return [obj.to_dict() for active in (True, False) for obj in client.v1.prices.list(params={"limit": 100, "active": active}).auto_paging_iter()]
 
 
-def assert_no_duplicates(url: str) -> None:
-    """One product per id, no two prices alike for one product, at most one active price each."""
+def assert_no_duplicates(url: str, unmanaged: Iterable[str] = ()) -> None:
+    """One product per id; no active price twice; no active price without a lookup key (a
+    price repair replaced and left active), but the `unmanaged` ones a test made so."""
     products = stripe_objects(url, "products")
     assert len({p["id"] for p in products}) == len(products)
-    prices = stripe_objects(url, "prices")
-    same = Counter((p["product"], p["unit_amount"], p["currency"], (p.get("recurring") or {}).get("interval")) for p in prices)
-    assert [k for k, n in same.items() if n > 1] == [], "the same price was created twice"
-    active = Counter(p["product"] for p in prices if p["active"])
-    assert [k for k, n in active.items() if n > 1] == [], "a product has more than one active price"
+    active = [p for p in stripe_objects(url, "prices") if p["active"]]
+    terms = Counter(
+        (p["product"], p["unit_amount"], p["unit_amount_decimal"], p["currency"], json.dumps(p.get("recurring"), sort_keys=True), p["lookup_key"]) for p in active
+    )
+    assert [k for k, n in terms.items() if n > 1] == [], "the same price was created twice"
+    stray = [p["id"] for p in active if not p["lookup_key"] and p["id"] not in set(unmanaged)]
+    assert stray == [], f"active prices without a lookup key (a replaced price left active): {stray}"
+
+
+# -- a catalog product with one price, on both sides ------------------------------------------
+
+
+def one_price(product_id: str, amount: int = 1000, currency: str = "usd", interval: str | None = None) -> CatalogPrice:
+    """The product's price `<id>:default`."""
+    recurring = {"recurring_interval": interval, "recurring_interval_count": 1, "recurring_usage_type": "licensed"} if interval else {}
+    return CatalogPrice(lookup_key=default_lookup_key(product_id), product_id=product_id, currency=currency, unit_amount=amount, **recurring)  # type: ignore[arg-type]
+
+
+def priced_product(product_id: str, name: str, amount: int = 1000, currency: str = "usd", interval: str | None = None) -> tuple[CatalogProduct, list[CatalogPrice]]:
+    """A product with its one price, `<id>:default`, as its default: `create_product`'s arguments."""
+    price = one_price(product_id, amount, currency, interval)
+    return CatalogProduct(id=product_id, name=name, default_price=price.lookup_key), [price]
+
+
+def seed_priced(catalog: Catalog, ids: Iterable[str], amount: int = 1000, currency: str = "usd", name: str = "{id} v0") -> None:
+    """Catalog products with one default price each (`<id>:default`)."""
+    ids = list(ids)
+    upsert_products(catalog.engine, [CatalogProduct(id=i, name=name.format(id=i), default_price=default_lookup_key(i)) for i in ids])
+    upsert_prices(catalog.engine, [one_price(i, amount, currency) for i in ids])
+
+
+def priced_fixture(product_id: str, name: str, amount: int = 1000, currency: str = "usd", created: int = 1_700_000_000, **fields: Any) -> dict[str, Any]:
+    """The same product in the emulator (`/_emulator/fixtures`), its default price `<id>:default`."""
+    price = {"currency": currency, "unit_amount": amount, "lookup_key": default_lookup_key(product_id), "created": created}
+    return {"id": product_id, "name": name, "created": created, "prices": [price], **fields}
 
 
 def drift_rows(catalog: Catalog, url: str) -> int:

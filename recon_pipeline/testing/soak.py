@@ -40,14 +40,14 @@ from typing import Any
 import httpx
 import stripe
 
-from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
-from recon_pipeline.catalog.changes import change_price, update_product
+from recon_pipeline.catalog import Catalog
+from recon_pipeline.catalog.changes import set_default_price, update_product
 from recon_pipeline.emulator import EmulatorServer
 from recon_pipeline.emulator.server import free_port
 from recon_pipeline.settings import environment_for_children
 from recon_pipeline.sync.inbox import inbox_lag
 from recon_pipeline.sync.outbox import backlog
-from recon_pipeline.testing import POSTGRES_ADMIN_URL, database_url, drift_rows, temporary_database
+from recon_pipeline.testing import POSTGRES_ADMIN_URL, database_url, drift_rows, priced_fixture, seed_priced, temporary_database
 
 FAULT_CYCLE: tuple[tuple[str, dict[str, Any]], ...] = (
     ("none", {}),
@@ -135,14 +135,12 @@ def run_soak(
     catalog_db = Catalog.open(catalog_url)
     engine = catalog_db.engine
     ids = [f"sku_{i:04d}" for i in range(products)]
-    upsert_products(engine, [CatalogProduct(id=i, name=f"{i} v0", unit_amount=1000, currency="usd") for i in ids])
+    seed_priced(catalog_db, ids)
     processes: dict[str, subprocess.Popen] = {}
     try:
         with EmulatorServer() as api:
             with api.state.lock:
-                api.app.state.account.load_fixtures(
-                    [{"id": i, "name": f"{i} v0", "created": 1_700_000_000, "price": {"unit_amount": 1000, "currency": "usd"}} for i in ids]
-                )
+                api.app.state.account.load_fixtures([priced_fixture(i, f"{i} v0") for i in ids])
             dashboard = stripe.StripeClient("sk_test_dashboard", base_addresses={"api": api.url}, max_network_retries=0)
             receiver_port = free_port("127.0.0.1")
             endpoint = dashboard.v1.webhook_endpoints.create(
@@ -195,7 +193,7 @@ def run_soak(
                 if roll < 0.6:
                     update_product(catalog_db, product_id, name=f"{product_id} c{catalog_edits}")
                 elif roll < 0.8:
-                    change_price(catalog_db, product_id, rng.randrange(100, 10_000), "usd")
+                    set_default_price(catalog_db, product_id, unit_amount=rng.randrange(100, 10_000), currency="usd")
                 else:
                     update_product(catalog_db, product_id, description=f"catalog edit {catalog_edits}")
                 catalog_edits += 1

@@ -42,14 +42,14 @@ BAD = {
 REASONS = {
     "null": "product id None is NULL",
     "twice": "'twice' appears more than once",
-    "neg": "unit_amount=-5 must not be negative",
-    "frac": "unit_amount=9.99 must be a whole number",
-    "xyz": "currency='xyz' is not an ISO 4217 currency code",
+    "neg": "price 'neg:default': unit_amount=-5 must be a whole, non-negative number",
+    "frac": "price 'frac:default': unit_amount=9.99 must be a whole, non-negative number",
+    "xyz": "price 'xyz:default': currency='xyz' must be a three-letter ISO 4217 currency code",
     "long": "is longer than 250 characters",
     "keys": "has more than Stripe's 50 keys",
     "keylen": "is longer than 40 characters",
     "vallen": "is longer than 500 characters",
-    "notjson": "is not a JSON object",
+    "notjson": "metadata='{broken' is not JSON",
     "utf8": "is not valid UTF-8",
 }
 
@@ -81,17 +81,23 @@ def test_bad_rows_are_quarantined_with_reasons_and_the_rest_syncs(shop):
         with engine.connect() as conn:
             held = conn.execute(select(quarantine.c.product_id, quarantine.c.reason)).all()
         reasons = "\n".join(r.reason for r in held)
-        assert len(held) == len(BAD) + 1
+        # A row's bad price is the price's quarantine (its product syncs without it); a bad
+        # product's price goes with it; a row without an id has no price either.
+        assert sorted(r.product_id for r in held if r.reason.startswith("price ")) == ["frac", "neg", "twice", "twice", "xyz"]
+        assert len(held) == len(BAD) + 1 + 2
         for key, expected in REASONS.items():
             assert expected in reasons, f"{key}: {expected!r} not among the reasons"
         drift = first.asset_value("catalog_drift")
-        assert sorted(drift["product_id"]) == [f"ok_{i}" for i in range(5)]  # no orphan "twice", no bad rows
+        assert set(drift["product_id"]) == {f"ok_{i}" for i in range(5)} | {"neg", "frac", "xyz"}  # no orphan "twice", no bad rows
         repair = run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive", "max_write_share": 1.0}}}}, instance=instance)
         assert repair.success
         assert run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift").empty
     client = stripe.StripeClient("sk_test_check", base_addresses={"api": emulator.url}, max_network_retries=0)
     in_stripe = {p.id: p for p in client.v1.products.list(params={"limit": 100}).auto_paging_iter()}
-    assert sorted(in_stripe) == sorted([f"ok_{i}" for i in range(5)] + ["twice"])  # nothing of a bad row written
+    assert sorted(in_stripe) == sorted([f"ok_{i}" for i in range(5)] + ["frac", "neg", "twice", "xyz"])  # no bad product written
+    prices = list(client.v1.prices.list(params={"limit": 100}).auto_paging_iter())
+    assert sorted(p.lookup_key for p in prices) == [f"ok_{i}:default" for i in range(5)]  # no bad price written
+    assert not in_stripe["neg"].default_price  # its price quarantined: no default to set
     assert in_stripe["twice"].active and in_stripe["twice"].name == "In Stripe"  # left alone, not archived
 
 

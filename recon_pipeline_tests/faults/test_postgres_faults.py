@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from recon_pipeline.catalog import Catalog, CatalogProduct
+from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.changes import change_price, create_product, update_product
 from recon_pipeline.emulator.server import free_port
 from recon_pipeline.sync.outbox import backlog
-from recon_pipeline.testing import assert_no_duplicates, drift_rows, wait_until
+from recon_pipeline.testing import assert_no_duplicates, drift_rows, priced_product, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -78,10 +78,10 @@ def private_postgres():
 def seed(url: str, count: int) -> Catalog:
     catalog = Catalog.open(url)
     for i in range(count):
-        create_product(catalog, CatalogProduct(id=f"sku_{i:03d}", name=f"P{i}", unit_amount=100 + i, currency="usd"))
+        create_product(catalog, *priced_product(f"sku_{i:03d}", f"P{i}", 100 + i))
         update_product(catalog, f"sku_{i:03d}", name=f"P{i} final")
         if i % 3 == 0:
-            change_price(catalog, f"sku_{i:03d}", 900 + i, "usd")
+            change_price(catalog, f"sku_{i:03d}:default", unit_amount=900 + i)
     return catalog
 
 

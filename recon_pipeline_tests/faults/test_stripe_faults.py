@@ -13,7 +13,7 @@ import httpx
 import pytest
 import stripe
 
-from recon_pipeline.catalog import Catalog, CatalogProduct
+from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.changes import change_price, create_product, update_product
 from recon_pipeline.policies import ConflictPolicy
 from recon_pipeline.stripe_api import RetryPolicy, StripeGateway
@@ -21,7 +21,7 @@ from recon_pipeline.sync.inbox import InboxApplier
 from recon_pipeline.sync.outbox import OutboxPolicy, backlog, drain
 from recon_pipeline.sync.poller import poll_events
 from recon_pipeline.sync.worker import run_worker
-from recon_pipeline.testing import assert_no_duplicates, drift_rows, wait_until
+from recon_pipeline.testing import assert_no_duplicates, drift_rows, priced_product, wait_until
 
 PRODUCTS = 20
 
@@ -65,12 +65,12 @@ def test_the_outbox_drains_through_the_fault_without_loss_or_duplicates(tmp_path
         drain_until_empty(catalog, gateway, policy)
         emulator.faults.clear()
 
-    wave(lambda i: create_product(catalog, CatalogProduct(id=f"sku_{i:03d}", name=f"P{i}", unit_amount=100 + i, currency="usd")))
+    wave(lambda i: create_product(catalog, *priced_product(f"sku_{i:03d}", f"P{i}", 100 + i)))
 
     def second(i: int) -> None:
         update_product(catalog, f"sku_{i:03d}", name=f"P{i} renamed", metadata={"wave": "2"})
         if i % 2:
-            change_price(catalog, f"sku_{i:03d}", 500 + i, "usd")
+            change_price(catalog, f"sku_{i:03d}:default", unit_amount=500 + i)
 
     wave(second)
 
@@ -85,21 +85,22 @@ def test_the_outbox_drains_through_the_fault_without_loss_or_duplicates(tmp_path
     assert len([p for p in emulator.state.all("price")]) == PRODUCTS + PRODUCTS // 2, "one price per product, one more per price change"
 
 
-def test_a_price_change_cut_off_after_the_switch_archives_the_old_price_on_retry(tmp_path, emulator):
+def test_a_price_change_stripe_refuses_is_retried_and_replaces_exactly_that_price(tmp_path, emulator):
     catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
     gateway = StripeGateway("sk_test_faults", emulator.url, global_rate=None, endpoint_rate=None, retry=RetryPolicy(2, 0.01, 0.05))
     policy = OutboxPolicy(base_delay_s=0.01, max_delay_s=0.05)
-    create_product(catalog, CatalogProduct(id="sku_1", name="One", unit_amount=100, currency="usd"))
+    create_product(catalog, *priced_product("sku_1", "One", 100))
     drain_until_empty(catalog, gateway, policy)
-    # Stripe refuses the archive (the third write): the new price is created and made the default.
+    # Stripe refuses every write to an existing price: the replacement cannot start (its first write marks the old price).
     emulator.faults.update({"refuse_paths": ["/v1/prices/"]})
-    change_price(catalog, "sku_1", 200, "usd")
+    change_price(catalog, "sku_1:default", unit_amount=200)
     first = drain(catalog, gateway, policy=policy)
-    assert first.retried == 1 and drift_rows(catalog, emulator.url) == 0, "no drift, yet the old price is still active"
-    assert sum(p["active"] for p in emulator.state.all("price")) == 2
+    assert first.retried == 1 and drift_rows(catalog, emulator.url) == 1, "the change waits, nothing half-done"
+    assert [p["unit_amount"] for p in emulator.state.all("price")] == [100]
     emulator.faults.update({"refuse_paths": []})
     drain_until_empty(catalog, gateway, policy)
-    assert [p["unit_amount"] for p in emulator.state.all("price") if p["active"]] == [200]
+    assert sorted((p["unit_amount"], p["active"], p["lookup_key"]) for p in emulator.state.all("price")) == [(100, False, None), (200, True, "sku_1:default")]
+    assert drift_rows(catalog, emulator.url) == 0
     assert_no_duplicates(emulator.url)
 
 
@@ -119,4 +120,5 @@ def test_an_outage_while_applying_the_inbox_leaves_its_events_waiting_and_the_wo
     emulator.faults.update({"outage": False})
     result = applier.apply_pending()
     assert (result.waiting, result.stripe_error) == (0, None) and result.applied >= 1
-    assert catalog.rows().loc[0, "unit_amount"] == 900
+    assert catalog.rows().loc[0, "name"] == "Made in the dashboard"
+    assert catalog.price_rows().empty  # its price has no lookup key: unmanaged, not adopted (RECON_PRICE_ORPHAN_POLICY=report)

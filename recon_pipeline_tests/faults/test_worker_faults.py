@@ -13,12 +13,12 @@ import pytest
 import stripe
 from sqlalchemy import create_engine, func, select, text
 
-from recon_pipeline.catalog import Catalog, CatalogProduct
+from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.changes import create_product, update_product
 from recon_pipeline.catalog.schema import sync_ledger
 from recon_pipeline.stripe_api import RetryPolicy, StripeGateway
 from recon_pipeline.sync.outbox import OutboxPolicy, backlog, drain
-from recon_pipeline.testing import wait_until
+from recon_pipeline.testing import priced_product, wait_until
 from recon_pipeline_tests.conftest import ADMIN_URL
 
 pytestmark = pytest.mark.postgres
@@ -36,7 +36,7 @@ def catalog_names(catalog: Catalog) -> dict[str, str]:
 def seed(url: str, count: int) -> Catalog:
     catalog = Catalog.open(url)
     for i in range(count):
-        create_product(catalog, CatalogProduct(id=f"sku_{i:03d}", name=f"P{i}", unit_amount=100 + i, currency="usd"))
+        create_product(catalog, *priced_product(f"sku_{i:03d}", f"P{i}", 100 + i))
         update_product(catalog, f"sku_{i:03d}", name=f"P{i} final")
     return catalog
 

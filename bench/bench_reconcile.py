@@ -1,0 +1,127 @@
+"""reconcile_catalog end to end: wall time against the bound, and peak memory.
+
+    .venv/bin/python bench/bench_reconcile.py                         # 100,000 products, 300,000 prices, 200 ms, 25 req/s
+    .venv/bin/python bench/bench_reconcile.py --products 1000000      # the million (about 20 minutes)
+    .venv/bin/python bench/bench_reconcile.py --smoke                 # 1,000 products, no latency: the checks, for CI
+
+The job runs in this process (Dagster's in-process execution, RECON_EXECUTOR=in_process),
+so its peak resident memory is this process's: the catalog read and canonicalised, both
+snapshots streamed page by page into Arrow-backed frames, the diff, the drift table. The
+emulator is a process of its own (as Stripe is), seeded in chunks so seeding never holds
+the whole account here. Each product has three prices (monthly, yearly, a euro price with a
+pound option); 0.8% of products carry planted drift (half renamed, half a re-priced monthly price), which the run must find
+exactly. The bound is the slower of the two lists at the per-endpoint limit (100 objects a
+page): the prices, 3 x products / 2,500 per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+import httpx
+
+from recon_pipeline.catalog import CatalogPrice, CatalogProduct, init_schema, make_engine, upsert_prices, upsert_products
+from recon_pipeline.emulator.server import free_port
+from recon_pipeline.runs import run_job
+from recon_pipeline.settings import Settings
+from recon_pipeline.testing import wait_until
+
+PAGE = 100
+CHUNK = 10_000
+
+
+def chunk_of(start: int, stop: int, created_base: int) -> tuple[list[CatalogProduct], list[CatalogPrice], list[dict], int]:
+    """Products [start, stop) on both sides; one in 250 renamed in Stripe, one in 250 re-priced."""
+    products, prices, fixtures, planted = [], [], [], 0
+    for i in range(start, stop):
+        product_id = f"sku_{i:07d}"
+        monthly = CatalogPrice(lookup_key=f"{product_id}_m", product_id=product_id, currency="usd", unit_amount=1000 + i % 9000, recurring_interval="month")
+        yearly = CatalogPrice(lookup_key=f"{product_id}_y", product_id=product_id, currency="usd", unit_amount=10000 + i % 9000, recurring_interval="year")
+        euro = CatalogPrice(lookup_key=f"{product_id}_e", product_id=product_id, currency="eur", unit_amount=900 + i % 900, currency_options={"gbp": {"unit_amount": 800 + i % 800}})
+        products.append(CatalogProduct(id=product_id, name=f"Product {i}", metadata={"tier": str(i % 3)}, default_price=monthly.lookup_key))
+        prices += [monthly, yearly, euro]
+        created = created_base - (i * 7919) % (2 * 365 * 86400)
+        stripe_prices = [
+            {"currency": "usd", "unit_amount": 1000 + i % 9000 + (1 if i % 250 == 7 else 0), "recurring": {"interval": "month"}, "lookup_key": monthly.lookup_key, "created": created},
+            {"currency": "usd", "unit_amount": yearly.unit_amount, "recurring": {"interval": "year"}, "lookup_key": yearly.lookup_key, "created": created},
+            {"currency": "eur", "unit_amount": euro.unit_amount, "currency_options": {"gbp": {"unit_amount": 800 + i % 800}}, "lookup_key": euro.lookup_key, "created": created},
+        ]
+        name = f"Product {i}" + (" (renamed in Stripe)" if i % 250 == 3 else "")
+        fixtures.append({"id": product_id, "name": name, "metadata": {"tier": str(i % 3)}, "created": created, "default_price": monthly.lookup_key, "prices": stripe_prices})
+        planted += (i % 250 == 3) + (i % 250 == 7)
+    return products, prices, fixtures, planted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--products", type=int, default=100_000)
+    parser.add_argument("--latency-ms", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=25.0)
+    parser.add_argument("--smoke", action="store_true", help="the CI size: 1,000 products, no added latency")
+    args = parser.parse_args()
+    if args.smoke:
+        args.products, args.latency_ms = 1000, 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port("127.0.0.1")
+        url = f"http://127.0.0.1:{port}"
+        emulator = subprocess.Popen([sys.executable, "-m", "recon_pipeline.cli", "emulator", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: _answers(url), timeout=60, what="the emulator to start")
+            catalog_url = f"sqlite:///{Path(tmp) / 'catalog.db'}"
+            engine = make_engine(catalog_url)
+            init_schema(engine)
+            planted = 0
+            seeding = time.perf_counter()
+            for start in range(0, args.products, CHUNK):
+                products, prices, fixtures, count = chunk_of(start, min(args.products, start + CHUNK), int(time.time()))
+                upsert_products(engine, products)
+                upsert_prices(engine, prices)
+                httpx.post(f"{url}/_emulator/fixtures", json={"products": fixtures}, timeout=600).raise_for_status()
+                planted += count
+            seeded_s = time.perf_counter() - seeding
+            httpx.post(f"{url}/_emulator/faults", json={"latency_ms": args.latency_ms, "endpoint_rate_limit": args.rate}, timeout=5).raise_for_status()
+
+            os.environ.update(
+                DAGSTER_HOME=str(Path(tmp) / "dagster"), RECON_CATALOG_URL=catalog_url, STRIPE_API_BASE=url,
+                RECON_STRIPE_RATE_LIMIT="1000", RECON_STRIPE_ENDPOINT_RATE_LIMIT=str(args.rate), RECON_EXECUTOR="in_process",
+            )  # fmt: skip
+            os.environ.pop("STRIPE_API_KEY", None)
+            Path(os.environ["DAGSTER_HOME"]).mkdir()
+            (Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+            before_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            with dg.DagsterInstance.get() as instance:
+                started = time.perf_counter()
+                result = run_job("reconcile_catalog", instance=instance, quiet=True, settings=Settings.from_env())
+                wall = time.perf_counter() - started
+            peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            drift = result.asset_value("catalog_drift")
+            assert len(drift) == planted, f"found {len(drift)} drift rows, planted {planted}"
+            prices_total = 3 * args.products
+            bound = max(args.products, prices_total) / (args.rate * PAGE)
+            print(f"{args.products:,} products and {prices_total:,} prices (seeded in {seeded_s:.0f} s), {args.latency_ms} ms latency, {args.rate:g} requests/s per endpoint")
+            print(f"reconcile_catalog: {wall:.1f} s against a {bound:.1f} s bound -> {bound / wall:.0%} of the bound")
+            print(f"run {'succeeded' if result.success else 'failed (the drift check: planted drift above 1%)'}")
+            print(f"drift found = planted: {len(drift):,} rows; peak memory of this process: {peak_mib:,.0f} MiB (before the run: {before_mib:,.0f} MiB)")
+        finally:
+            emulator.terminate()
+            emulator.wait(timeout=60)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/_emulator/faults", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
