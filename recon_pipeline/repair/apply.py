@@ -220,7 +220,8 @@ class Repairer:
     def _create_price(self, action: RepairAction) -> int:
         price = action.wanted_price
         # Keyed on the product's prices in Stripe too: a price the dashboard since took the key from is created again, not replayed.
-        prices_state = state_fingerprint(action.stripe.price_ids) if action.stripe else ""
+        # A product not yet in Stripe has none, as one created since whose price is still in flight: the same key.
+        prices_state = state_fingerprint(action.stripe.price_ids if action.stripe else ())
         self.write(action.product_id, "post", "/v1/prices", stripe_price_params(price, self._stripe_id(action)), f"{price_version(price)}|create|{prices_state}")
         return 1
 
@@ -229,11 +230,16 @@ class Repairer:
 
         The mark (metadata `recon_replaced_by`) is what lets a run cut off after the key moved
         finish the job: the old price, now without a key, is known as the catalog's.
+
+        The replacement's idempotency key names only the terms and the price it replaces, not
+        the old price's state (which the mark changes): a pass that reads Stripe while an
+        earlier pass's create is still in flight, or whose answer was lost, sends the same
+        key, and Stripe answers with that one price instead of making a second.
         """
         price, old = action.wanted_price, action.found_price
-        version = f"{price_version(price)}|{old.price_id}|{old.fingerprint}"
-        self.write(action.product_id, "post", f"/v1/prices/{old.price_id}", {"metadata": {REPLACED_BY: price.lookup_key}}, version)
-        self.write(action.product_id, "post", "/v1/prices", stripe_price_params(price, self._stripe_id(action)), version)
+        replacement = f"{price_version(price)}|{old.price_id}"
+        self.write(action.product_id, "post", f"/v1/prices/{old.price_id}", {"metadata": {REPLACED_BY: price.lookup_key}}, f"{replacement}|{old.fingerprint}")
+        self.write(action.product_id, "post", "/v1/prices", stripe_price_params(price, self._stripe_id(action)), replacement)
         return 2
 
     def _update_price(self, action: RepairAction) -> int:
