@@ -73,7 +73,7 @@ def recover_events(catalog: Catalog, gateway: StripeGateway, start: dt.datetime,
     recovers of the webhooks missed during an outage. Past the retention there are none."""
     events = [] if beyond_retention(start) else stripe_events(gateway, start, end)
     stored = sum(store_event(catalog.engine, event, EventSource.BACKFILL) for event in events)
-    applied = InboxApplier(catalog, policy, gateway).apply_pending()
+    applied = InboxApplier(catalog, policy, gateway, api_version=gateway.api_version).apply_pending()
     return RecoveredEvents(events_frame(events), stored, applied)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -61,6 +62,7 @@ KNOWN_VARIABLES = (
     "RECON_STRIPE_RATE_LIMIT",
     "RECON_STRIPE_ENDPOINT_RATE_LIMIT",
     "RECON_STRIPE_TIMEOUT_S",
+    "RECON_STRIPE_API_VERSION",
     "RECON_MAX_DRIFT_RATE",
     "RECON_MAX_REPAIR_SHARE",
     "RECON_ORPHAN_POLICY",
@@ -97,6 +99,13 @@ def _own_schema() -> CatalogSource:
     return CatalogSource()
 
 
+def sdk_api_version() -> str:
+    """The API version the `stripe` SDK pins: what RECON_STRIPE_API_VERSION defaults to."""
+    import stripe
+
+    return str(stripe.api_version)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the project is configured with. Secrets are kept out of `repr()`."""
@@ -108,6 +117,7 @@ class Settings:
     global_rate: float = SANDBOX_GLOBAL_RATE
     endpoint_rate: float = ENDPOINT_RATE
     stripe_timeout_s: float = 30.0
+    stripe_api_version: str = field(default_factory=sdk_api_version)  # sent as Stripe-Version on every request
     max_drift_rate: float = 0.01
     max_repair_share: float = 0.10
     orphan_policy: OrphanPolicy = OrphanPolicy.REPORT
@@ -192,6 +202,7 @@ class Settings:
             global_rate=_positive(env, "RECON_STRIPE_RATE_LIMIT", LIVE_GLOBAL_RATE if live else SANDBOX_GLOBAL_RATE),
             endpoint_rate=_positive(env, "RECON_STRIPE_ENDPOINT_RATE_LIMIT", ENDPOINT_RATE),
             stripe_timeout_s=_positive(env, "RECON_STRIPE_TIMEOUT_S", 30.0, "seconds"),
+            stripe_api_version=_api_version(env),
             max_drift_rate=_fraction(env, "RECON_MAX_DRIFT_RATE", 0.01),
             max_repair_share=_fraction(env, "RECON_MAX_REPAIR_SHARE", 0.10),
             orphan_policy=_choice(env, "RECON_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
@@ -215,6 +226,18 @@ def environment_for_children(**overrides: str) -> dict[str, str]:
     """The environment a child process (dagster dev, the daemon, the emulator) starts with:
     this one, so it reads the same settings, with the given variables set."""
     return {**os.environ, **overrides}
+
+
+def _api_version(env: Mapping[str, str]) -> str:
+    value = _text(env, "RECON_STRIPE_API_VERSION")
+    if value is None:
+        return sdk_api_version()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?", value):
+        raise SettingsError(
+            f"RECON_STRIPE_API_VERSION={value!r} is not a Stripe API version; write it as Stripe names them, "
+            f"e.g. {sdk_api_version()!r} (the version of the installed stripe SDK, the default)."
+        )
+    return value
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:

@@ -25,6 +25,7 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     catalog.check_source()
     revisions = ", ".join(sorted(current(catalog.engine)))
     print(f"catalog schema ready at {shown(settings.catalog_url)} (revisions {revisions}); products are read from {settings.catalog_source.describe()}")
+    print(f"Stripe API version of every request: {settings.stripe_api_version} (RECON_STRIPE_API_VERSION)")
     return 0
 
 

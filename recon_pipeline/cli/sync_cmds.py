@@ -25,7 +25,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     with contextlib.ExitStack() as stack:
         settings = with_stripe(settings, stack)
         gateway = StripeGateway.from_settings(settings)
-        applier = InboxApplier(catalog, settings.conflict_policy, gateway, settings.price_orphan_policy)
+        applier = InboxApplier(catalog, settings.conflict_policy, gateway, settings.price_orphan_policy, settings.stripe_api_version)
         check_key(catalog.engine, gateway)
         name = worker_id()
         stop = threading.Event()
@@ -56,7 +56,7 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
         raise SettingsError("STRIPE_WEBHOOK_SECRET is not set; set it to the endpoint's signing secret (whsec_...).")
     catalog = open_catalog(settings)
     print(f"webhook receiver on http://{args.host}:{args.port}/webhooks/stripe", flush=True)
-    uvicorn.run(create_webhook_app(catalog.engine, settings.webhook_secret), host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(create_webhook_app(catalog.engine, settings.webhook_secret, api_version=settings.stripe_api_version), host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

@@ -62,6 +62,7 @@ class StripeResource(dg.ConfigurableResource):
     snapshot_concurrency: int = 8
     max_attempts: int = 8
     timeout_s: float = 30.0
+    api_version: str = ""  # RECON_STRIPE_API_VERSION; empty: the one the stripe SDK pins
 
     _gateway: StripeGateway | None = PrivateAttr(default=None)
 
@@ -74,6 +75,7 @@ class StripeResource(dg.ConfigurableResource):
                 endpoint_rate=self.endpoint_rate,
                 retry=RetryPolicy(max_attempts=self.max_attempts),
                 timeout=self.timeout_s,
+                api_version=self.api_version or None,
             )
         return self._gateway
 
@@ -154,6 +156,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             global_rate=settings.global_rate,
             endpoint_rate=settings.endpoint_rate,
             timeout_s=settings.stripe_timeout_s,
+            api_version=settings.stripe_api_version,
         ),
         "policy": ReconPolicy(
             max_drift_rate=settings.max_drift_rate,

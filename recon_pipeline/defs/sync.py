@@ -114,7 +114,14 @@ class InboxConfig(dg.Config):
 @dg.asset(
     group_name=GROUP,
     kinds={"sql"},
-    check_specs=[dg.AssetCheckSpec("inbox_lag_below_threshold", asset="inbox_apply", description="No received Stripe event has waited longer than RECON_MAX_OUTBOX_LAG_S to be applied.")],
+    check_specs=[
+        dg.AssetCheckSpec("inbox_lag_below_threshold", asset="inbox_apply", description="No received Stripe event has waited longer than RECON_MAX_OUTBOX_LAG_S to be applied."),
+        dg.AssetCheckSpec(
+            "event_api_version_matches",
+            asset="inbox_apply",
+            description="Every event applied was rendered by Stripe at RECON_STRIPE_API_VERSION (else fields may differ in shape: see the README's upgrade runbook).",
+        ),
+    ],
 )
 def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy):
     """Applies received Stripe events to the catalog in order: echoes of our own writes and
@@ -122,7 +129,7 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
     policy, and every decision is written to the audit table."""
     conflict_policy = policy.conflicts(config.conflict_policy)
     try:
-        applier = InboxApplier(catalog.catalog(), conflict_policy, stripe.gateway(), policy.price_orphans())
+        applier = InboxApplier(catalog.catalog(), conflict_policy, stripe.gateway(), policy.price_orphans(), stripe.gateway().api_version)
     except CatalogReadOnly as error:
         raise dg.Failure(str(error), allow_retries=False) from None
     with stripe.calls(catalog):
@@ -138,10 +145,23 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
             **counts(applied=result.applied, echoes=result.echoes, stale=result.stale, ignored=result.ignored, conflicts=result.conflicts),
             "waiting_for_stripe": dg.MetadataValue.int(result.waiting),
             "conflict_policy": dg.MetadataValue.text(conflict_policy.value),
+            "events/api_version_mismatch": dg.MetadataValue.int(result.version_mismatches),
+            "api_version": dg.MetadataValue.text(applier.api_version or ""),
             **queues.metadata(),
         },
     )
     yield lag_check("inbox_lag_below_threshold", "oldest_age_s", queues.inbox_age_s, policy.max_outbox_lag_s, "a received Stripe event")
+    seen = ", ".join(f"{version} ({n})" for version, n in sorted(result.api_versions.items()))
+    yield dg.AssetCheckResult(
+        check_name="event_api_version_matches",
+        passed=result.version_mismatches == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"mismatched_events": result.version_mismatches, "api_version": applier.api_version or "", "versions_seen": seen or "none"},
+        description=None
+        if result.version_mismatches == 0
+        else f"{result.version_mismatches} events were rendered at another API version than RECON_STRIPE_API_VERSION={applier.api_version} "
+        f"(seen: {seen}); a webhook endpoint or the account is on another version: follow the README's upgrade runbook",
+    )
 
 
 drain_outbox = dg.define_asset_job("drain_outbox", selection=dg.AssetSelection.assets(outbox_push), description="Push the outbox to Stripe.")
@@ -191,6 +211,8 @@ def stripe_events_poller(context: dg.SensorEvaluationContext, catalog: CatalogRe
         record_refusal(catalog.engine(), stripe.gateway(), error)
         return dg.SkipReason(str(error))
     context.update_cursor(json.dumps(polled.cursor))
+    if polled.version_mismatches:
+        context.log.warning(f"{polled.version_mismatches} polled events were rendered at another API version than {stripe.gateway().api_version} (see the README's upgrade runbook)")
     waiting, _ = inbox_lag(catalog.engine())
     if not waiting:
         return dg.SkipReason(f"polled {polled.seen} events, stored {polled.stored}; nothing to apply")

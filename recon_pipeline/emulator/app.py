@@ -246,6 +246,16 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None,
                 return JSONResponse({"error": f"{error}; send {{\"advance_s\": <seconds, 0 or more>}}"}, status_code=400)
         return JSONResponse({"now": state.clock.now(), "offset_s": state.clock.offset_s})
 
+    async def admin_account(request: Request) -> Response:
+        """The account's default API version (what an upgrade in the dashboard changes): events are rendered at it."""
+        if request.method == "POST":
+            version = str((await request.json()).get("api_version", ""))
+            try:
+                account.api_version = check_version(version)
+            except errors.StripeApiError as error:
+                return JSONResponse(error.body(), status_code=error.status)
+        return JSONResponse({"api_version": account.api_version})
+
     endpoints = Endpoints(account)
     routes = [
         api("POST", "/v1/products", "product", lambda pp, p, m: account.create_product(p, m)),
@@ -270,6 +280,7 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None,
         Route("/_emulator/stats", admin_stats, methods=["GET"]),
         Route("/_emulator/reset", admin_reset, methods=["POST"]),
         Route("/_emulator/clock", admin_clock, methods=["GET", "POST"]),
+        Route("/_emulator/account", admin_account, methods=["GET", "POST"]),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:

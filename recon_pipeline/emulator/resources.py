@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from recon_pipeline.emulator import errors
-from recon_pipeline.emulator.spec import api_version
+from recon_pipeline.emulator.spec import account_version, api_version, check_version
 from recon_pipeline.emulator.state import EmulatorState
 
 API_VERSION = api_version()
@@ -130,9 +130,11 @@ def _custom_amount(raw: dict[str, Any] | None, param: str) -> dict[str, Any] | N
 class Account:
     """Stripe's product catalog API for one account."""
 
-    def __init__(self, state: EmulatorState, on_event=None):
+    def __init__(self, state: EmulatorState, on_event=None, api_version: str | None = None):
         self.state = state
         self.on_event = on_event  # called with each new event (webhook delivery)
+        # The account's default API version: events are rendered at it (an upgrade in the dashboard changes it).
+        self.api_version = check_version(api_version) if api_version else account_version()
 
     def now(self) -> int:
         return self.state.clock.now()
@@ -147,7 +149,7 @@ class Account:
             {
                 "id": new_id("evt"),
                 "object": "event",
-                "api_version": API_VERSION,
+                "api_version": self.api_version,
                 "created": self.now(),
                 "data": data,
                 "livemode": False,

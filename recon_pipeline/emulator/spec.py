@@ -53,6 +53,12 @@ def accepted_versions() -> tuple[str, ...]:
     return tuple(dict.fromkeys((api_version(), str(stripe.api_version))))
 
 
+def account_version() -> str:
+    """The default API version of a new emulated account: the newest it answers as (the one
+    the `stripe` SDK pins), as Stripe gives a new account the latest. Events are rendered at it."""
+    return accepted_versions()[-1]
+
+
 def check_version(version: str, param: str | None = None) -> str:
     """`version` if the emulator answers as it; else Stripe's refusal of a version it does not know."""
     if version in accepted_versions():

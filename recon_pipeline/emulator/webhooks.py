@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from recon_pipeline.emulator import errors
-from recon_pipeline.emulator.resources import API_VERSION, Account, apply_metadata, new_id
+from recon_pipeline.emulator.resources import Account, apply_metadata, new_id
 from recon_pipeline.emulator.spec import check_version
 from recon_pipeline.emulator.state import EmulatorState, Page
 
@@ -50,7 +50,7 @@ class Endpoints:
         endpoint = {
             "id": new_id("we"),
             "object": "webhook_endpoint",
-            "api_version": check_version(params["api_version"], "api_version") if "api_version" in params else API_VERSION,
+            "api_version": check_version(params["api_version"], "api_version") if "api_version" in params else self.account.api_version,
             "application": None,
             "created": self.account.now(),
             "description": params.get("description") or None,
@@ -113,8 +113,9 @@ class Deliverer:
         if not endpoints:
             return
         loop = asyncio.get_running_loop()
-        payload = json.dumps(event)
         for endpoint in endpoints:
+            # Rendered at the endpoint's API version (its own, or the account's when it was made).
+            payload = json.dumps({**event, "api_version": endpoint["api_version"]})
             # The loop keeps only a weak reference to a task: hold it until it is done.
             task = loop.create_task(self._deliver(endpoint, payload))
             self._deliveries.add(task)

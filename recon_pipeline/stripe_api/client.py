@@ -111,14 +111,16 @@ class StripeGateway:
         endpoint_rate: float | None = 25.0,
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
+        api_version: str | None = None,
     ):
         self._api_key = api_key
+        self.api_version = api_version or str(stripe.api_version)  # Stripe-Version of every request
         self.api_base = api_base.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.limiter = RateLimiter(global_rate, endpoint_rate)
         http_client = stripe.RequestsClient(timeout=timeout)
         self._client = stripe.StripeClient(
-            api_key, base_addresses={"api": self.api_base}, max_network_retries=0, http_client=http_client
+            api_key, base_addresses={"api": self.api_base}, max_network_retries=0, http_client=http_client, stripe_version=self.api_version
         )
         self._stats = {"requests": 0, "retries": 0, "rate_limited": 0, "server_errors": 0, "throttle_wait_s": 0.0}
         self._stats_lock = threading.Lock()
@@ -132,6 +134,7 @@ class StripeGateway:
             global_rate=settings.global_rate,
             endpoint_rate=settings.endpoint_rate,
             timeout=settings.stripe_timeout_s,
+            api_version=settings.stripe_api_version,
         )
 
     def __repr__(self) -> str:

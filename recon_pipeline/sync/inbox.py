@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -155,6 +156,15 @@ class ApplyResult:
     waiting: int = 0
     """Events left for the next pass because Stripe could not be reached."""
     stripe_error: str | None = None
+    api_versions: Counter = field(default_factory=Counter)
+    """Events by the API version Stripe rendered them at."""
+    version_mismatches: int = 0
+    """Events rendered at another API version than RECON_STRIPE_API_VERSION (fields may differ in shape)."""
+
+
+def other_version(event: Mapping[str, Any], expected: str | None) -> bool:
+    """Whether Stripe rendered this event at another API version than the one the pipeline pins."""
+    return bool(expected) and event.get("api_version") != expected
 
 
 def _first(frame: pd.DataFrame) -> dict[str, Any]:
@@ -227,8 +237,10 @@ class InboxApplier:
         policy: ConflictPolicy = ConflictPolicy.LOCAL_WINS,
         gateway: StripeGateway | None = None,
         price_orphan_policy: OrphanPolicy = OrphanPolicy.REPORT,
+        api_version: str | None = None,
     ):
         self.catalog = catalog
+        self.api_version = api_version  # RECON_STRIPE_API_VERSION: events at another are counted
         self.engine = catalog.engine
         self.policy = ConflictPolicy(policy)
         self.price_orphan_policy = OrphanPolicy(price_orphan_policy)
@@ -268,6 +280,8 @@ class InboxApplier:
         for done, row in enumerate(pending):
             try:
                 self.apply_event(row.payload, result)
+                result.api_versions[str(row.payload.get("api_version"))] += 1
+                result.version_mismatches += other_version(row.payload, self.api_version)
             except stripe.StripeError as exc:
                 # Fetching the event's price failed after the client's retries (an outage):
                 # this event and the ones after it stay received, in order, for the next pass.

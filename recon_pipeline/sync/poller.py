@@ -15,7 +15,7 @@ import stripe
 from sqlalchemy import Engine
 
 from recon_pipeline.stripe_api import StripeGateway
-from recon_pipeline.sync.inbox import EVENT_TYPES, EventSource, store_event
+from recon_pipeline.sync.inbox import EVENT_TYPES, EventSource, other_version, store_event
 
 FIRST_LOOKBACK_S = 24 * 3600
 
@@ -25,6 +25,7 @@ class PollResult:
     cursor: dict[str, Any]
     seen: int
     stored: int
+    version_mismatches: int = 0  # events rendered at another API version than the client's (RECON_STRIPE_API_VERSION)
 
 
 def _newer_than(gateway: StripeGateway, last_id: str) -> list[dict[str, Any]]:
@@ -58,4 +59,5 @@ def poll_events(engine: Engine, gateway: StripeGateway, cursor: dict[str, Any] |
     stored = sum(store_event(engine, event, EventSource.POLLER) for event in events)
     if events:  # both walks return newest first
         cursor = {"last_id": events[0]["id"], "created": events[0]["created"]}
-    return PollResult(cursor=cursor, seen=len(events), stored=stored)
+    mismatches = sum(other_version(event, gateway.api_version) for event in events)
+    return PollResult(cursor=cursor, seen=len(events), stored=stored, version_mismatches=mismatches)

@@ -18,13 +18,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from recon_pipeline.sync.inbox import EventSource, MalformedEvent, parse_event, store_event
+from recon_pipeline.sync.inbox import EventSource, MalformedEvent, other_version, parse_event, store_event
 
 log = logging.getLogger(__name__)
 TOLERANCE_S = 300
 
 
-def create_webhook_app(engine: Engine, secret: str, tolerance: int = TOLERANCE_S) -> Starlette:
+def create_webhook_app(engine: Engine, secret: str, tolerance: int = TOLERANCE_S, api_version: str | None = None) -> Starlette:
+    """`api_version`: RECON_STRIPE_API_VERSION; an event rendered at another is stored and counted
+    (`/health` says how many), with a warning naming the two versions."""
     if not secret:
         raise ValueError("the webhook secret is empty; set STRIPE_WEBHOOK_SECRET (whsec_...)")
 
@@ -41,9 +43,13 @@ def create_webhook_app(engine: Engine, secret: str, tolerance: int = TOLERANCE_S
         except MalformedEvent as error:
             return JSONResponse({"error": f"malformed event: {error}"}, status_code=400)
         stored = store_event(engine, event, EventSource.WEBHOOK)
+        if stored and other_version(event, api_version):
+            mismatches["events"] += 1
+            log.warning("event %s was rendered at API version %s, not RECON_STRIPE_API_VERSION=%s (see the README's upgrade runbook)", event["id"], event.get("api_version"), api_version)
         return JSONResponse({"received": True, "duplicate": not stored})
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True})
+        return JSONResponse({"ok": True, "api_version": api_version, "api_version_mismatches": mismatches["events"]})
 
+    mismatches = {"events": 0}
     return Starlette(routes=[Route("/webhooks/stripe", receive, methods=["POST"]), Route("/health", health, methods=["GET"])])

@@ -96,6 +96,9 @@ def run_worker(
             stripe_failures_in_a_row += 1
         else:
             stripe_failures_in_a_row = 0
+        if applied.version_mismatches:
+            versions = dict(applied.api_versions)
+            say(f"{applied.version_mismatches} events were rendered at another API version than RECON_STRIPE_API_VERSION={applier.api_version} ({versions}); see the README's upgrade runbook")
         if busy:
             say(
                 f"pushed {pushed.pushed_products} products ({pushed.delivered_rows} changes), retried {pushed.retried}, dead {pushed.dead}; "

@@ -21,7 +21,6 @@ import stripe
 from sqlalchemy import create_engine, text
 
 from recon_pipeline.catalog import Catalog, CatalogPrice, CatalogProduct, default_lookup_key, upsert_prices, upsert_products
-from recon_pipeline.emulator.resources import API_VERSION
 from recon_pipeline.emulator.webhooks import sign
 from recon_pipeline.repair import full_drift
 from recon_pipeline.stripe_api import StripeGateway
@@ -136,7 +135,7 @@ def event(event_id: str, type_: str, obj: dict, created: int | None = None, key:
         "object": "event",
         "type": type_,
         "created": created or int(time.time()),
-        "api_version": API_VERSION,
+        "api_version": stripe.api_version,  # a new account's (the emulator's default), which the pipeline pins by default
         "data": {"object": obj},
         "livemode": False,
         "pending_webhooks": 0,
