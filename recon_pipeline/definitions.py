@@ -1,6 +1,6 @@
 """The project's Dagster Definitions: each domain builds its own, merged here once.
 
-    reconciliation   local_products, stripe_products, catalog_drift; reconcile_catalog, reconcile_hourly
+    reconciliation   local_products, local_prices, stripe_products + stripe_prices (one step), catalog_drift; reconcile_catalog, reconcile_hourly
     repair           catalog_repair; repair_catalog, drift_repair_sensor
     sync             outbox_push, inbox_apply; drain_outbox, apply_inbox, their sensors
     hourly           the hourly partitions; backfill_hours, changes_hourly

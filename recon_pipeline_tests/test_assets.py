@@ -20,7 +20,7 @@ from recon_pipeline.catalog import Catalog, CatalogPrice, CatalogProduct, upsert
 from recon_pipeline.catalog.prices import PRICE_COLUMNS
 from recon_pipeline.catalog.schema import quarantine
 from recon_pipeline.catalog.source import FIELDS
-from recon_pipeline.defs.reconciliation import catalog_drift, local_prices, local_products, stripe_prices, stripe_products
+from recon_pipeline.defs.reconciliation import catalog_drift, local_prices, local_products, stripe_snapshot
 from recon_pipeline.defs.repair import RepairConfig, catalog_repair
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_COLUMNS, PRICE_COMPARED_FIELDS, local_frame, local_price_frame, stripe_frame, stripe_price_frame
@@ -122,27 +122,22 @@ def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn
         ]
 
 
-def test_stripe_products_pages_the_whole_account_and_says_so(catalog_url, emulator):
-    fixtures = [{"id": f"p{i:03d}", "name": f"P{i}", "created": 1_700_000_000 + i * 60} for i in range(250)]
-    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": fixtures}).raise_for_status()
-    stripe = StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000)
-    output, checks = run(stripe_products, {"catalog": CatalogResource(url=catalog_url), "stripe": stripe})
-    assert sorted(output.value["product_id"]) == [f["id"] for f in fixtures]
-    assert checks["snapshot_complete"].passed and checks["ids_unique"].passed
-    assert values(output.metadata)["dagster/row_count"] == 250
-
-
-def test_stripe_prices_lists_active_and_archived_prices_and_says_so(catalog_url, emulator):
+def test_stripe_snapshot_lists_every_product_and_price_active_and_archived_and_says_so(catalog_url, emulator):
     fixtures = [{"id": f"p{i:03d}", "name": f"P{i}", "created": 1_700_000_000 + i * 60, "prices": [
         {"currency": "usd", "unit_amount": 100, "lookup_key": f"p{i:03d}_m", "created": 1_700_000_000 + i * 60},
         {"currency": "usd", "unit_amount": 900, "active": False, "created": 1_700_000_000 + i * 60},
-    ]} for i in range(120)]  # fmt: skip
+    ] if i < 120 else []} for i in range(250)]  # fmt: skip
     httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": fixtures}).raise_for_status()
     stripe = StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000)
-    output, checks = run(stripe_prices, {"catalog": CatalogResource(url=catalog_url), "stripe": stripe})
-    assert len(output.value) == 240 and int(output.value["active"].sum()) == 120
-    assert checks["snapshot_complete"].passed and checks["ids_unique"].passed
-    assert values(output.metadata)["active"] == 120
+    context = dg.build_asset_context(resources={"catalog": CatalogResource(url=catalog_url), "stripe": stripe})
+    yielded = list(stripe_snapshot(context))
+    outputs = {y.output_name: y for y in yielded if isinstance(y, dg.Output)}
+    checks = {(y.asset_key.path[-1], y.check_name): y for y in yielded if isinstance(y, dg.AssetCheckResult)}
+    products, prices = outputs["stripe_products"], outputs["stripe_prices"]
+    assert sorted(products.value["product_id"]) == [f["id"] for f in fixtures]
+    assert values(products.metadata)["dagster/row_count"] == 250
+    assert len(prices.value) == 240 and int(prices.value["active"].sum()) == 120 and values(prices.metadata)["active"] == 120
+    assert len(checks) == 4 and all(check.passed for check in checks.values())
 
 
 def test_catalog_repair_above_the_breakers_share_plans_but_writes_nothing(catalog_url, emulator):

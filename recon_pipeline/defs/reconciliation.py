@@ -3,7 +3,7 @@
     local_products ──┐
     local_prices ────┤
                      ├──> catalog_drift          (job: reconcile_catalog; schedule: reconcile_hourly)
-    stripe_products ─┤
+    stripe_products ─┤   (stripe_snapshot: one step listing both at once, one stripe_api pool slot)
     stripe_prices ───┘
 
 Each asset guards itself with blocking checks (ids unique, snapshot complete, drift rate
@@ -16,6 +16,7 @@ module only wires it and reports.
 import datetime as dt
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 import pandas as pd
@@ -96,6 +97,7 @@ def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, stats: dict, ap
     frame = snapshot.frame
     yield dg.Output(
         frame,
+        output_name=asset,
         metadata={
             "dagster/row_count": dg.MetadataValue.int(len(frame)),
             "active": dg.MetadataValue.int(int(frame["active"].sum())),
@@ -191,42 +193,43 @@ def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, lo
     yield _quarantine_check("local_prices", bad)
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"stripe", "pandas"},
+@dg.multi_asset(
+    name="stripe_snapshot",
     pool="stripe_api",
-    check_specs=[_snapshot_spec("stripe_products", "products"), _ids_unique_spec("stripe_products", "the Stripe snapshot")],
+    outs={
+        "stripe_products": dg.AssetOut(
+            group_name=GROUP,
+            kinds={"stripe", "pandas"},
+            description="Every Stripe product, active and archived. The list is split over `created` ranges fetched "
+            "concurrently, within the account's rate limits (global and per endpoint), with retries and backoff on "
+            "429/5xx; each page becomes rows of the canonical frame as it arrives.",
+        ),
+        "stripe_prices": dg.AssetOut(
+            group_name=GROUP,
+            kinds={"stripe", "pandas"},
+            description="Every Stripe price, active and archived, with `tiers` and `currency_options` expanded. Listed "
+            "like `stripe_products`, at the same time, on the prices endpoint's own rate limit. A price without a "
+            "lookup key has an empty `lookup_key`: it is not the catalog's.",
+        ),
+    },
+    check_specs=[
+        _snapshot_spec("stripe_products", "products"),
+        _ids_unique_spec("stripe_products", "the Stripe snapshot"),
+        _snapshot_spec("stripe_prices", "prices"),
+        _ids_unique_spec("stripe_prices", "the Stripe snapshot", "price lookup_key"),
+    ],
 )
-def stripe_products(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
-    """Every Stripe product, active and archived.
-
-    The list is split over `created` ranges fetched concurrently, within the account's rate
-    limits (global and per endpoint), with retries and backoff on 429/5xx; each page becomes
-    rows of the canonical frame as it arrives.
-    """
-    with stripe.calls(catalog) as gateway:
-        snapshot = fetch_products_snapshot(gateway, concurrency=stripe.snapshot_concurrency)
-    yield from _snapshot_outputs("stripe_products", "products", snapshot, gateway.stats, stripe.api_base, "stripe_id")
-    yield _ids_unique_result("stripe_products", snapshot.frame["product_id"])
-
-
-@dg.asset(
-    group_name=GROUP,
-    kinds={"stripe", "pandas"},
-    pool="stripe_api",
-    check_specs=[_snapshot_spec("stripe_prices", "prices"), _ids_unique_spec("stripe_prices", "the Stripe snapshot", "price lookup_key")],
-)
-def stripe_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
-    """Every Stripe price, active and archived, with `tiers` and `currency_options` expanded.
-
-    Listed like `stripe_products` (concurrent `created` ranges, active and archived side by
-    side, on the prices endpoint's own rate limit), in parallel with the products. A price
-    without a lookup key has an empty `lookup_key`: it is not the catalog's.
-    """
-    with stripe.calls(catalog) as gateway:
-        snapshot = fetch_prices_snapshot(gateway, concurrency=stripe.snapshot_concurrency)
-    yield from _snapshot_outputs("stripe_prices", "prices", snapshot, gateway.stats, stripe.api_base, "price_id")
-    keys = snapshot.frame["lookup_key"]
+def stripe_snapshot(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
+    """Both Stripe lists, products and prices, side by side in one step (one `stripe_api` pool
+    slot): each on its own endpoint limit, within the account's global one."""
+    with stripe.calls(catalog) as gateway, ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot") as pool:
+        products_job = pool.submit(fetch_products_snapshot, gateway, concurrency=stripe.snapshot_concurrency)
+        prices_job = pool.submit(fetch_prices_snapshot, gateway, concurrency=stripe.snapshot_concurrency)
+        products, prices = products_job.result(), prices_job.result()
+    yield from _snapshot_outputs("stripe_products", "products", products, gateway.stats, stripe.api_base, "stripe_id")
+    yield _ids_unique_result("stripe_products", products.frame["product_id"])
+    yield from _snapshot_outputs("stripe_prices", "prices", prices, gateway.stats, stripe.api_base, "price_id")
+    keys = prices.frame["lookup_key"]
     yield _ids_unique_result("stripe_prices", keys[keys != ""], "price lookup keys")
 
 
@@ -369,7 +372,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         return dg.SkipReason(refused) if refused else dg.RunRequest()
 
     return dg.Definitions(
-        assets=[local_products, local_prices, stripe_products, stripe_prices, catalog_drift],
+        assets=[local_products, local_prices, stripe_snapshot, catalog_drift],
         asset_checks=[catalog_drift_freshness],
         jobs=[reconcile_catalog],
         schedules=[reconcile_hourly],
