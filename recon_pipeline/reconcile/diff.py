@@ -59,11 +59,16 @@ def _raise_duplicates(side: str, ids: pa.Array | pa.ChunkedArray, what: str = "p
 
 
 def _text_array(column: pd.Series) -> pa.Array | pa.ChunkedArray:
-    """A text column as Arrow strings (zero-copy when already Arrow-backed), nulls as ""."""
+    """A text column as Arrow strings (zero-copy when already Arrow-backed and in one chunk), nulls as "".
+
+    A frame built page by page holds its columns in many chunks; they are joined once here,
+    since taking rows by position from a chunked array is several times slower."""
     if isinstance(column.dtype, (pd.ArrowDtype, pd.StringDtype)):
         array = pa.chunked_array(pa.array(column.array))
         if array.type != pa.string():
             array = array.cast(pa.string())
+        if array.num_chunks > 1:
+            array = pa.chunked_array([array.combine_chunks()])
     else:
         array = pa.array(column.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
     return pc.fill_null(array, "") if array.null_count else array
