@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,10 +27,9 @@ import dagster as dg
 import httpx
 
 from recon_pipeline.catalog import CatalogPrice, CatalogProduct, init_schema, make_engine, upsert_prices, upsert_products
-from recon_pipeline.emulator.server import free_port
 from recon_pipeline.runs import run_job
 from recon_pipeline.settings import Settings
-from recon_pipeline.testing import wait_until
+from recon_pipeline.testing import emulator_process
 
 PAGE = 100
 CHUNK = 10_000
@@ -70,57 +67,42 @@ def main() -> None:
     if args.smoke:
         args.products, args.latency_ms = 1000, 0
 
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port("127.0.0.1")
-        url = f"http://127.0.0.1:{port}"
-        emulator = subprocess.Popen([sys.executable, "-m", "recon_pipeline.cli", "emulator", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_until(lambda: _answers(url), timeout=60, what="the emulator to start")
-            catalog_url = f"sqlite:///{Path(tmp) / 'catalog.db'}"
-            engine = make_engine(catalog_url)
-            init_schema(engine)
-            planted = 0
-            seeding = time.perf_counter()
-            for start in range(0, args.products, CHUNK):
-                products, prices, fixtures, count = chunk_of(start, min(args.products, start + CHUNK), int(time.time()))
-                upsert_products(engine, products)
-                upsert_prices(engine, prices)
-                httpx.post(f"{url}/_emulator/fixtures", json={"products": fixtures}, timeout=600).raise_for_status()
-                planted += count
-            seeded_s = time.perf_counter() - seeding
-            httpx.post(f"{url}/_emulator/faults", json={"latency_ms": args.latency_ms, "endpoint_rate_limit": args.rate}, timeout=5).raise_for_status()
+    with tempfile.TemporaryDirectory() as tmp, emulator_process() as url:
+        catalog_url = f"sqlite:///{Path(tmp) / 'catalog.db'}"
+        engine = make_engine(catalog_url)
+        init_schema(engine)
+        planted = 0
+        seeding = time.perf_counter()
+        for start in range(0, args.products, CHUNK):
+            products, prices, fixtures, count = chunk_of(start, min(args.products, start + CHUNK), int(time.time()))
+            upsert_products(engine, products)
+            upsert_prices(engine, prices)
+            httpx.post(f"{url}/_emulator/fixtures", json={"products": fixtures}, timeout=600).raise_for_status()
+            planted += count
+        seeded_s = time.perf_counter() - seeding
+        httpx.post(f"{url}/_emulator/faults", json={"latency_ms": args.latency_ms, "endpoint_rate_limit": args.rate}, timeout=5).raise_for_status()
 
-            os.environ.update(
-                DAGSTER_HOME=str(Path(tmp) / "dagster"), RECON_CATALOG_URL=catalog_url, STRIPE_API_BASE=url,
-                RECON_STRIPE_RATE_LIMIT="1000", RECON_STRIPE_ENDPOINT_RATE_LIMIT=str(args.rate), RECON_EXECUTOR="in_process",
-            )  # fmt: skip
-            os.environ.pop("STRIPE_API_KEY", None)
-            Path(os.environ["DAGSTER_HOME"]).mkdir()
-            (Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-            before_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            with dg.DagsterInstance.get() as instance:
-                started = time.perf_counter()
-                result = run_job("reconcile_catalog", instance=instance, quiet=True, settings=Settings.from_env())
-                wall = time.perf_counter() - started
-            peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            drift = result.asset_value("catalog_drift")
-            assert len(drift) == planted, f"found {len(drift)} drift rows, planted {planted}"
-            prices_total = 3 * args.products
-            bound = max(args.products, prices_total) / (args.rate * PAGE)
-            print(f"{args.products:,} products and {prices_total:,} prices (seeded in {seeded_s:.0f} s), {args.latency_ms} ms latency, {args.rate:g} requests/s per endpoint")
-            print(f"reconcile_catalog: {wall:.1f} s against a {bound:.1f} s bound -> {bound / wall:.0%} of the bound")
-            print(f"run {'succeeded' if result.success else 'failed (the drift check: planted drift above 1%)'}")
-            print(f"drift found = planted: {len(drift):,} rows; peak memory of this process: {peak_mib:,.0f} MiB (before the run: {before_mib:,.0f} MiB)")
-        finally:
-            emulator.terminate()
-            emulator.wait(timeout=60)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/_emulator/faults", timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
+        os.environ.update(
+            DAGSTER_HOME=str(Path(tmp) / "dagster"), RECON_CATALOG_URL=catalog_url, STRIPE_API_BASE=url,
+            RECON_STRIPE_RATE_LIMIT="1000", RECON_STRIPE_ENDPOINT_RATE_LIMIT=str(args.rate), RECON_EXECUTOR="in_process",
+        )  # fmt: skip
+        os.environ.pop("STRIPE_API_KEY", None)
+        Path(os.environ["DAGSTER_HOME"]).mkdir()
+        (Path(os.environ["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        before_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        with dg.DagsterInstance.get() as instance:
+            started = time.perf_counter()
+            result = run_job("reconcile_catalog", instance=instance, quiet=True, settings=Settings.from_env())
+            wall = time.perf_counter() - started
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        drift = result.asset_value("catalog_drift")
+        assert len(drift) == planted, f"found {len(drift)} drift rows, planted {planted}"
+        prices_total = 3 * args.products
+        bound = max(args.products, prices_total) / (args.rate * PAGE)
+        print(f"{args.products:,} products and {prices_total:,} prices (seeded in {seeded_s:.0f} s), {args.latency_ms} ms latency, {args.rate:g} requests/s per endpoint")
+        print(f"reconcile_catalog: {wall:.1f} s against a {bound:.1f} s bound -> {bound / wall:.0%} of the bound")
+        print(f"run {'succeeded' if result.success else 'failed (the drift check: planted drift above 1%)'}")
+        print(f"drift found = planted: {len(drift):,} rows; peak memory of this process: {peak_mib:,.0f} MiB (before the run: {before_mib:,.0f} MiB)")
 
 
 if __name__ == "__main__":

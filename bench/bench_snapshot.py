@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from recon_pipeline.emulator.server import free_port
 from recon_pipeline.stripe_api import StripeGateway, fetch_prices_snapshot, fetch_products_snapshot
-from recon_pipeline.testing import wait_until
+from recon_pipeline.testing import emulator_process
 
 PAGE = 100
 
@@ -57,11 +54,7 @@ def main() -> None:
     if args.smoke:
         args.products, args.latency_ms, args.sequential = 1000, 0, True
 
-    port = free_port("127.0.0.1")
-    url = f"http://127.0.0.1:{port}"
-    emulator = subprocess.Popen([sys.executable, "-m", "recon_pipeline.cli", "emulator", "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: _answers(url), timeout=60, what="the emulator to start")
+    with emulator_process() as url:
         fixtures = account(args.products)
         for start in range(0, len(fixtures), 20_000):
             httpx.post(f"{url}/_emulator/fixtures", json={"products": fixtures[start : start + 20_000]}, timeout=300).raise_for_status()
@@ -97,16 +90,6 @@ def main() -> None:
             seconds = time.perf_counter() - started
             assert count == args.products, f"sequential pagination listed {count} of {args.products} products"
             print(f"sequential pages (products): {count:,} in {seconds:.2f} s = {count / seconds:,.0f}/s = {count / seconds / bound:.0%} of the bound")
-    finally:
-        emulator.terminate()
-        emulator.wait(timeout=30)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/_emulator/faults", timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ way to wait for a condition with a deadline instead of sleeping a fixed time.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -30,6 +32,24 @@ POSTGRES_ADMIN_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 WEBHOOK_SECRET = "whsec_test_secret_value"
 
 T = TypeVar("T")
+
+
+@contextmanager
+def emulator_process() -> Iterator[str]:
+    """The bundled emulator as a process of its own (as Stripe is to its clients) on a free
+    loopback port; yields its URL, and stops it."""
+    from recon_pipeline.cli.processes import emulator_is_up
+    from recon_pipeline.emulator.server import free_port
+
+    url = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    argv = [sys.executable, "-m", "recon_pipeline.cli", "emulator", "--port", url.rsplit(":", 1)[1]]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: emulator_is_up(url), timeout=60, what="the emulator to start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
 
 
 def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "the condition") -> T:
