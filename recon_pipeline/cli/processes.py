@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import signal
 import socket
@@ -88,7 +89,10 @@ class Supervisor:
         self._stopping = False
 
     def start(self, argv: Sequence[str], env: dict[str, str], cwd: Path = PROJECT_ROOT) -> subprocess.Popen:
-        child = subprocess.Popen(list(argv), env=env, cwd=cwd)
+        """A child in a session of its own: a terminal's Ctrl-C (or hang-up) reaches only the
+        supervisor, which stops each child in turn, so a run the daemon is just launching is
+        not cut off mid-start by the same signal."""
+        child = subprocess.Popen(list(argv), env=env, cwd=cwd, start_new_session=True)
         self.children.append(child)
         self.names[child.pid] = " ".join(Path(argv[0]).name if i == 0 else a for i, a in enumerate(argv[:4]))
         return child
@@ -110,8 +114,8 @@ class Supervisor:
         self._stopping = True
 
     def wait(self) -> int:
-        """Until Ctrl-C, SIGTERM or a child's exit; then every child is stopped. 0 unless a child failed."""
-        previous = {sig: signal.signal(sig, self._stop_soon) for sig in (signal.SIGINT, signal.SIGTERM)}
+        """Until Ctrl-C, SIGTERM, a hang-up or a child's exit; then every child is stopped. 0 unless a child failed."""
+        previous = {sig: signal.signal(sig, self._stop_soon) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
         status = 0
         try:
             while not self._stopping:
@@ -129,6 +133,8 @@ class Supervisor:
         return status
 
     def stop(self) -> None:
+        """Each child asked to stop (SIGTERM: dagster shuts its servers down as on Ctrl-C), then
+        whatever is left of its process group (a code server it started) is stopped too."""
         for child in reversed(self.children):
             if child.poll() is None:
                 child.terminate()
@@ -138,3 +144,5 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGTERM)
