@@ -29,6 +29,7 @@ def create_webhook_app(engine: Engine, secret: str, tolerance: int = TOLERANCE_S
     (`/health` says how many), with a warning naming the two versions."""
     if not secret:
         raise ValueError("the webhook secret is empty; set STRIPE_WEBHOOK_SECRET (whsec_...)")
+    mismatches = {"events": 0}  # events stored that were rendered at another API version
 
     async def receive(request: Request) -> JSONResponse:
         payload = await request.body()
@@ -51,5 +52,4 @@ def create_webhook_app(engine: Engine, secret: str, tolerance: int = TOLERANCE_S
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "api_version": api_version, "api_version_mismatches": mismatches["events"]})
 
-    mismatches = {"events": 0}
     return Starlette(routes=[Route("/webhooks/stripe", receive, methods=["POST"]), Route("/health", health, methods=["GET"])])
