@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/bench_snapshot.py
 	$(BIN)/python bench/bench_reconcile.py
 	$(BIN)/python bench/bench_emulator.py
+	$(BIN)/python bench/bench_budget.py
 
 ## bench-smoke: every benchmark at its small size, asserting its correctness checks (no timing)
 bench-smoke: setup
@@ -54,6 +55,7 @@ bench-smoke: setup
 	$(BIN)/python bench/bench_snapshot.py --smoke
 	$(BIN)/python bench/bench_reconcile.py --smoke
 	$(BIN)/python bench/bench_emulator.py --smoke
+	$(BIN)/python bench/bench_budget.py --smoke
 	$(BIN)/python bench/bench_outbox.py --smoke
 	$(BIN)/python bench/bench_repair.py --smoke
 	$(BIN)/python bench/bench_sync_latency.py --smoke

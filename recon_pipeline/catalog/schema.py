@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Double,
     Index,
     Integer,
     LargeBinary,
@@ -246,4 +247,13 @@ stripe_refusals = Table(
     _moment("refused_at"),
     Column("status", Integer, nullable=False, comment="401 (the key) or 403 (what it may do)"),
     Column("code", String(64), nullable=True),
+)
+
+# The Stripe rate budget every process shares (see stripe_api/ratelimit.py): per bucket (an
+# account's global limit, or one of its endpoints), the moment its next request slot is free.
+rate_budget = Table(
+    "rate_budget",
+    metadata,
+    Column("bucket", String(255), primary_key=True, comment="'<account> *' or '<account> <METHOD> <path template>'"),
+    Column("tat", Double(), nullable=False, comment="When the next slot is free, in seconds since the epoch by the database's clock"),
 )

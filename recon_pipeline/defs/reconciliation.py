@@ -105,6 +105,7 @@ def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, stats: dict, ap
             "requests": dg.MetadataValue.int(snapshot.requests),
             "retries": dg.MetadataValue.int(int(stats.get("retries", 0))),
             "rate_limited": dg.MetadataValue.int(int(stats.get("rate_limited", 0))),
+            "throttle_wait_s": dg.MetadataValue.float(round(float(stats.get("throttle_wait_s", 0.0)), 3)),
             "duration_s": dg.MetadataValue.float(round(snapshot.seconds, 3)),
             f"{what}_per_s": dg.MetadataValue.float(round(len(frame) / snapshot.seconds, 1) if snapshot.seconds else 0.0),
             "api_base": dg.MetadataValue.url(api_base) if api_base.startswith("http") else api_base,

@@ -142,6 +142,7 @@ def catalog_repair(
             "writes": dg.MetadataValue.int(result.writes),
             "retries": dg.MetadataValue.int(int(stats.get("retries", 0))),
             "rate_limited": dg.MetadataValue.int(int(stats.get("rate_limited", 0))),
+            "throttle_wait_s": dg.MetadataValue.float(round(float(stats.get("throttle_wait_s", 0.0)), 3)),
             "dry_run": dg.MetadataValue.bool(config.dry_run or converged.breaker_tripped),
             "breaker_tripped": dg.MetadataValue.bool(converged.breaker_tripped),
             "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),

@@ -18,7 +18,7 @@ from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.source import CatalogSource, price_rows, product_rows
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
 from recon_pipeline.settings import Settings
-from recon_pipeline.stripe_api import CredentialsRefused, RetryPolicy, StripeGateway
+from recon_pipeline.stripe_api import CredentialsRefused, RetryPolicy, StripeGateway, budget_for
 from recon_pipeline.sync.credentials import record_refusal, refusal
 
 
@@ -52,7 +52,8 @@ class StripeResource(dg.ConfigurableResource):
 
     `calls(catalog)` is how assets use it: a key Stripe refuses (401/403) is remembered and
     fails the run once, with no retry; `refused(catalog)` lets sensors and schedules launch
-    nothing while the key in use is one Stripe refused.
+    nothing while the key in use is one Stripe refused. Its rate limits are the account's: one
+    budget, kept in the catalog's database (`budget_url`), that every process calling it shares.
     """
 
     api_key: str
@@ -63,6 +64,7 @@ class StripeResource(dg.ConfigurableResource):
     max_attempts: int = 8
     timeout_s: float = 30.0
     api_version: str = ""  # RECON_STRIPE_API_VERSION; empty: the one the stripe SDK pins
+    budget_url: str = ""  # the catalog's URL: the rate budget every process shares lives there; empty: this process's own
 
     _gateway: StripeGateway | None = PrivateAttr(default=None)
 
@@ -76,6 +78,7 @@ class StripeResource(dg.ConfigurableResource):
                 retry=RetryPolicy(max_attempts=self.max_attempts),
                 timeout=self.timeout_s,
                 api_version=self.api_version or None,
+                budget=budget_for(self.budget_url),
             )
         return self._gateway
 
@@ -157,6 +160,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             endpoint_rate=settings.endpoint_rate,
             timeout_s=settings.stripe_timeout_s,
             api_version=settings.stripe_api_version,
+            budget_url=catalog_url,
         ),
         "policy": ReconPolicy(
             max_drift_rate=settings.max_drift_rate,

@@ -4,7 +4,8 @@ Built on the official SDK (`stripe.StripeClient.raw_request`), created with
 `max_network_retries=0` because the SDK alone does not retry a plain 429 and ignores
 `Retry-After`; retrying here, we:
 
-- wait for a token of the account-wide and the per-endpoint bucket before each request;
+- wait for a slot of the per-endpoint and the account-wide limit before each request, in the
+  budget every process calling the account shares (`ratelimit.py`);
 - retry 429, 409, 5xx and connection errors with the project's one backoff (`backoff.py`:
   exponential, full jitter, capped), never sooner than `Retry-After` (up to 60 s, as the
   SDK), never when Stripe says `Stripe-Should-Retry: false`, always when it says `true`;
@@ -30,7 +31,7 @@ import stripe
 
 from recon_pipeline.backoff import Backoff, retry_after_seconds
 from recon_pipeline.settings import SettingsError
-from recon_pipeline.stripe_api.ratelimit import RateLimiter, endpoint_key
+from recon_pipeline.stripe_api.ratelimit import DEFAULT_ACCOUNT, Budget, RateLimiter, budget_for, endpoint_key
 
 if TYPE_CHECKING:
     from recon_pipeline.settings import Settings
@@ -112,12 +113,14 @@ class StripeGateway:
         retry: RetryPolicy | None = None,
         timeout: float = 30.0,
         api_version: str | None = None,
+        budget: Budget | None = None,
+        account: str = DEFAULT_ACCOUNT,
     ):
         self._api_key = api_key
         self.api_version = api_version or str(stripe.api_version)  # Stripe-Version of every request
         self.api_base = api_base.rstrip("/")
         self.retry = retry or RetryPolicy()
-        self.limiter = RateLimiter(global_rate, endpoint_rate)
+        self.limiter = RateLimiter(global_rate, endpoint_rate, budget, account)  # budget None: this process's own
         http_client = stripe.RequestsClient(timeout=timeout)
         self._client = stripe.StripeClient(
             api_key, base_addresses={"api": self.api_base}, max_network_retries=0, http_client=http_client, stripe_version=self.api_version
@@ -127,7 +130,8 @@ class StripeGateway:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> StripeGateway:
-        """The account the settings name (the bundled emulator by default), at its limits."""
+        """The account the settings name (the bundled emulator by default), at its limits, in the
+        budget shared by every process using the same catalog."""
         return cls(
             api_key=settings.stripe_api_key,
             api_base=settings.stripe_api_base,
@@ -135,6 +139,7 @@ class StripeGateway:
             endpoint_rate=settings.endpoint_rate,
             timeout=settings.stripe_timeout_s,
             api_version=settings.stripe_api_version,
+            budget=budget_for(settings.catalog_url),
         )
 
     def __repr__(self) -> str:
