@@ -34,6 +34,7 @@ EMULATOR_HOST = "127.0.0.1"
 EMULATOR_PORT = 12111
 EMULATOR_API_KEY = "sk_test_emulator"  # not a secret: the bundled emulator accepts any sk_test_ key
 STRIPE_LIVE_BASE = "https://api.stripe.com"
+STRIPE_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
 
 # Stripe's documented limits: per account 100 req/s live and 25 in a sandbox; each
 # endpoint (e.g. GET /v1/products) 25 req/s on its own.
@@ -58,6 +59,7 @@ KNOWN_VARIABLES = (
     "RECON_PRICES_QUERY",
     "STRIPE_API_KEY",
     "STRIPE_API_BASE",
+    "RECON_STRIPE_ACCOUNTS",
     "STRIPE_WEBHOOK_SECRET",
     "RECON_STRIPE_RATE_LIMIT",
     "RECON_STRIPE_ENDPOINT_RATE_LIMIT",
@@ -106,6 +108,63 @@ def sdk_api_version() -> str:
     return str(stripe.api_version)
 
 
+DEFAULT_ACCOUNT = "default"
+ACCOUNT_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
+
+
+@dataclass(frozen=True)
+class StripeAccount:
+    """One Stripe account the pipeline reconciles, by the name the catalog's `account` column uses.
+
+    Its key is read from the environment variable `key_variable` (never kept here), or, for a
+    connected account (`connected_id`, acct_...), the platform's STRIPE_API_KEY is used with
+    the `Stripe-Account` header.
+    """
+
+    name: str = DEFAULT_ACCOUNT
+    key_variable: str = "STRIPE_API_KEY"
+    connected_id: str | None = None
+
+    def api_key(self, env: Mapping[str, str] | None = None) -> str:
+        """The account's key, read now from its variable. Unset (only on the bundled emulator):
+        a key the emulator takes as this account's (`sk_test_acct_<name>`), or its own for `default`."""
+        env = os.environ if env is None else env
+        key = _text(env, self.key_variable)
+        if key is not None:
+            return key
+        return EMULATOR_API_KEY if self.key_variable == "STRIPE_API_KEY" else f"sk_test_acct_{self.name}"
+
+
+def parse_accounts(raw: str | None, env: Mapping[str, str], emulator: bool) -> tuple[StripeAccount, ...]:
+    """RECON_STRIPE_ACCOUNTS: `name=VARIABLE` (the account's key is in $VARIABLE) or `name=acct_...`
+    (a connected account, reached with STRIPE_API_KEY), separated by commas. Unset: one account,
+    `default`, with STRIPE_API_KEY."""
+    if raw is None:
+        return (StripeAccount(),)
+    accounts: list[StripeAccount] = []
+    example = "e.g. RECON_STRIPE_ACCOUNTS='us=STRIPE_API_KEY_US,eu=STRIPE_API_KEY_EU,fr=acct_1Fr'"
+    for item in (part.strip() for part in raw.split(",")):
+        name, sep, target = (x.strip() for x in item.partition("="))
+        if not sep or not name or not target:
+            raise SettingsError(f"RECON_STRIPE_ACCOUNTS: {item!r} is not name=VARIABLE or name=acct_...; {example}.")
+        if not ACCOUNT_NAME.fullmatch(name):
+            raise SettingsError(f"RECON_STRIPE_ACCOUNTS: the account name {name!r} must be lower case letters, digits and _ (up to 31, a letter first); it is the catalog's `account` value.")
+        if name in {a.name for a in accounts}:
+            raise SettingsError(f"RECON_STRIPE_ACCOUNTS names the account {name!r} twice; give each account one entry.")
+        if target.startswith("acct_"):
+            accounts.append(StripeAccount(name, "STRIPE_API_KEY", target))
+            continue
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", target):
+            raise SettingsError(f"RECON_STRIPE_ACCOUNTS: {name}={target!r} is neither an environment variable's name (upper case) nor a connected account id (acct_...); {example}.")
+        key = _text(env, target)
+        if key is None and not emulator:
+            raise SettingsError(f"RECON_STRIPE_ACCOUNTS: the key of account {name!r} is read from {target}, which is not set; set it to that account's secret key.")
+        if key is not None and not key.startswith(STRIPE_KEY_PREFIXES):
+            raise SettingsError(f"{target} (the key of account {name!r}) does not look like a Stripe secret key (sk_test_..., sk_live_..., rk_...); copy it from that account's dashboard.")
+        accounts.append(StripeAccount(name, target))
+    return tuple(accounts)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the project is configured with. Secrets are kept out of `repr()`."""
@@ -118,6 +177,7 @@ class Settings:
     endpoint_rate: float = ENDPOINT_RATE
     stripe_timeout_s: float = 30.0
     stripe_api_version: str = field(default_factory=sdk_api_version)  # sent as Stripe-Version on every request
+    accounts: tuple[StripeAccount, ...] = (StripeAccount(),)  # RECON_STRIPE_ACCOUNTS; one, `default`, unless it is set
     max_drift_rate: float = 0.01
     max_repair_share: float = 0.10
     orphan_policy: OrphanPolicy = OrphanPolicy.REPORT
@@ -146,6 +206,28 @@ class Settings:
     def stripe_key_is_set(self) -> bool:
         return not self.uses_emulator
 
+    @property
+    def account_names(self) -> list[str]:
+        return [account.name for account in self.accounts]
+
+    @property
+    def several_accounts(self) -> bool:
+        """More than one account: the per-account assets are partitioned by `account`."""
+        return len(self.accounts) > 1
+
+    def global_rate_for(self, api_key: str) -> float:
+        """An account's global limit: RECON_STRIPE_RATE_LIMIT if set, else Stripe's for its kind of key."""
+        if "RECON_STRIPE_RATE_LIMIT" in self.set_in_env:
+            return self.global_rate
+        return LIVE_GLOBAL_RATE if api_key.startswith(("sk_live_", "rk_live_")) else SANDBOX_GLOBAL_RATE
+
+    def account(self, name: str) -> StripeAccount:
+        """The account of that name; a name not in RECON_STRIPE_ACCOUNTS is refused, naming those that are."""
+        for account in self.accounts:
+            if account.name == name:
+                return account
+        raise SettingsError(f"there is no Stripe account {name!r}; RECON_STRIPE_ACCOUNTS names {', '.join(self.account_names)}.")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read and check every variable; raises SettingsError naming the first bad one."""
@@ -163,7 +245,7 @@ class Settings:
             # Embedded default: the bundled emulator, no account needed.
             api_key = EMULATOR_API_KEY
             api_base = api_base or emulator_url()
-        elif not api_key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+        elif not api_key.startswith(STRIPE_KEY_PREFIXES):
             raise SettingsError(
                 "STRIPE_API_KEY does not look like a Stripe secret key (it must start with "
                 "sk_test_, sk_live_, rk_test_ or rk_live_); copy it from the Stripe dashboard."
@@ -203,6 +285,7 @@ class Settings:
             endpoint_rate=_positive(env, "RECON_STRIPE_ENDPOINT_RATE_LIMIT", ENDPOINT_RATE),
             stripe_timeout_s=_positive(env, "RECON_STRIPE_TIMEOUT_S", 30.0, "seconds"),
             stripe_api_version=_api_version(env),
+            accounts=parse_accounts(_text(env, "RECON_STRIPE_ACCOUNTS"), env, emulator=api_key == EMULATOR_API_KEY),
             max_drift_rate=_fraction(env, "RECON_MAX_DRIFT_RATE", 0.01),
             max_repair_share=_fraction(env, "RECON_MAX_REPAIR_SHARE", 0.10),
             orphan_policy=_choice(env, "RECON_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),

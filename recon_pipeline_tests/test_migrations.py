@@ -56,6 +56,8 @@ def test_a_database_made_by_release_0_1_0_upgrades_in_place_and_keeps_its_rows(e
         assert conn.execute(select(products.c.id, products.c.name, products.c.default_price).order_by(products.c.id)).all() == [("sku_1", "Pro", "sku_1:default"), ("sku_2", "Free", None)]
         moved = conn.execute(select(prices.c.lookup_key, prices.c.product_id, prices.c.unit_amount, prices.c.currency, prices.c.recurring_interval, prices.c.recurring_interval_count)).all()
         assert moved == [("sku_1:default", "sku_1", 1500, "usd", "month", 1)]
+        # Every product is sold in the one account of an install without RECON_STRIPE_ACCOUNTS.
+        assert conn.execute(select(products.c.account)).scalars().all() == ["default", "default"]
         assert conn.execute(select(outbox.c.product_id, outbox.c.status)).all() == [("sku_1", "pending")]
     assert "unit_amount" not in {c["name"] for c in inspect(engine).get_columns("products")}
 

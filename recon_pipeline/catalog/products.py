@@ -43,6 +43,7 @@ class CatalogProduct:
     unit_label: str | None = None
     url: str | None = None
     default_price: str | None = None  # the lookup key of its default price; None: the catalog does not choose
+    account: str = "default"  # the Stripe account it is sold in (a name of RECON_STRIPE_ACCOUNTS)
     updated_at: dt.datetime | None = None
 
     def as_row(self, now: dt.datetime) -> dict[str, Any]:

@@ -77,9 +77,11 @@ products = Table(
     Column("unit_label", String(12), nullable=True),
     Column("url", Text, nullable=True),
     Column("default_price", String(200), nullable=True, comment="lookup_key of the default price; NULL: the catalog does not choose"),
+    Column("account", String(32), nullable=False, server_default="default", comment="The Stripe account it is sold in: a name of RECON_STRIPE_ACCOUNTS"),
     _moment("updated_at"),
 )
 Index("ix_products_updated_at", products.c.updated_at)
+Index("ix_products_account", products.c.account)
 
 # The prices the catalog owns, by lookup key: the identity Stripe holds for each price.
 # A Stripe price without one of these keys is not the catalog's and is never written.

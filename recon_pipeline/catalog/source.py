@@ -35,7 +35,7 @@ from recon_pipeline.settings import SettingsError
 LEGACY_PRICE_FIELDS = ("unit_amount", "currency", "recurring_interval")
 FIELDS = (*PRODUCT_COLUMNS, *LEGACY_PRICE_FIELDS)
 REQUIRED = ("id", "name")
-DEFAULTS: dict[str, Any] = {name: None for name in FIELDS if name not in REQUIRED} | {"active": True}
+DEFAULTS: dict[str, Any] = {name: None for name in FIELDS if name not in REQUIRED} | {"active": True, "account": "default"}
 PRICE_FIELDS = PRICE_COLUMNS
 PRICE_REQUIRED = ("lookup_key", "product_id", "currency")
 PRICE_DEFAULTS: dict[str, Any] = {name: None for name in PRICE_FIELDS if name not in PRICE_REQUIRED} | {"active": True, "billing_scheme": "per_unit"}

@@ -235,8 +235,9 @@ class Catalog:
         """One product's row, read through the source inside the caller's transaction."""
         return conn.execute(self.source.select([product_id])).mappings().first()
 
-    def valid_frames(self, ids: Iterable[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The canonical frames of the products and prices that can be synced (all, or the given products).
+    def valid_frames(self, ids: Iterable[str] | None = None, account: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The canonical frames of the products and prices that can be synced (all, or the given
+        products; of one Stripe account, or of every one).
 
         Every reader that compares or pushes catalog state uses this, so a bad row is skipped
         the same way everywhere (local_products and local_prices also record why, in `quarantine`).
@@ -245,6 +246,22 @@ class Catalog:
         from recon_pipeline.reconcile.frames import local_frame, local_price_frame
 
         wanted = None if ids is None else [str(i) for i in ids]
-        product_rows, _ = split_valid(self.rows(wanted))
-        price_rows, _ = split_valid_prices(self.price_rows(wanted), set(product_rows["id"].astype(str)))
+        rows, price_rows = of_account(self.rows(wanted), self.price_rows(wanted), account)
+        product_rows, _ = split_valid(rows)
+        price_rows, _ = split_valid_prices(price_rows, set(product_rows["id"].astype(str)))
         return local_frame(product_rows), local_price_frame(price_rows)
+
+    def accounts_of(self, ids: Iterable[str]) -> dict[str, str]:
+        """{product id: the Stripe account it is sold in} for those of the ids the catalog has."""
+        frame = self.rows([str(i) for i in ids])
+        frame = frame[frame["id"].notna()]
+        return dict(zip(frame["id"].astype(str), frame["account"].fillna(DEFAULTS["account"]).astype(str), strict=True))
+
+
+def of_account(rows: pd.DataFrame, price_rows: pd.DataFrame, account: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Catalog product rows and price rows of one Stripe account (None: all of them)."""
+    if account is None:
+        return rows, price_rows
+    mine = rows[rows["account"].fillna(DEFAULTS["account"]).astype(str) == account].reset_index(drop=True)
+    ids = set(mine["id"].dropna().astype(str))
+    return mine, price_rows[price_rows["product_id"].astype(str).isin(ids)].reset_index(drop=True)

@@ -24,17 +24,20 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     catalog = open_catalog(settings)
     with contextlib.ExitStack() as stack:
         settings = with_stripe(settings, stack)
-        gateway = StripeGateway.from_settings(settings)
+        gateways = StripeGateway.for_each_account(settings)
+        gateway = gateways[settings.account_names[0]]  # the inbox's (events of the first account)
         applier = InboxApplier(catalog, settings.conflict_policy, gateway, settings.price_orphan_policy, settings.stripe_api_version)
-        check_key(catalog.engine, gateway)
+        for each in gateways.values():
+            check_key(catalog.engine, each)
         name = worker_id()
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        print(f"worker {name}: outbox -> {settings.stripe_api_base}, inbox -> catalog (policy {settings.conflict_policy})", flush=True)
+        accounts = ", ".join(settings.account_names)
+        print(f"worker {name}: outbox -> {settings.stripe_api_base} (accounts {accounts}), inbox -> catalog (policy {settings.conflict_policy})", flush=True)
         totals = run_worker(
             catalog,
-            gateway,
+            gateways,
             applier,
             name=name,
             concurrency=args.concurrency,

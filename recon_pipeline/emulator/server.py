@@ -8,9 +8,25 @@ import time
 
 import uvicorn
 
+from recon_pipeline.emulator.accounts import AccountRouter, state_path_of
 from recon_pipeline.emulator.app import create_app
 from recon_pipeline.emulator.faults import Faults
 from recon_pipeline.emulator.state import EmulatorState
+
+
+def create_emulator(state: EmulatorState, faults: Faults, validate_responses: bool = False) -> AccountRouter:
+    """The emulator's own account (`state`, `faults`) and any other account a request addresses,
+    each made on first use with a state of its own (beside `state.path` when it has one)."""
+    states = [state]
+
+    def make(account: str):
+        other = EmulatorState(state_path_of(state.path, account))
+        states.append(other)
+        return create_app(other, Faults(), validate_responses)
+
+    router = AccountRouter(create_app(state, faults, validate_responses), make)
+    router.states = states  # type: ignore[attr-defined]
+    return router
 
 
 def _config(app, host: str, port: int, log_level: str) -> uvicorn.Config:
@@ -19,11 +35,12 @@ def _config(app, host: str, port: int, log_level: str) -> uvicorn.Config:
 
 def serve(host: str = "127.0.0.1", port: int = 12111, state_path: str | None = None, faults: Faults | None = None, log_level: str = "warning") -> None:
     """Run the emulator in the foreground until interrupted."""
-    state = EmulatorState(state_path)
+    router = create_emulator(EmulatorState(state_path), faults or Faults())
     try:
-        uvicorn.Server(_config(create_app(state, faults or Faults()), host, port, log_level)).run()
+        uvicorn.Server(_config(router, host, port, log_level)).run()
     finally:
-        state.close()
+        for state in router.states:  # type: ignore[attr-defined]
+            state.close()
 
 
 class ServerThread:
@@ -68,16 +85,21 @@ class EmulatorServer(ServerThread):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, state_path: str | None = None, faults: Faults | None = None, validate_responses: bool = False):
         self.state = EmulatorState(state_path)
         self.faults = faults or Faults()
-        super().__init__(create_app(self.state, self.faults, validate_responses), host, port)
+        super().__init__(create_emulator(self.state, self.faults, validate_responses), host, port)
 
     @property
     def problems(self) -> list[str]:
-        """Where the bodies it answered differ from the spec (with `validate_responses`)."""
-        return list(self.app.state.problems or [])
+        """Where the bodies it answered, in any account, differ from the spec (with `validate_responses`)."""
+        return [problem for app in list(self.app.apps.values()) for problem in app.state.problems or []]
+
+    def account(self, account_id: str):
+        """Another account's app (`.state.account`, `.state.faults`), made if it was never addressed."""
+        return self.app.app_for(account_id)
 
     def stop(self) -> None:
         super().stop()
-        self.state.close()
+        for state in self.app.states:
+            state.close()
 
 
 def free_port(host: str) -> int:

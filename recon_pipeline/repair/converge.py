@@ -46,13 +46,16 @@ class Sides:
 
 
 def read_sides(catalog: Catalog, gateway: StripeGateway, ids: Iterable[str] | None = None) -> Sides:
-    """Both sides read now: everything (the whole account, paged concurrently), or the given
-    products (and the prices of theirs the catalog owns: see `fetch_prices_of`)."""
+    """Both sides read now, for the gateway's Stripe account: everything (the whole account,
+    paged concurrently), or the given products (and the prices of theirs the catalog owns:
+    see `fetch_prices_of`). The catalog side is the products sold in that account."""
     if ids is None:
-        local, local_prices = catalog.valid_frames()
+        local, local_prices = catalog.valid_frames(account=gateway.account)
         return Sides(local, fetch_products_snapshot(gateway).frame, local_prices, fetch_prices_snapshot(gateway).frame)
-    wanted = sorted(set(ids))
-    local, local_prices = catalog.valid_frames(wanted)
+    # Only the account's own products: one sold in another account is never read or written here.
+    elsewhere = {p for p, account in catalog.accounts_of(set(ids)).items() if account != gateway.account}
+    wanted = sorted(set(ids) - elsewhere)
+    local, local_prices = catalog.valid_frames(wanted, account=gateway.account)
     keys = local_prices.groupby("product_id")["lookup_key"].agg(set).to_dict() if len(local_prices) else {}
     stripe = fetch_products_by_id(gateway, [stripe_product_id(i) for i in wanted])
     # A product not in Stripe has no prices there: only the prices of those that are are read.

@@ -67,7 +67,8 @@ class CredentialsRefused(SettingsError):
     message quotes part of it).
     """
 
-    def __init__(self, error: stripe.StripeError):
+    def __init__(self, error: stripe.StripeError, key_fingerprint: str | None = None):
+        self.key_fingerprint = key_fingerprint  # which key (of which account) it was, never the key
         self.status = error.http_status
         self.code = getattr(error, "code", None) or ("authentication_error" if error.http_status == 401 else "permission_error")
         what = "the API key" if self.status == 401 else "what the API key may do"
@@ -115,35 +116,53 @@ class StripeGateway:
         api_version: str | None = None,
         budget: Budget | None = None,
         account: str = DEFAULT_ACCOUNT,
+        stripe_account: str | None = None,
     ):
         self._api_key = api_key
         self.api_version = api_version or str(stripe.api_version)  # Stripe-Version of every request
         self.api_base = api_base.rstrip("/")
         self.retry = retry or RetryPolicy()
+        self.account = account  # the name RECON_STRIPE_ACCOUNTS and the catalog's `account` column give it
+        self.stripe_account = stripe_account  # a connected account (acct_...), reached with the platform's key
         self.limiter = RateLimiter(global_rate, endpoint_rate, budget, account)  # budget None: this process's own
         http_client = stripe.RequestsClient(timeout=timeout)
         self._client = stripe.StripeClient(
-            api_key, base_addresses={"api": self.api_base}, max_network_retries=0, http_client=http_client, stripe_version=self.api_version
+            api_key,
+            base_addresses={"api": self.api_base},
+            max_network_retries=0,
+            http_client=http_client,
+            stripe_version=self.api_version,
+            stripe_account=stripe_account,
         )
         self._stats = {"requests": 0, "retries": 0, "rate_limited": 0, "server_errors": 0, "throttle_wait_s": 0.0}
         self._stats_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> StripeGateway:
-        """The account the settings name (the bundled emulator by default), at its limits, in the
-        budget shared by every process using the same catalog."""
+    def from_settings(cls, settings: Settings, account: str | None = None) -> StripeGateway:
+        """An account the settings name (the first, `default` unless RECON_STRIPE_ACCOUNTS says
+        otherwise; the bundled emulator by default), at its limits, in the budget shared by every
+        process using the same catalog."""
+        chosen = settings.account(account) if account else settings.accounts[0]
+        api_key = settings.stripe_api_key if chosen.key_variable == "STRIPE_API_KEY" else chosen.api_key()
         return cls(
-            api_key=settings.stripe_api_key,
+            api_key=api_key,
             api_base=settings.stripe_api_base,
-            global_rate=settings.global_rate,
+            global_rate=settings.global_rate_for(api_key),
             endpoint_rate=settings.endpoint_rate,
             timeout=settings.stripe_timeout_s,
             api_version=settings.stripe_api_version,
             budget=budget_for(settings.catalog_url),
+            account=chosen.name,
+            stripe_account=chosen.connected_id,
         )
 
+    @classmethod
+    def for_each_account(cls, settings: Settings) -> dict[str, StripeGateway]:
+        """A gateway per account of RECON_STRIPE_ACCOUNTS, by name."""
+        return {name: cls.from_settings(settings, name) for name in settings.account_names}
+
     def __repr__(self) -> str:
-        return f"StripeGateway(api_base={self.api_base!r})"
+        return f"StripeGateway(account={self.account!r}, api_base={self.api_base!r})"
 
     @property
     def key_fingerprint(self) -> str:
@@ -172,7 +191,7 @@ class StripeGateway:
                 response = self._client.raw_request(method.lower(), path, **params)
                 return json.loads(response.body)
             except (stripe.AuthenticationError, stripe.PermissionError) as error:
-                raise CredentialsRefused(error) from None
+                raise CredentialsRefused(error, self.key_fingerprint) from None
             except stripe.StripeError as error:
                 if error.http_status == 429:
                     self._count("rate_limited")

@@ -160,6 +160,7 @@ class SqlBudget:
         self.engine = engine
         self._now = text(_DB_NOW[dialect])
         self._postgres = dialect == "postgresql"
+        self._made: set[str] = set()  # buckets whose row this process knows exists
 
     def reserve(self, bucket: str, rate: float) -> float:
         if self._postgres:
@@ -167,20 +168,23 @@ class SqlBudget:
                 conn.execute(text("SET LOCAL synchronous_commit = off"))
                 tat, now = conn.execute(_POSTGRES_SLOT, {"bucket": bucket, "interval": 1.0 / rate, "stale": STALE_AHEAD_S}).one()
             return wait_for(tat, now, rate, burst_for(rate))
+        if bucket not in self._made:
+            self._make_row(bucket)
         with self.engine.begin() as conn:
-            row = conn.execute(select(rate_budget.c.tat, self._now).where(rate_budget.c.bucket == bucket).with_for_update()).first()
-            if row is None:
-                now = conn.execute(select(self._now)).scalar_one()
-                tat, wait = next_slot(None, float(now), rate, burst_for(rate))
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(rate_budget).values(bucket=bucket, tat=tat))
-                    return wait
-                except IntegrityError:  # another process made the row first: take a slot from it
-                    row = conn.execute(select(rate_budget.c.tat, self._now).where(rate_budget.c.bucket == bucket).with_for_update()).one()
+            row = conn.execute(select(rate_budget.c.tat, self._now).where(rate_budget.c.bucket == bucket).with_for_update()).one()
             tat, wait = next_slot(row[0], float(row[1]), rate, burst_for(rate))
             conn.execute(update(rate_budget).where(rate_budget.c.bucket == bucket).values(tat=tat))
         return wait
+
+    def _make_row(self, bucket: str) -> None:
+        """The bucket's row, made in a transaction of its own: two processes locking a row that is
+        not there yet would take gap locks and deadlock each other (InnoDB)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(rate_budget).values(bucket=bucket, tat=0.0))  # long past: the first slot is now
+        except IntegrityError:
+            pass  # another process made it
+        self._made.add(bucket)
 
 
 def budget_for(catalog_url: str | None) -> Budget:

@@ -20,7 +20,7 @@ from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway
 
 
 def record_refusal(engine: Engine, gateway: StripeGateway, refused: CredentialsRefused) -> None:
-    values = {"key_fingerprint": gateway.key_fingerprint, "refused_at": dt.datetime.now(dt.UTC), "status": refused.status or 401, "code": refused.code}
+    values = {"key_fingerprint": refused.key_fingerprint or gateway.key_fingerprint, "refused_at": dt.datetime.now(dt.UTC), "status": refused.status or 401, "code": refused.code}
     try:
         with engine.begin() as conn:
             conn.execute(stripe_refusals.insert().values(**values))

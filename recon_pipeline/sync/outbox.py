@@ -19,6 +19,7 @@ import datetime as dt
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import stripe
@@ -151,7 +152,7 @@ def _finish(engine: Engine, product_id: str, ids: list[int], error: str | None, 
 
 def drain(
     catalog: Catalog,
-    gateway: StripeGateway,
+    gateway: StripeGateway | Mapping[str, StripeGateway],
     worker: str | None = None,
     policy: OutboxPolicy | None = None,
     concurrency: int = 8,
@@ -159,7 +160,11 @@ def drain(
     run_id: str | None = None,
     batch_size: int = 100,
 ) -> DrainResult:
-    """Push every ready product, batch after batch, `concurrency` writes at a time, until none is ready (or the cap)."""
+    """Push every ready product, batch after batch, `concurrency` writes at a time, until none is ready (or the cap).
+
+    `gateway`: the one Stripe account, or one gateway per account (by name): each product is
+    pushed to the account the catalog sells it in, and only there."""
+    gateways = gateway if isinstance(gateway, Mapping) else {gateway.account: gateway}
     engine = catalog.engine
     worker = worker or worker_id()
     policy = policy or OutboxPolicy()
@@ -172,21 +177,37 @@ def drain(
         batch = claim(engine, worker, limit=batch_size, lease_s=policy.lease_s, ready_by=began)
         if not batch:
             break
-        try:
-            errors = push_products(gateway, catalog, list(batch), run_id, concurrency)
-        except CredentialsRefused as refused:
-            # No attempt is counted and nothing is dead-lettered: the changes wait for a key Stripe takes.
-            release_claims(engine, worker)
-            record_refusal(engine, gateway, refused)
-            raise
-        except stripe.StripeError as exc:
-            errors = {p: error_text(exc) for p in batch}
-        except Exception as exc:  # a push must never leave its rows claimed forever
-            errors = {p: f"{type(exc).__name__}: {exc}" for p in batch}
+        errors: dict[str, str | None] = {}
+        for account, products in by_account(catalog, list(batch), gateways).items():
+            if account not in gateways:
+                errors.update({p: f"product {p!r} is sold in the Stripe account {account!r}, which RECON_STRIPE_ACCOUNTS does not name; add it there" for p in products})
+                continue
+            try:
+                errors.update(push_products(gateways[account], catalog, products, run_id, concurrency))
+            except CredentialsRefused as refused:
+                # No attempt is counted and nothing is dead-lettered: the changes wait for a key Stripe takes.
+                release_claims(engine, worker)
+                record_refusal(engine, gateways[account], refused)
+                raise
+            except stripe.StripeError as exc:
+                errors.update({p: error_text(exc) for p in products})
+            except Exception as exc:  # a push must never leave its rows claimed forever
+                errors.update({p: f"{type(exc).__name__}: {exc}" for p in products})
         for product_id, ids in batch.items():
             _finish(engine, product_id, ids, errors.get(product_id), policy, result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def by_account(catalog: Catalog, product_ids: list[str], gateways: Mapping[str, StripeGateway]) -> dict[str, list[str]]:
+    """The products grouped by the Stripe account they are sold in; one the catalog no longer
+    has goes with the first account (its push then says it is not in the catalog)."""
+    accounts = catalog.accounts_of(product_ids)
+    first = next(iter(gateways))
+    grouped: dict[str, list[str]] = {}
+    for product_id in product_ids:
+        grouped.setdefault(accounts.get(product_id, first), []).append(product_id)
+    return grouped
 
 
 def release_claims(engine: Engine, worker: str) -> int:

@@ -13,7 +13,7 @@ stops, since only another key can help; the changes wait in the outbox.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError
@@ -43,7 +43,7 @@ class WorkerTotals:
 
 def run_worker(
     catalog: Catalog,
-    gateway: StripeGateway,
+    gateway: StripeGateway | Mapping[str, StripeGateway],
     applier: InboxApplier,
     *,
     name: str,
@@ -55,7 +55,10 @@ def run_worker(
     say: Callable[[str], None] = print,
     max_backoff_s: float = 10.0,
 ) -> WorkerTotals:
-    """Pass after pass until `stop` is set (or one busy-free pass with `once`)."""
+    """Pass after pass until `stop` is set (or one busy-free pass with `once`).
+
+    `gateway`: the Stripe account, or one gateway per account (by name): the outbox pushes
+    each product to its own account."""
     stop = stop or threading.Event()
     engine = catalog.engine
     backoff = Backoff(base_s=0.5, cap_s=max_backoff_s)
@@ -71,7 +74,8 @@ def run_worker(
             pushed = drain(catalog, gateway, worker=name, concurrency=concurrency, batch_size=batch_size)
             applied = applier.apply_pending()
         except CredentialsRefused as refused:
-            record_refusal(engine, gateway, refused)
+            first = next(iter(gateway.values())) if isinstance(gateway, Mapping) else gateway
+            record_refusal(engine, first, refused)  # by the refused key's own fingerprint, whichever account's it is
             waiting = backlog(engine)
             say(f"{refused} ({waiting.depth + waiting.in_flight} changes wait in the outbox; nothing is lost)")
             totals.refused = str(refused)

@@ -1,0 +1,80 @@
+"""Several emulated Stripe accounts behind one port, each with its own objects, events, faults and stats.
+
+Stripe keeps every account apart: a key belongs to one account, and a platform's key reaches
+a connected account through the `Stripe-Account` header. The emulator does the same:
+
+- `Stripe-Account: acct_...` -> that account;
+- a key `sk_test_acct_<name>` (or `rk_test_acct_<name>`) -> the account `acct_<name>`;
+- any other test key -> the emulator's own account (the one every single-account test uses).
+
+An account is made the first time it is addressed (Stripe would refuse a connected account
+that is not connected; the emulator has no notion of connecting). The admin endpoints
+(`/_emulator/...`) take the same header, so a test can set one account's faults. With a
+state file, each account keeps its own beside it (`state.db` -> `state.acct_eu.db`).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9_]{1,64}")
+OWN_ACCOUNT = "acct_emulator"
+_KEY_ACCOUNT = re.compile(r"^(?:sk|rk)_test_(acct_[A-Za-z0-9_]{1,64})$")
+
+
+def account_of(headers: dict[bytes, bytes]) -> str:
+    """Which account a request addresses, by its Stripe-Account header or its key."""
+    connected = headers.get(b"stripe-account", b"").decode("latin-1").strip()
+    if connected:
+        return connected
+    auth = headers.get(b"authorization", b"").decode("latin-1")
+    key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    match = _KEY_ACCOUNT.match(key)
+    return match.group(1) if match else OWN_ACCOUNT
+
+
+def state_path_of(path: str | None, account: str) -> str | None:
+    """Where an account's state lives beside the emulator's own state file (None: in memory)."""
+    if path is None or account == OWN_ACCOUNT:
+        return path
+    file = Path(path)
+    return str(file.with_name(f"{file.stem}.{account}{file.suffix}"))
+
+
+class AccountRouter:
+    """An ASGI app handing each request to its account's emulator app (made on first use)."""
+
+    def __init__(self, own: Starlette, make: Callable[[str], Starlette]):
+        self.apps: dict[str, Starlette] = {OWN_ACCOUNT: own}
+        self._make = make
+        self._lock = threading.Lock()
+
+    def app_for(self, account: str) -> Starlette:
+        with self._lock:
+            if account not in self.apps:
+                self.apps[account] = self._make(account)
+            return self.apps[account]
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.apps[OWN_ACCOUNT](scope, receive, send)
+            return
+        account = account_of(dict(scope["headers"]))
+        if not ACCOUNT_ID.fullmatch(account):
+            from recon_pipeline.emulator.app import _json
+            from recon_pipeline.emulator.errors import StripeApiError
+
+            error = StripeApiError(400, f"The Stripe-Account header {account!r} is not an account id (acct_...).", code="account_invalid")
+            await _json(error.status, error.body())(scope, receive, send)
+            return
+        await self.app_for(account)(scope, receive, send)
+
+    @property
+    def state(self):
+        """The emulator's own account's app state (what single-account callers read)."""
+        return self.apps[OWN_ACCOUNT].state

@@ -1,0 +1,130 @@
+"""Several Stripe accounts (issue 16, part 3): each product is sold in one, and only that account is read and written for it.
+
+Two accounts on one emulator: `us` with a key of its own (`sk_test_acct_us`, from the
+variable KEY_US) and `eu`, a connected account reached with the platform's key through
+`Stripe-Account: acct_eu`. The emulator keeps their objects apart, as Stripe does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_prices, upsert_products
+from recon_pipeline.catalog.changes import update_product
+from recon_pipeline.repair import converge, full_drift
+from recon_pipeline.settings import Settings, SettingsError
+from recon_pipeline.stripe_api import StripeGateway
+from recon_pipeline.sync.outbox import drain
+from recon_pipeline.testing import one_price
+
+US, EU = [f"us_{i}" for i in range(4)], [f"eu_{i}" for i in range(3)]
+
+
+def _settings(emulator, catalog_url: str) -> Settings:
+    return Settings.from_env(
+        {
+            "RECON_CATALOG_URL": catalog_url,
+            "STRIPE_API_BASE": emulator.url,
+            "RECON_STRIPE_ACCOUNTS": "us=KEY_US,eu=acct_eu",
+            "KEY_US": "sk_test_acct_us",
+        }
+    )
+
+
+def _posts(emulator, account_id: str) -> int:
+    """Writes the emulator's account `account_id` has taken so far."""
+    stats = httpx.get(f"{emulator.url}/_emulator/stats", headers={"Stripe-Account": account_id}).json()
+    return sum(count for endpoint, count in stats["endpoints"].items() if endpoint.startswith("POST "))
+
+
+def _names(emulator, account_id: str) -> dict[str, str]:
+    page = httpx.get(f"{emulator.url}/v1/products", params={"limit": 100}, headers={"Authorization": "Bearer sk_test_platform", "Stripe-Account": account_id}).json()
+    return {p["id"]: p["name"] for p in page["data"]}
+
+
+@pytest.fixture
+def two_accounts(emulator, tmp_path: Path):
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
+    ids = [*US, *EU]
+    upsert_products(catalog.engine, [CatalogProduct(id=i, name=f"{i} v0", default_price=f"{i}:default", account=i[:2]) for i in ids])
+    upsert_prices(catalog.engine, [one_price(i, 1000, "usd" if i.startswith("us") else "eur") for i in ids])
+    settings = _settings(emulator, f"sqlite:///{tmp_path / 'catalog.db'}")
+    return catalog, StripeGateway.for_each_account(settings)
+
+
+def test_accounts_are_named_with_their_keys_or_connected_ids(emulator, tmp_path: Path):
+    settings = _settings(emulator, f"sqlite:///{tmp_path / 'c.db'}")
+    assert settings.account_names == ["us", "eu"] and settings.several_accounts
+    gateways = StripeGateway.for_each_account(settings)
+    assert gateways["eu"].stripe_account == "acct_eu" and gateways["us"].stripe_account is None
+    assert "sk_test_acct_us" not in repr(gateways["us"]) + repr(settings)
+    with pytest.raises(SettingsError, match="there is no Stripe account 'fr'; RECON_STRIPE_ACCOUNTS names us, eu"):
+        settings.account("fr")
+    with pytest.raises(SettingsError, match="KEY_FR, which is not set"):
+        Settings.from_env({"STRIPE_API_KEY": "sk_live_x", "RECON_STRIPE_ACCOUNTS": "fr=KEY_FR"})
+    # Unset, a single account called `default` with STRIPE_API_KEY: what every install had.
+    assert Settings.from_env({}).account_names == ["default"]
+
+
+def test_each_account_is_reconciled_and_repaired_on_its_own_and_no_write_crosses(emulator, two_accounts):
+    catalog, gateways = two_accounts
+    for name in ("us", "eu"):
+        converge(catalog, gateways[name])
+    assert sorted(_names(emulator, "acct_us")) == US and sorted(_names(emulator, "acct_eu")) == EU
+    assert _names(emulator, "acct_emulator") == {}  # the emulator's own account: nobody's
+    assert all(len(full_drift(catalog, gateways[name])) == 0 for name in ("us", "eu"))
+
+    # An edit in the eu account's dashboard: drift there, none in us.
+    gateways["eu"].request("post", "/v1/products/eu_1", {"name": "edited in the dashboard"})
+    eu_drift, us_drift = full_drift(catalog, gateways["eu"]), full_drift(catalog, gateways["us"])
+    assert list(eu_drift["product_id"]) == ["eu_1"] and list(eu_drift["field"]) == ["name"] and len(us_drift) == 0
+
+    us_writes = _posts(emulator, "acct_us")
+    repaired = converge(catalog, gateways["eu"])
+    assert repaired.result.writes == 1 and len(repaired.remaining) == 0
+    assert _names(emulator, "acct_eu")["eu_1"] == "eu_1 v0"
+    assert _posts(emulator, "acct_us") == us_writes, "a repair of eu wrote to us"
+
+
+def test_a_repair_given_another_accounts_products_leaves_them_alone(emulator, two_accounts):
+    catalog, gateways = two_accounts
+    converged = converge(catalog, gateways["us"], [*US, *EU])
+    assert sorted(converged.sides.local["product_id"]) == US
+    assert _names(emulator, "acct_eu") == {} and _posts(emulator, "acct_eu") == 0
+
+
+def test_the_outbox_pushes_each_product_to_its_own_account(emulator, two_accounts):
+    catalog, gateways = two_accounts
+    for name in ("us", "eu"):
+        converge(catalog, gateways[name])
+    before = {account: _posts(emulator, account) for account in ("acct_us", "acct_eu")}
+    update_product(catalog, "us_2", name="us_2 v1")
+    update_product(catalog, "eu_0", name="eu_0 v1")
+    result = drain(catalog, gateways)
+    assert result.pushed_products == 2 and not result.errors
+    assert _names(emulator, "acct_us")["us_2"] == "us_2 v1" and _names(emulator, "acct_eu")["eu_0"] == "eu_0 v1"
+    assert "us_2" not in _names(emulator, "acct_eu") and "eu_0" not in _names(emulator, "acct_us")
+    assert {a: _posts(emulator, a) - before[a] for a in before} == {"acct_us": 1, "acct_eu": 1}
+
+
+def test_a_product_in_an_account_that_is_not_configured_waits_with_its_reason(emulator, two_accounts):
+    catalog, gateways = two_accounts
+    upsert_products(catalog.engine, [CatalogProduct(id="fr_0", name="fr_0 v0", account="fr")])
+    update_product(catalog, "fr_0", name="fr_0 v1")
+    result = drain(catalog, gateways)
+    assert result.retried == 1 and "sold in the Stripe account 'fr', which RECON_STRIPE_ACCOUNTS does not name" in result.errors[0]
+    assert "fr_0" not in _names(emulator, "acct_us") | _names(emulator, "acct_eu") | _names(emulator, "acct_emulator")
+
+
+def test_a_product_written_without_an_account_is_in_the_default_one(tmp_path: Path):
+    from sqlalchemy import select
+
+    from recon_pipeline.catalog.schema import products
+
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'c.db'}")
+    upsert_products(catalog.engine, [CatalogProduct(id="a", name="A")])
+    with catalog.engine.connect() as conn:
+        assert conn.execute(select(products.c.account)).scalars().all() == ["default"]
