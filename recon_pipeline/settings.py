@@ -135,10 +135,12 @@ class StripeAccount:
         return EMULATOR_API_KEY if self.key_variable == "STRIPE_API_KEY" else f"sk_test_acct_{self.name}"
 
 
-def parse_accounts(raw: str | None, env: Mapping[str, str], emulator: bool) -> tuple[StripeAccount, ...]:
+def parse_accounts(raw: str | None, env: Mapping[str, str] | None, emulator: bool) -> tuple[StripeAccount, ...]:
     """RECON_STRIPE_ACCOUNTS: `name=VARIABLE` (the account's key is in $VARIABLE) or `name=acct_...`
     (a connected account, reached with STRIPE_API_KEY), separated by commas. Unset: one account,
-    `default`, with STRIPE_API_KEY."""
+    `default`, with STRIPE_API_KEY. `env` None: this process's environment (a run reading the
+    accounts its resource names)."""
+    env = os.environ if env is None else env
     if raw is None:
         return (StripeAccount(),)
     accounts: list[StripeAccount] = []
@@ -217,9 +219,7 @@ class Settings:
 
     def global_rate_for(self, api_key: str) -> float:
         """An account's global limit: RECON_STRIPE_RATE_LIMIT if set, else Stripe's for its kind of key."""
-        if "RECON_STRIPE_RATE_LIMIT" in self.set_in_env:
-            return self.global_rate
-        return LIVE_GLOBAL_RATE if api_key.startswith(("sk_live_", "rk_live_")) else SANDBOX_GLOBAL_RATE
+        return self.global_rate if "RECON_STRIPE_RATE_LIMIT" in self.set_in_env else global_rate_for(api_key)
 
     def account(self, name: str) -> StripeAccount:
         """The account of that name; a name not in RECON_STRIPE_ACCOUNTS is refused, naming those that are."""
@@ -256,7 +256,6 @@ class Settings:
                 f"STRIPE_API_BASE={api_base!r} must be an http(s) URL, e.g. {emulator_url()} "
                 f"for the bundled emulator or {STRIPE_LIVE_BASE}."
             )
-        live = api_key.startswith(("sk_live_", "rk_live_"))
 
         webhook_secret = _text(env, "STRIPE_WEBHOOK_SECRET")
         if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
@@ -281,7 +280,7 @@ class Settings:
             catalog_source=_catalog_source(env),
             stripe_api_key=api_key,
             stripe_api_base=api_base,
-            global_rate=_positive(env, "RECON_STRIPE_RATE_LIMIT", LIVE_GLOBAL_RATE if live else SANDBOX_GLOBAL_RATE),
+            global_rate=_positive(env, "RECON_STRIPE_RATE_LIMIT", global_rate_for(api_key)),
             endpoint_rate=_positive(env, "RECON_STRIPE_ENDPOINT_RATE_LIMIT", ENDPOINT_RATE),
             stripe_timeout_s=_positive(env, "RECON_STRIPE_TIMEOUT_S", 30.0, "seconds"),
             stripe_api_version=_api_version(env),
@@ -303,6 +302,11 @@ class Settings:
             set_in_env=frozenset(name for name in KNOWN_VARIABLES if _text(env, name) is not None),
             warnings=tuple(_unknown_variables(env)),
         )
+
+
+def global_rate_for(api_key: str) -> float:
+    """Stripe's global limit for an account with this key: 100 requests/s live, 25 in a sandbox."""
+    return LIVE_GLOBAL_RATE if api_key.startswith(("sk_live_", "rk_live_")) else SANDBOX_GLOBAL_RATE
 
 
 def environment_for_children(**overrides: str) -> dict[str, str]:

@@ -128,3 +128,36 @@ def test_a_product_written_without_an_account_is_in_the_default_one(tmp_path: Pa
     upsert_products(catalog.engine, [CatalogProduct(id="a", name="A")])
     with catalog.engine.connect() as conn:
         assert conn.execute(select(products.c.account)).scalars().all() == ["default"]
+
+
+def test_reconcile_catalog_and_repair_catalog_cover_both_accounts_and_name_them(emulator, two_accounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_home: Path):
+    import dagster as dg
+
+    from recon_pipeline.runs import latest_metadata, run_job
+
+    catalog, gateways = two_accounts
+    # Set in the environment, as a deployment would: the resources take them as EnvVar, and a
+    # run reads an account's key from its variable.
+    monkeypatch.setenv("RECON_CATALOG_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
+    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
+    monkeypatch.setenv("RECON_STRIPE_ACCOUNTS", "us=KEY_US,eu=acct_eu")
+    monkeypatch.setenv("KEY_US", "sk_test_acct_us")
+    settings = Settings.from_env()
+    instance = dg.DagsterInstance.get()
+    converge(catalog, gateways["us"])  # us is in sync; eu was never pushed: all its products are missing there
+
+    first = run_job("reconcile_catalog", instance=instance, settings=settings)
+    drift = first.asset_value("catalog_drift")
+    assert set(drift["account"]) == {"eu"} and sorted(set(drift["product_id"])) == EU
+    metadata = latest_metadata(instance, "catalog_drift")
+    assert metadata["drift/account/eu"] == len(drift) and metadata["drift/account/us"] == 0
+    check = next(e for e in first.get_asset_check_evaluations() if e.check_name == "drift_rate_below_threshold")
+    assert not check.passed and "eu: 3 of 3; us: 0 of 4" in (check.description or "")
+
+    us_writes = _posts(emulator, "acct_us")
+    repair = run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"override_breaker": True}}}}, instance=instance, settings=settings)
+    assert repair.success
+    assert sorted(_names(emulator, "acct_eu")) == EU and _posts(emulator, "acct_us") == us_writes
+    assert _names(emulator, "acct_emulator") == {}
+    again = run_job("reconcile_catalog", instance=instance, settings=settings)
+    assert again.success and len(again.asset_value("catalog_drift")) == 0

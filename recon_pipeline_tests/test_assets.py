@@ -104,11 +104,16 @@ def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn
         conn.execute(text("INSERT INTO prices (lookup_key, product_id, active, currency, unit_amount, billing_scheme, updated_at) VALUES ('good_m', 'good', 1, 'usd', -5, 'per_unit', '2026-11-25')"))
         conn.execute(text("INSERT INTO prices (lookup_key, product_id, active, currency, unit_amount, billing_scheme, updated_at) VALUES ('good_y', 'good', 1, 'usd', 500, 'per_unit', '2026-11-25')"))
         conn.execute(text("INSERT INTO prices (lookup_key, product_id, active, currency, unit_amount, billing_scheme, updated_at) VALUES ('bad_m', 'bad', 1, 'usd', 500, 'per_unit', '2026-11-25')"))
-    output, checks = run(local_products, {"catalog": CatalogResource(url=catalog_url)})
+    # A product of a Stripe account RECON_STRIPE_ACCOUNTS does not name has nowhere to go.
+    upsert_products(catalog.engine, [CatalogProduct(id="in_fr", name="Fr", account="fr")])
+    stripe = StripeResource(api_key="sk_test_assets", api_base="http://127.0.0.1:9", global_rate=1, endpoint_rate=1)  # not called
+    output, checks = run(local_products, {"catalog": CatalogResource(url=catalog_url), "stripe": stripe})
     assert output.value["product_id"].tolist() == ["good"]
-    assert values(output.metadata)["quarantined"] == 1
+    assert values(output.metadata)["quarantined"] == 2
     warning = checks["no_quarantined_rows"]
-    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN and "images=['ftp://x']" in (warning.description or "")
+    assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
+    reasons = values(warning.metadata)["reasons"]
+    assert "images=['ftp://x']" in reasons and "sold in the Stripe account 'fr', which RECON_STRIPE_ACCOUNTS does not name (default)" in reasons
     assert checks["ids_unique"].passed
     prices, price_checks = run(local_prices, {"catalog": CatalogResource(url=catalog_url)}, local_products=output.value)
     assert prices.value["lookup_key"].tolist() == ["good_y"]
@@ -119,6 +124,7 @@ def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn
             ("price", "bad", "bad_m"),
             ("price", "good", "good_m"),
             ("product", "bad", None),
+            ("product", "in_fr", None),
         ]
 
 

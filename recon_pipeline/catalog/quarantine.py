@@ -134,6 +134,25 @@ def split_valid(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]
     return rows.iloc[keep].reset_index(drop=True), bad
 
 
+def split_accounts(rows: pd.DataFrame, accounts: list[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """(the product rows sold in one of `accounts`, [{product_id, reason, row}] for those sold in another).
+
+    A product of an account RECON_STRIPE_ACCOUNTS does not name has nowhere to be synced: it is
+    quarantined with that reason, never written to another account."""
+    account = rows["account"].fillna("default").astype(str) if "account" in rows else pd.Series("default", index=rows.index)
+    elsewhere = ~account.isin(accounts)
+    bad = [
+        {
+            "product_id": _plain(str(row["id"])) if row.get("id") is not None else None,
+            "reason": f"product {row.get('id')!r} is sold in the Stripe account {name!r}, which RECON_STRIPE_ACCOUNTS does not name "
+            f"({', '.join(accounts)}); add the account there or correct the row's account",
+            "row": {k: _plain(row.get(k)) for k in PRODUCT_COLUMNS if k in row},
+        }
+        for (_, row), name in zip(rows[elsewhere].iterrows(), account[elsewhere], strict=True)
+    ]
+    return rows[~elsewhere].reset_index(drop=True), bad
+
+
 def split_valid_prices(rows: pd.DataFrame, product_ids: set[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """(the price rows that can be synced, [{product_id, reason, row}] for those that cannot).
 

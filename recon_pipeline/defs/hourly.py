@@ -25,7 +25,7 @@ from recon_pipeline.backfill import beyond_retention, catalog_changes, hour_key,
 from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import DRIFT_COLUMNS
-from recon_pipeline.repair import APPLIED, DEAD_LETTER, WriteSource, converge, full_drift, read_sides
+from recon_pipeline.repair import APPLIED, DEAD_LETTER, WriteSource, converge_each, drift_each
 from recon_pipeline.settings import Settings
 
 GROUP = "hourly"
@@ -109,8 +109,9 @@ def build_defs(settings: Settings) -> dg.Definitions:
         start, _ = _window(context)
         touched = touched_products(catalog_changes_hourly, stripe_events_hourly)
         first_hour = context.partition_keys[0]
-        with stripe.calls(catalog) as gateway:
-            found = full_drift(catalog.catalog(), gateway) if beyond_retention(start) else read_sides(catalog.catalog(), gateway, touched).drift()
+        with stripe.calls_each(catalog) as gateways:  # each Stripe account's products in their own account
+            found = drift_each(catalog.catalog(), gateways, None if beyond_retention(start) else touched)
+        found = found[list(DRIFT_COLUMNS)]  # product ids are the catalog's, unique across accounts
         if beyond_retention(start):
             drift = found.assign(hour=first_hour)
         else:
@@ -131,8 +132,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         """Repairs the drift of each hour's products (orphans are reported, never written), then
         verifies them: the hours' drift must be zero afterwards."""
         ids = sorted(set(hourly_drift["product_id"]))
-        with stripe.calls(catalog) as gateway:
-            converged = converge(catalog.catalog(), gateway, ids, source=WriteSource.BACKFILL, run_id=run_id_of(context))
+        with stripe.calls_each(catalog) as gateways:
+            converged = converge_each(catalog.catalog(), gateways, ids, source=WriteSource.BACKFILL, run_id=run_id_of(context))
         result = converged.result
         remaining = converged.remaining
         hours = hourly_drift.groupby("product_id")["hour"].agg(lambda h: sorted(set(h))).to_dict()

@@ -19,7 +19,7 @@ from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.reconcile import ORPHAN_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE
-from recon_pipeline.repair import ACTION_ORDER, APPLIED, DEAD_LETTER, Sides, WriteSource, converge
+from recon_pipeline.repair import ACTION_ORDER, APPLIED, DEAD_LETTER, Sides, WriteSource, converge_each
 from recon_pipeline.repair.dead_letters import open_dead_letters
 from recon_pipeline.settings import Settings
 
@@ -98,12 +98,12 @@ def catalog_repair(
     """
     started = time.perf_counter()
     share = policy.max_repair_share if config.max_write_share is None else config.max_write_share
-    with stripe.calls(catalog) as gateway:
-        before = dict(gateway.stats)
+    with stripe.calls_each(catalog) as gateways:
+        before = {name: dict(g.stats) for name, g in gateways.items()}
         try:
-            converged = converge(
+            converged = converge_each(  # each Stripe account on its own, with its own gateway
                 catalog.catalog(),
-                gateway,
+                gateways,
                 sides=Sides(local_products, stripe_products, local_prices, stripe_prices),
                 drift=catalog_drift,
                 orphan_policy=policy.orphans(config.orphan_policy),
@@ -117,7 +117,7 @@ def catalog_repair(
         except CatalogReadOnly as error:
             raise dg.Failure(f"{error} Use orphan_policy 'report' or 'archive'.", allow_retries=False) from None
     plan, result = converged.plan, converged.result
-    stats = {k: v - before.get(k, 0) for k, v in gateway.stats.items()}
+    stats = {k: sum(g.stats[k] - before[name].get(k, 0) for name, g in gateways.items()) for k in next(iter(gateways.values())).stats}
     breaker_note = (
         f"{plan.objects_to_write} of {plan.catalog_size} products and prices would be written "
         f"({plan.write_share:.1%} > {share:.0%}): refusing to auto-repair. If that is right (the first sync "

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.source import CatalogSource, price_rows, product_rows
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
-from recon_pipeline.settings import Settings
+from recon_pipeline.settings import EMULATOR_API_KEY, Settings, global_rate_for, parse_accounts
 from recon_pipeline.stripe_api import CredentialsRefused, RetryPolicy, StripeGateway, budget_for
 from recon_pipeline.sync.credentials import record_refusal, refusal
 
@@ -66,33 +66,54 @@ class StripeResource(dg.ConfigurableResource):
     api_version: str = ""  # RECON_STRIPE_API_VERSION; empty: the one the stripe SDK pins
     budget_url: str = ""  # the catalog's URL: the rate budget every process shares lives there; empty: this process's own
 
-    _gateway: StripeGateway | None = PrivateAttr(default=None)
+    accounts: str = ""  # RECON_STRIPE_ACCOUNTS (names and variable names, no secret); empty: one account, `default`
+    rate_limit_set: bool = False  # RECON_STRIPE_RATE_LIMIT was set: global_rate holds for every account
+
+    _gateways: dict[str, StripeGateway] | None = PrivateAttr(default=None)
+
+    def gateways(self) -> dict[str, StripeGateway]:
+        """A gateway per account, by name (one, `default`, unless RECON_STRIPE_ACCOUNTS names several).
+        An account's own key is read from its variable when the run starts, never from config."""
+        if self._gateways is None:
+            self._gateways = {}
+            for account in parse_accounts(self.accounts or None, None, emulator=self.api_key == EMULATOR_API_KEY):
+                api_key = self.api_key if account.key_variable == "STRIPE_API_KEY" else account.api_key()
+                self._gateways[account.name] = StripeGateway(
+                    api_key=api_key,
+                    api_base=self.api_base,
+                    global_rate=self.global_rate if self.rate_limit_set or api_key == self.api_key else global_rate_for(api_key),
+                    endpoint_rate=self.endpoint_rate,
+                    retry=RetryPolicy(max_attempts=self.max_attempts),
+                    timeout=self.timeout_s,
+                    api_version=self.api_version or None,
+                    budget=budget_for(self.budget_url),
+                    account=account.name,
+                    stripe_account=account.connected_id,
+                )
+        return self._gateways
 
     def gateway(self) -> StripeGateway:
-        if self._gateway is None:
-            self._gateway = StripeGateway(
-                api_key=self.api_key,
-                api_base=self.api_base,
-                global_rate=self.global_rate,
-                endpoint_rate=self.endpoint_rate,
-                retry=RetryPolicy(max_attempts=self.max_attempts),
-                timeout=self.timeout_s,
-                api_version=self.api_version or None,
-                budget=budget_for(self.budget_url),
-            )
-        return self._gateway
+        """The first account's gateway (the only one, unless RECON_STRIPE_ACCOUNTS names several)."""
+        return next(iter(self.gateways().values()))
 
     @contextlib.contextmanager
     def calls(self, catalog: CatalogResource) -> Iterator[StripeGateway]:
-        gateway = self.gateway()
+        with self.calls_each(catalog) as gateways:
+            yield next(iter(gateways.values()))
+
+    @contextlib.contextmanager
+    def calls_each(self, catalog: CatalogResource) -> Iterator[dict[str, StripeGateway]]:
+        """Every account's gateway; a refused key (of any account) is remembered and fails the run once."""
+        gateways = self.gateways()
         try:
-            yield gateway
+            yield gateways
         except CredentialsRefused as refused:
-            record_refusal(catalog.engine(), gateway, refused)
+            record_refusal(catalog.engine(), self.gateway(), refused)  # by the refused key's own fingerprint
             raise dg.Failure(str(refused), allow_retries=False) from None
 
     def refused(self, catalog: CatalogResource) -> str | None:
-        return refusal(catalog.engine(), self.gateway())
+        """Why a key in use was refused, if one was (every account's is checked)."""
+        return next((why for gateway in self.gateways().values() if (why := refusal(catalog.engine(), gateway))), None)
 
 
 class ReconPolicy(dg.ConfigurableResource):
@@ -161,6 +182,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
             timeout_s=settings.stripe_timeout_s,
             api_version=settings.stripe_api_version,
             budget_url=catalog_url,
+            accounts=",".join(f"{a.name}={a.connected_id or a.key_variable}" for a in settings.accounts) if settings.several_accounts else "",
+            rate_limit_set="RECON_STRIPE_RATE_LIMIT" in settings.set_in_env,
         ),
         "policy": ReconPolicy(
             max_drift_rate=settings.max_drift_rate,

@@ -82,8 +82,8 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
 
     Metadata plots the backlog: depth, oldest pending age, delivered per minute, dead rows.
     """
-    with stripe.calls(catalog) as gateway:
-        result = drain(catalog.catalog(), gateway, run_id=run_id_of(context))
+    with stripe.calls_each(catalog) as gateways:  # each product to the Stripe account it is sold in
+        result = drain(catalog.catalog(), gateways, run_id=run_id_of(context))
     for error in result.errors[:50]:
         context.log.warning(error)
     queues = Queues.read(catalog)

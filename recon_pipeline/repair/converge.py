@@ -17,7 +17,7 @@ checks that only look.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -142,3 +142,79 @@ def _not_left_alone(drift: pd.DataFrame, plan: RepairPlan) -> pd.DataFrame:
         (drift["kind"] == PRICE_ORPHAN_IN_STRIPE) & drift["stripe_value"].isin(reported_prices)
     )
     return drift[~left_alone].reset_index(drop=True)
+
+
+# -- several Stripe accounts -------------------------------------------------------------
+#
+# With RECON_STRIPE_ACCOUNTS naming several accounts, the frames the assets pass carry an
+# `account` column (each product and price is the account's it is sold or listed in), and
+# each account is read, diffed, planned and written on its own, with its own gateway: a
+# write never crosses from one account to another. With one account, none of this applies
+# and the functions above are called as they are.
+
+ACCOUNT = "account"
+
+
+def with_account(frame: pd.DataFrame, account: str) -> pd.DataFrame:
+    """The frame with its rows labelled as the account's."""
+    return frame.assign(**{ACCOUNT: account})
+
+
+def _of(frame: pd.DataFrame, account: str) -> pd.DataFrame:
+    return frame[frame[ACCOUNT] == account].drop(columns=ACCOUNT).reset_index(drop=True)
+
+
+def sides_of(sides: Sides, account: str) -> Sides:
+    """One account's part of sides whose product and Stripe frames carry `account`."""
+    local = _of(sides.local, account)
+    local_prices = sides.local_prices[sides.local_prices["product_id"].isin(local["product_id"])].reset_index(drop=True)
+    return Sides(local, _of(sides.stripe, account), local_prices, _of(sides.stripe_prices, account))
+
+
+def drift_each(catalog: Catalog, gateways: Mapping[str, StripeGateway], ids: Iterable[str] | None = None) -> pd.DataFrame:
+    """The drift of every account (of all products, or the given ones), read now; with several
+    accounts, each row says its `account`."""
+    if len(gateways) == 1:
+        return read_sides(catalog, next(iter(gateways.values())), ids).drift()
+    wanted = None if ids is None else list(ids)
+    return pd.concat([with_account(read_sides(catalog, gateway, wanted).drift(), name) for name, gateway in gateways.items()], ignore_index=True)
+
+
+def converge_each(
+    catalog: Catalog,
+    gateways: Mapping[str, StripeGateway],
+    ids: Iterable[str] | None = None,
+    *,
+    sides: Sides | None = None,
+    drift: pd.DataFrame | None = None,
+    **options,
+) -> Converged:
+    """`converge` for every account, each with its own gateway, its part of `sides` and `drift`
+    (when given, labelled with `account`), its own mass-drift breaker; one result for them all."""
+    if len(gateways) == 1:
+        return converge(catalog, next(iter(gateways.values())), ids, sides=sides, drift=drift, **options)
+    wanted = None if ids is None else list(ids)
+    parts = [
+        converge(
+            catalog,
+            gateway,
+            wanted,
+            sides=None if sides is None else sides_of(sides, name),
+            drift=None if drift is None else _of(drift, name),
+            **options,
+        )
+        for name, gateway in gateways.items()
+    ]
+    return Converged(
+        sides=Sides(
+            pd.concat([p.sides.local for p in parts], ignore_index=True),
+            pd.concat([p.sides.stripe for p in parts], ignore_index=True),
+            pd.concat([p.sides.local_prices for p in parts], ignore_index=True),
+            pd.concat([p.sides.stripe_prices for p in parts], ignore_index=True),
+            {k: v for p in parts for k, v in p.sides.unread.items()},
+        ),
+        plan=RepairPlan([a for p in parts for a in p.plan.actions], sum(p.plan.catalog_size for p in parts)),
+        result=RepairResult([o for p in parts for o in p.result.outcomes]),
+        remaining=pd.concat([with_account(p.remaining, name) for name, p in zip(gateways, parts, strict=True)], ignore_index=True),
+        breaker_tripped=any(p.breaker_tripped for p in parts),
+    )
