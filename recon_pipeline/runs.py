@@ -25,12 +25,13 @@ def run_job(
     quiet: bool = False,
     settings: Settings | None = None,
     tags: dict[str, str] | None = None,
+    partition_key: str | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One run of a project job, recorded in the instance (DAGSTER_HOME) so the UI shows it.
 
     `settings` default to the environment's. `quiet` keeps Dagster's console logger to
     critical messages (the full log is still in the instance, in the UI); the demo prints
-    its own report instead.
+    its own report instead. `partition_key`: with several Stripe accounts, the account.
     """
     from recon_pipeline.definitions import build_defs
 
@@ -38,7 +39,7 @@ def run_job(
     if quiet:
         config["loggers"] = {"console": {"config": {"log_level": "CRITICAL"}}}
     job = build_defs(settings).resolve_job_def(name)
-    return job.execute_in_process(run_config=config, instance=instance or dg.DagsterInstance.get(), raise_on_error=False, tags=tags)
+    return job.execute_in_process(run_config=config, instance=instance or dg.DagsterInstance.get(), raise_on_error=False, tags=tags, partition_key=partition_key)
 
 
 def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, Any]:
@@ -124,12 +125,12 @@ def _value(result: dg.ExecuteInProcessResult, asset: str) -> Any:
         return None
 
 
-def print_repair(result: dg.ExecuteInProcessResult) -> int:
+def print_repair(result: dg.ExecuteInProcessResult, when: str = "") -> int:
     """Print what repair_catalog did; 0 when it succeeded and verified."""
     outcomes = _value(result, "catalog_repair")
     materialization = next(iter(result.get_asset_materialization_events()), None)
     metadata = materialization.materialization.metadata if materialization else {}
-    print(f"\nrepair_catalog run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+    print(f"\nrepair_catalog run {result.run_id}{when}: {'succeeded' if result.success else 'FAILED'}")
     if outcomes is not None:
         counts = outcomes.groupby(["action", "status"]).size()
         for (action, status), count in counts.items():

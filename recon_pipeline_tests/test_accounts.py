@@ -7,6 +7,7 @@ variable KEY_US) and `eu`, a connected account reached with the platform's key t
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import httpx
@@ -130,10 +131,11 @@ def test_a_product_written_without_an_account_is_in_the_default_one(tmp_path: Pa
         assert conn.execute(select(products.c.account)).scalars().all() == ["default"]
 
 
-def test_reconcile_catalog_and_repair_catalog_cover_both_accounts_and_name_them(emulator, two_accounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_home: Path):
+def test_reconcile_catalog_and_repair_catalog_run_per_account_partition_and_name_it(emulator, two_accounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_home: Path):
     import dagster as dg
 
-    from recon_pipeline.runs import latest_metadata, run_job
+    from recon_pipeline.definitions import build_defs
+    from recon_pipeline.runs import run_job
 
     catalog, gateways = two_accounts
     # Set in the environment, as a deployment would: the resources take them as EnvVar, and a
@@ -144,20 +146,60 @@ def test_reconcile_catalog_and_repair_catalog_cover_both_accounts_and_name_them(
     monkeypatch.setenv("KEY_US", "sk_test_acct_us")
     settings = Settings.from_env()
     instance = dg.DagsterInstance.get()
+    defs = build_defs(settings)
+    for job in ("reconcile_catalog", "repair_catalog"):
+        assert defs.resolve_job_def(job).partitions_def.get_partition_keys() == ["us", "eu"]  # type: ignore[union-attr]
     converge(catalog, gateways["us"])  # us is in sync; eu was never pushed: all its products are missing there
 
-    first = run_job("reconcile_catalog", instance=instance, settings=settings)
-    drift = first.asset_value("catalog_drift")
-    assert set(drift["account"]) == {"eu"} and sorted(set(drift["product_id"])) == EU
-    metadata = latest_metadata(instance, "catalog_drift")
-    assert metadata["drift/account/eu"] == len(drift) and metadata["drift/account/us"] == 0
-    check = next(e for e in first.get_asset_check_evaluations() if e.check_name == "drift_rate_below_threshold")
-    assert not check.passed and "eu: 3 of 3; us: 0 of 4" in (check.description or "")
+    runs = {name: run_job("reconcile_catalog", instance=instance, settings=settings, partition_key=name) for name in ("us", "eu")}
+    assert runs["us"].success and len(runs["us"].asset_value("catalog_drift")) == 0
+    eu_drift = runs["eu"].asset_value("catalog_drift")
+    assert sorted(set(eu_drift["product_id"])) == EU and set(eu_drift["kind"]) == {"missing_in_stripe", "price_missing_in_stripe"}
+    check = next(e for e in runs["eu"].get_asset_check_evaluations() if e.check_name == "drift_rate_below_threshold")
+    assert not check.passed and (check.description or "").startswith("Stripe account eu: 3 of 3 products drifted")
+    assert runs["eu"].asset_value("local_products")["product_id"].tolist() == EU  # the partition's account only
 
     us_writes = _posts(emulator, "acct_us")
-    repair = run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"override_breaker": True}}}}, instance=instance, settings=settings)
+    repair = run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"override_breaker": True}}}}, instance=instance, settings=settings, partition_key="eu")
     assert repair.success
     assert sorted(_names(emulator, "acct_eu")) == EU and _posts(emulator, "acct_us") == us_writes
     assert _names(emulator, "acct_emulator") == {}
-    again = run_job("reconcile_catalog", instance=instance, settings=settings)
+    again = run_job("reconcile_catalog", instance=instance, settings=settings, partition_key="eu")
     assert again.success and len(again.asset_value("catalog_drift")) == 0
+
+
+def test_the_hourly_schedule_and_the_drift_sensor_ask_for_each_account(emulator, two_accounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_home: Path):
+    import dagster as dg
+
+    from recon_pipeline.definitions import build_defs
+    from recon_pipeline.defs.resources import ReconPolicy
+    from recon_pipeline.runs import run_job
+
+    monkeypatch.setenv("RECON_CATALOG_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
+    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
+    monkeypatch.setenv("RECON_STRIPE_ACCOUNTS", "us=KEY_US,eu=acct_eu")
+    monkeypatch.setenv("KEY_US", "sk_test_acct_us")
+    settings = Settings.from_env()
+    defs = build_defs(settings)
+    instance = dg.DagsterInstance.get()
+    schedule = defs.resolve_schedule_def("reconcile_hourly")
+    at = dt.datetime(2026, 12, 3, 20, tzinfo=dt.UTC)
+    with dg.build_schedule_context(instance=instance, resources=defs.resources, scheduled_execution_time=at, repository_def=defs.get_repository_def()) as context:
+        requests = list(schedule.evaluate_tick(context).run_requests or [])
+    assert [(r.partition_key, r.run_key) for r in requests] == [("us", f"reconcile_hourly:{at.isoformat()}:us"), ("eu", f"reconcile_hourly:{at.isoformat()}:eu")]
+
+    run_job("reconcile_catalog", instance=instance, settings=settings, partition_key="eu")  # eu: everything missing
+    sensor = defs.resolve_sensor_def("drift_repair_sensor")
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources={"policy": ReconPolicy()}) as context:
+        result = sensor.evaluate_tick(context)
+    assert [(r.partition_key, (r.run_key or "").endswith(":eu")) for r in result.run_requests or []] == [("eu", True)]
+
+
+def test_recon_pipeline_reconcile_refuses_an_account_that_is_not_named(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RECON_CATALOG_URL": f"sqlite:///{tmp_path / 'c.db'}", "RECON_STRIPE_ACCOUNTS": "us=KEY_US,eu=acct_eu", "DAGSTER_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "recon_pipeline.cli", "reconcile", "--account", "fr"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "there is no Stripe account 'fr'; RECON_STRIPE_ACCOUNTS names us, eu" in done.stderr

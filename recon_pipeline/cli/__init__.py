@@ -8,8 +8,8 @@
     recon-pipeline dead-letters list|replay  what exhausted its retries; replay it now
     recon-pipeline edit ID [--name ...]      change a catalog product (and queue it for Stripe)
     recon-pipeline audit [PRODUCT]           who changed what, before and after, and why
-    recon-pipeline reconcile                 run reconcile_catalog once
-    recon-pipeline repair [--override-breaker]  run repair_catalog once
+    recon-pipeline reconcile [--account A]   run reconcile_catalog once (per Stripe account, with several)
+    recon-pipeline repair [--override-breaker] [--account A]  run repair_catalog once (per account)
     recon-pipeline backfill --from H --to H  run backfill_hours once for a range of hours
     recon-pipeline drill                     outage drill: outbox + backfill through a Stripe outage
     recon-pipeline worker                    push the outbox and apply the inbox continuously

@@ -18,7 +18,7 @@ from recon_pipeline.settings import PARTITION_FORMAT, PROJECT_ROOT, Settings, Se
 DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
 
 
-def _run(settings: Settings, job: str, run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None):
+def _run(settings: Settings, job: str, run_config: dict[str, Any] | None = None, tags: dict[str, str] | None = None, partition_key: str | None = None):
     """One run of `job`; with no Stripe key and no STRIPE_API_BASE, on the bundled emulator (started if need be)."""
     import dagster as dg
 
@@ -28,13 +28,26 @@ def _run(settings: Settings, job: str, run_config: dict[str, Any] | None = None,
     with contextlib.ExitStack() as stack:
         settings = with_stripe(settings, stack)
         instance = stack.enter_context(dg.DagsterInstance.from_config(str(home)))
-        return run_job(job, run_config, instance=instance, quiet=True, settings=settings, tags=tags)
+        return run_job(job, run_config, instance=instance, quiet=True, settings=settings, tags=tags, partition_key=partition_key)
+
+
+def _accounts(args: argparse.Namespace, settings: Settings) -> list[str | None]:
+    """The runs to make: one (None) with one Stripe account; with several, the --account given or each in turn."""
+    if not settings.several_accounts:
+        if args.account:
+            settings.account(args.account)  # refused, naming the accounts there are
+        return [None]
+    return [settings.account(args.account).name] if args.account else list[str | None](settings.account_names)
+
+
+def _for_account(account: str | None) -> str:
+    return "" if account is None else f" (Stripe account {account})"
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from recon_pipeline.runs import print_drift
 
-    return print_drift(_run(settings, "reconcile_catalog"))
+    return max(print_drift(_run(settings, "reconcile_catalog", partition_key=account), _for_account(account)) for account in _accounts(args, settings))
 
 
 def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
@@ -46,7 +59,8 @@ def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
     if args.max_write_share is not None:
         config["max_write_share"] = args.max_write_share
     print("repair_catalog plans from the latest catalog_drift: run `recon-pipeline reconcile` first if it is old.")
-    return print_repair(_run(settings, "repair_catalog", {"ops": {"catalog_repair": {"config": config}}}))
+    run_config = {"ops": {"catalog_repair": {"config": config}}}
+    return max(print_repair(_run(settings, "repair_catalog", run_config, partition_key=account), _for_account(account)) for account in _accounts(args, settings))
 
 
 def _hour(value: str, name: str, settings: Settings) -> dt.datetime:
@@ -87,13 +101,16 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    commands.add_parser("reconcile", help="run reconcile_catalog once: snapshot both sides, derive catalog_drift, run its checks").set_defaults(func=cmd_reconcile)
+    reconcile = commands.add_parser("reconcile", help="run reconcile_catalog once: snapshot both sides, derive catalog_drift, run its checks")
+    reconcile.add_argument("--account", help="with several Stripe accounts (RECON_STRIPE_ACCOUNTS): only this one (default: each in turn)")
+    reconcile.set_defaults(func=cmd_reconcile)
 
     repair = commands.add_parser("repair", help="run repair_catalog once from the latest catalog_drift", formatter_class=DEFAULTS)
     repair.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
     repair.add_argument("--orphan-policy", choices=["report", "archive", "adopt"], help="what to do with products only Stripe has (default: RECON_ORPHAN_POLICY)")
     repair.add_argument("--max-write-share", type=float, help="the mass-drift breaker's share (default: RECON_MAX_REPAIR_SHARE)")
     repair.add_argument("--override-breaker", action="store_true", help="repair even above the breaker: a person's decision (the first sync of a new account)")
+    repair.add_argument("--account", help="with several Stripe accounts (RECON_STRIPE_ACCOUNTS): only this one (default: each in turn)")
     repair.set_defaults(func=cmd_repair)
 
     backfill = commands.add_parser("backfill", help="run backfill_hours once for a range of UTC hours (after an outage)")

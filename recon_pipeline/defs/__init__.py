@@ -15,3 +15,22 @@ def run_id_of(context: dg.AssetExecutionContext) -> str | None:
         return context.run.run_id
     except DagsterInvalidPropertyError:
         return None
+
+
+def account_of(context: dg.AssetExecutionContext) -> str | None:
+    """The Stripe account a run of a per-account asset is for (its `account` partition), or None
+    when there is one account and the assets are not partitioned."""
+    return context.partition_key if context.has_partition_key else None
+
+
+def accounts_partitions(names: list[str]) -> dg.StaticPartitionsDefinition | None:
+    """With several Stripe accounts, the `account` partitions of the per-account assets; None with one."""
+    return dg.StaticPartitionsDefinition(names) if len(names) > 1 else None
+
+
+def per_account(assets: list, names: list[str]) -> list:
+    """The assets partitioned by account when there are several accounts; as they are with one."""
+    partitions = accounts_partitions(names)
+    if partitions is None:
+        return assets
+    return list(dg.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions), assets))

@@ -22,13 +22,13 @@ import dagster as dg
 import pandas as pd
 
 from recon_pipeline.catalog.quarantine import PRICE, quarantined_ids, quarantined_lookup_keys, record, split_accounts, split_valid, split_valid_prices
+from recon_pipeline.defs import account_of, per_account
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
-from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, local_frame, local_price_frame, summarize_drift
+from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, diff_catalog, local_frame, local_price_frame, summarize_drift
 from recon_pipeline.reconcile.freshness import WINDOW_S, fresh, overdue
-from recon_pipeline.repair import ACCOUNT, Sides, with_account
-from recon_pipeline.repair.converge import sides_of
-from recon_pipeline.settings import DEFAULT_ACCOUNT, Settings
+from recon_pipeline.settings import Settings
 from recon_pipeline.stripe_api import Snapshot, fetch_prices_snapshot, fetch_products_snapshot
+from recon_pipeline.sync.credentials import refusal
 
 GROUP = "reconciliation"
 PREVIEW_ROWS = 20
@@ -139,20 +139,21 @@ def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource, 
 
     One row per product: product_id, name, description, active, metadata (canonical JSON),
     marketing_features, images, package_dimensions, shippable, statement_descriptor,
-    tax_code, unit_label, url, default_price (its lookup key), and, with several Stripe
-    accounts, the `account` it is sold in. Read from the catalog database
-    (RECON_CATALOG_URL). Rows Stripe would refuse, or of an account RECON_STRIPE_ACCOUNTS
-    does not name, are quarantined with their reason instead of blocking the rest.
+    tax_code, unit_label, url, default_price (its lookup key). Read from the catalog database
+    (RECON_CATALOG_URL). With several Stripe accounts, the products of this partition's
+    account. Rows Stripe would refuse, or of an account RECON_STRIPE_ACCOUNTS does not name,
+    are quarantined with their reason instead of blocking the rest (the whole catalog's, by
+    every partition alike).
     """
     started = time.perf_counter()
-    accounts = list(stripe.gateways())
-    rows, elsewhere = split_accounts(catalog.catalog().rows(), accounts)
+    rows, elsewhere = split_accounts(catalog.catalog().rows(), list(stripe.gateways()))
     rows, bad = split_valid(rows)
     bad = elsewhere + bad
     record(catalog.engine(), bad)
+    account = account_of(context)
+    if account is not None:
+        rows = rows[rows["account"].astype(str) == account].reset_index(drop=True)
     frame = local_frame(rows)
-    if len(accounts) > 1:
-        frame = frame.assign(**{ACCOUNT: rows["account"].fillna(DEFAULT_ACCOUNT).astype(str).to_numpy()})
     yield dg.Output(
         frame,
         metadata={
@@ -182,8 +183,13 @@ def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, lo
     synced, is quarantined with its reason.
     """
     started = time.perf_counter()
-    rows, bad = split_valid_prices(catalog.catalog().price_rows(), set(local_products["product_id"].astype(str)))
-    record(catalog.engine(), bad, PRICE)
+    engine = catalog.engine()
+    syncable = set(local_products["product_id"].astype(str))
+    if account_of(context) is not None:  # the whole catalog's quarantine, then this account's prices
+        syncable = set(catalog.catalog().rows()["id"].dropna().astype(str)) - quarantined_ids(engine)
+    rows, bad = split_valid_prices(catalog.catalog().price_rows(), syncable)
+    record(engine, bad, PRICE)
+    rows = rows[rows["product_id"].astype(str).isin(set(local_products["product_id"].astype(str)))].reset_index(drop=True)
     frame = local_price_frame(rows)
     yield dg.Output(
         frame,
@@ -230,38 +236,18 @@ def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, lo
 )
 def stripe_snapshot(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
     """Both Stripe lists, products and prices, side by side in one step (one `stripe_api` pool
-    slot): each on its own endpoint limit, within the account's global one."""
-    snapshots = {}
-    with stripe.calls_each(catalog) as gateways, ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot") as pool:
-        for name, gateway in gateways.items():  # one account after another, each within its own limits
-            products_job = pool.submit(fetch_products_snapshot, gateway, concurrency=stripe.snapshot_concurrency)
-            prices_job = pool.submit(fetch_prices_snapshot, gateway, concurrency=stripe.snapshot_concurrency)
-            snapshots[name] = (products_job.result(), prices_job.result())
-    if len(snapshots) == 1:
-        products, prices = next(iter(snapshots.values()))
-        stats = gateway.stats
-    else:
-        products = _merged({name: pair[0] for name, pair in snapshots.items()})
-        prices = _merged({name: pair[1] for name, pair in snapshots.items()})
-        stats = {k: sum(g.stats[k] for g in gateways.values()) for k in gateway.stats}
+    slot): each on its own endpoint limit, within the account's global one. With several
+    Stripe accounts, this partition's account."""
+    with stripe.calls(catalog, account_of(context)) as gateway, ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot") as pool:
+        products_job = pool.submit(fetch_products_snapshot, gateway, concurrency=stripe.snapshot_concurrency)
+        prices_job = pool.submit(fetch_prices_snapshot, gateway, concurrency=stripe.snapshot_concurrency)
+        products, prices = products_job.result(), prices_job.result()
+    stats = gateway.stats
     yield from _snapshot_outputs("stripe_products", "products", products, stats, stripe.api_base, "stripe_id")
     yield _ids_unique_result("stripe_products", products.frame["product_id"])
     yield from _snapshot_outputs("stripe_prices", "prices", prices, stats, stripe.api_base, "price_id")
     keys = prices.frame["lookup_key"]
     yield _ids_unique_result("stripe_prices", keys[keys != ""], "price lookup keys")
-
-
-def _merged(snapshots: dict[str, Snapshot]) -> Snapshot:
-    """Several accounts' snapshots of one list as one, each row labelled with its `account`."""
-    parts = list(snapshots.values())
-    return Snapshot(
-        frame=pd.concat([with_account(s.frame, name) for name, s in snapshots.items()], ignore_index=True),
-        pages=sum(s.pages for s in parts),
-        requests=sum(s.requests for s in parts),
-        complete=all(s.complete for s in parts),
-        duplicates=sum(s.duplicates for s in parts),
-        seconds=sum(s.seconds for s in parts),
-    )
 
 
 def drift_metadata(drift: pd.DataFrame, summary: dict) -> dict[str, dg.MetadataValue]:
@@ -323,19 +309,11 @@ def catalog_drift(
     held, held_keys = quarantined_ids(engine), quarantined_lookup_keys(engine)
     stripe_products = stripe_products[~stripe_products["product_id"].isin(held)].reset_index(drop=True)
     stripe_prices = stripe_prices[~stripe_prices["product_id"].isin(held) & ~stripe_prices["lookup_key"].isin(held_keys)].reset_index(drop=True)
-    sides = Sides(local_products, stripe_products, local_prices, stripe_prices)
-    accounts = sorted(set(local_products[ACCOUNT]) | set(stripe_products[ACCOUNT])) if ACCOUNT in local_products else []
-    # Several Stripe accounts: each diffed on its own, each row saying whose it is.
-    drift = pd.concat([with_account(sides_of(sides, name).drift(), name) for name in accounts], ignore_index=True) if accounts else sides.drift()
+    drift = diff_catalog(local_products, stripe_products, local_prices, stripe_prices)
     summary = summarize_drift(drift, len(local_products), len(stripe_products))
-    per_account = {name: _account_summary(drift, local_products, name) for name in accounts}
-    yield dg.Output(
-        drift,
-        metadata={
-            **drift_metadata(drift, summary),
-            **{f"drift/account/{name}": dg.MetadataValue.int(rows) for name, (rows, _, _) in per_account.items()},
-        },
-    )
+    account = account_of(context)
+    named = {} if account is None else {"account": dg.MetadataValue.text(account)}
+    yield dg.Output(drift, metadata={**drift_metadata(drift, summary), **named})
 
     threshold = policy.max_drift_rate
     rate = summary["drift_rate"]
@@ -352,16 +330,10 @@ def catalog_drift(
         description=(
             None
             if rate <= threshold
-            else f"{summary['products_with_drift']} of {summary['products_total']} products drifted ({rate:.2%} > {threshold:.2%})"
-            + "".join(f"; {name}: {drifted} of {total}" for name, (_, drifted, total) in per_account.items())
+            else ("" if account is None else f"Stripe account {account}: ")
+            + f"{summary['products_with_drift']} of {summary['products_total']} products drifted ({rate:.2%} > {threshold:.2%})"
         ),
     )
-
-
-def _account_summary(drift: pd.DataFrame, local_products: pd.DataFrame, account: str) -> tuple[int, int, int]:
-    """(drift rows, products with drift, catalog products) of one account."""
-    mine = drift[drift[ACCOUNT] == account]
-    return len(mine), int(mine["product_id"].nunique()), int((local_products[ACCOUNT] == account).sum())
 
 
 def _last_reconciled(instance: dg.DagsterInstance) -> float | None:
@@ -414,13 +386,22 @@ def build_defs(settings: Settings) -> dg.Definitions:
 
     @dg.schedule(name="reconcile_hourly", job=reconcile_catalog, cron_schedule=settings.reconcile_cron, execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
     def reconcile_hourly(context: dg.ScheduleEvaluationContext, catalog: CatalogResource, stripe: StripeResource):
-        """Every hour on the hour (UTC): snapshot both sides and derive catalog_drift. Drift then
-        triggers repair_catalog through drift_repair_sensor. Skipped while Stripe refuses the API key."""
-        refused = stripe.refused(catalog)
-        return dg.SkipReason(refused) if refused else dg.RunRequest()
+        """Every hour on the hour (UTC): snapshot both sides and derive catalog_drift (with several
+        Stripe accounts, one run per account). Drift then triggers repair_catalog through
+        drift_repair_sensor. Skipped for an account while Stripe refuses its API key."""
+        if not settings.several_accounts:
+            refused = stripe.refused(catalog)
+            return dg.SkipReason(refused) if refused else dg.RunRequest()
+        tick = context.scheduled_execution_time.isoformat()
+        requests = [
+            dg.RunRequest(run_key=f"reconcile_hourly:{tick}:{name}", partition_key=name)
+            for name in settings.account_names
+            if not refusal(catalog.engine(), stripe.gateway(name))
+        ]
+        return requests or dg.SkipReason("Stripe refused the API key of every account")
 
     return dg.Definitions(
-        assets=[local_products, local_prices, stripe_snapshot, catalog_drift],
+        assets=per_account([local_products, local_prices, stripe_snapshot, catalog_drift], settings.account_names),
         asset_checks=[catalog_drift_freshness],
         jobs=[reconcile_catalog],
         schedules=[reconcile_hourly],

@@ -15,11 +15,11 @@ import dagster as dg
 import pandas as pd
 
 from recon_pipeline.catalog import CatalogReadOnly
-from recon_pipeline.defs import run_id_of
+from recon_pipeline.defs import account_of, per_account, run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.reconcile import ORPHAN_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE
-from recon_pipeline.repair import ACTION_ORDER, APPLIED, DEAD_LETTER, Sides, WriteSource, converge_each
+from recon_pipeline.repair import ACTION_ORDER, APPLIED, DEAD_LETTER, Sides, WriteSource, converge
 from recon_pipeline.repair.dead_letters import open_dead_letters
 from recon_pipeline.settings import Settings
 
@@ -98,12 +98,12 @@ def catalog_repair(
     """
     started = time.perf_counter()
     share = policy.max_repair_share if config.max_write_share is None else config.max_write_share
-    with stripe.calls_each(catalog) as gateways:
-        before = {name: dict(g.stats) for name, g in gateways.items()}
+    with stripe.calls(catalog, account_of(context)) as gateway:  # with several accounts, this partition's
+        before = dict(gateway.stats)
         try:
-            converged = converge_each(  # each Stripe account on its own, with its own gateway
+            converged = converge(
                 catalog.catalog(),
-                gateways,
+                gateway,
                 sides=Sides(local_products, stripe_products, local_prices, stripe_prices),
                 drift=catalog_drift,
                 orphan_policy=policy.orphans(config.orphan_policy),
@@ -117,7 +117,7 @@ def catalog_repair(
         except CatalogReadOnly as error:
             raise dg.Failure(f"{error} Use orphan_policy 'report' or 'archive'.", allow_retries=False) from None
     plan, result = converged.plan, converged.result
-    stats = {k: sum(g.stats[k] - before[name].get(k, 0) for name, g in gateways.items()) for k in next(iter(gateways.values())).stats}
+    stats = {k: v - before.get(k, 0) for k, v in gateway.stats.items()}
     breaker_note = (
         f"{plan.objects_to_write} of {plan.catalog_size} products and prices would be written "
         f"({plan.write_share:.1%} > {share:.0%}): refusing to auto-repair. If that is right (the first sync "
@@ -213,12 +213,14 @@ def drift_repair_sensor(context: dg.SensorEvaluationContext, asset_event: dg.Eve
     if drift_rows == reported:
         why = "no drift" if drift_rows == 0 else f"only orphans the policies report ({reported} rows)"
         return dg.SkipReason(f"catalog_drift from run {asset_event.run_id[:8]} has {why}")
+    account = materialization.partition if materialization else None  # with several Stripe accounts: repair that one
     return dg.RunRequest(
-        run_key=f"catalog_drift:{asset_event.run_id}",
+        run_key=f"catalog_drift:{asset_event.run_id}" + (f":{account}" if account else ""),
+        partition_key=account,
         tags={"recon/trigger": "drift_repair_sensor", "recon/drift_rows": str(drift_rows)},
     )
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
     """The repair asset, its job, and the sensor that launches it when drift is found."""
-    return dg.Definitions(assets=[catalog_repair], jobs=[repair_catalog], sensors=[drift_repair_sensor])
+    return dg.Definitions(assets=per_account([catalog_repair], settings.account_names), jobs=[repair_catalog], sensors=[drift_repair_sensor])

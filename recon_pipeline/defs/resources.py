@@ -92,14 +92,21 @@ class StripeResource(dg.ConfigurableResource):
                 )
         return self._gateways
 
-    def gateway(self) -> StripeGateway:
-        """The first account's gateway (the only one, unless RECON_STRIPE_ACCOUNTS names several)."""
-        return next(iter(self.gateways().values()))
+    def gateway(self, account: str | None = None) -> StripeGateway:
+        """That account's gateway; None: the first account's (the only one, unless RECON_STRIPE_ACCOUNTS names several)."""
+        gateways = self.gateways()
+        if account is None:
+            return next(iter(gateways.values()))
+        if account not in gateways:
+            raise dg.Failure(f"there is no Stripe account {account!r}; RECON_STRIPE_ACCOUNTS names {', '.join(gateways)}.", allow_retries=False)
+        return gateways[account]
 
     @contextlib.contextmanager
-    def calls(self, catalog: CatalogResource) -> Iterator[StripeGateway]:
-        with self.calls_each(catalog) as gateways:
-            yield next(iter(gateways.values()))
+    def calls(self, catalog: CatalogResource, account: str | None = None) -> Iterator[StripeGateway]:
+        """One account's gateway (None: the first); see `calls_each`."""
+        gateway = self.gateway(account)
+        with self.calls_each(catalog):
+            yield gateway
 
     @contextlib.contextmanager
     def calls_each(self, catalog: CatalogResource) -> Iterator[dict[str, StripeGateway]]:

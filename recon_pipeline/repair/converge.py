@@ -146,11 +146,11 @@ def _not_left_alone(drift: pd.DataFrame, plan: RepairPlan) -> pd.DataFrame:
 
 # -- several Stripe accounts -------------------------------------------------------------
 #
-# With RECON_STRIPE_ACCOUNTS naming several accounts, the frames the assets pass carry an
-# `account` column (each product and price is the account's it is sold or listed in), and
-# each account is read, diffed, planned and written on its own, with its own gateway: a
-# write never crosses from one account to another. With one account, none of this applies
-# and the functions above are called as they are.
+# With RECON_STRIPE_ACCOUNTS naming several accounts, the per-account assets are partitioned
+# by account and call the functions above with that account's gateway. What covers every
+# account at once (the hourly drift and repair, over the products touched in some hours)
+# reads and writes each account on its own, with its own gateway: a write never crosses
+# from one account to another.
 
 ACCOUNT = "account"
 
@@ -158,17 +158,6 @@ ACCOUNT = "account"
 def with_account(frame: pd.DataFrame, account: str) -> pd.DataFrame:
     """The frame with its rows labelled as the account's."""
     return frame.assign(**{ACCOUNT: account})
-
-
-def _of(frame: pd.DataFrame, account: str) -> pd.DataFrame:
-    return frame[frame[ACCOUNT] == account].drop(columns=ACCOUNT).reset_index(drop=True)
-
-
-def sides_of(sides: Sides, account: str) -> Sides:
-    """One account's part of sides whose product and Stripe frames carry `account`."""
-    local = _of(sides.local, account)
-    local_prices = sides.local_prices[sides.local_prices["product_id"].isin(local["product_id"])].reset_index(drop=True)
-    return Sides(local, _of(sides.stripe, account), local_prices, _of(sides.stripe_prices, account))
 
 
 def drift_each(catalog: Catalog, gateways: Mapping[str, StripeGateway], ids: Iterable[str] | None = None) -> pd.DataFrame:
@@ -180,31 +169,13 @@ def drift_each(catalog: Catalog, gateways: Mapping[str, StripeGateway], ids: Ite
     return pd.concat([with_account(read_sides(catalog, gateway, wanted).drift(), name) for name, gateway in gateways.items()], ignore_index=True)
 
 
-def converge_each(
-    catalog: Catalog,
-    gateways: Mapping[str, StripeGateway],
-    ids: Iterable[str] | None = None,
-    *,
-    sides: Sides | None = None,
-    drift: pd.DataFrame | None = None,
-    **options,
-) -> Converged:
-    """`converge` for every account, each with its own gateway, its part of `sides` and `drift`
-    (when given, labelled with `account`), its own mass-drift breaker; one result for them all."""
+def converge_each(catalog: Catalog, gateways: Mapping[str, StripeGateway], ids: Iterable[str] | None = None, **options) -> Converged:
+    """`converge` for every account (of all products, or the given ones), each with its own
+    gateway and its own mass-drift breaker; one result for them all."""
     if len(gateways) == 1:
-        return converge(catalog, next(iter(gateways.values())), ids, sides=sides, drift=drift, **options)
+        return converge(catalog, next(iter(gateways.values())), ids, **options)
     wanted = None if ids is None else list(ids)
-    parts = [
-        converge(
-            catalog,
-            gateway,
-            wanted,
-            sides=None if sides is None else sides_of(sides, name),
-            drift=None if drift is None else _of(drift, name),
-            **options,
-        )
-        for name, gateway in gateways.items()
-    ]
+    parts = [converge(catalog, gateway, wanted, **options) for gateway in gateways.values()]
     return Converged(
         sides=Sides(
             pd.concat([p.sides.local for p in parts], ignore_index=True),
