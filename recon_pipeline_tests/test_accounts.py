@@ -203,3 +203,61 @@ def test_recon_pipeline_reconcile_refuses_an_account_that_is_not_named(tmp_path:
     env = {**os.environ, "RECON_CATALOG_URL": f"sqlite:///{tmp_path / 'c.db'}", "RECON_STRIPE_ACCOUNTS": "us=KEY_US,eu=acct_eu", "DAGSTER_HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "recon_pipeline.cli", "reconcile", "--account", "fr"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "there is no Stripe account 'fr'; RECON_STRIPE_ACCOUNTS names us, eu" in done.stderr
+
+
+def test_each_accounts_events_are_polled_and_applied_in_that_account_only(emulator, two_accounts):
+    from sqlalchemy import select
+
+    from recon_pipeline.catalog.schema import inbox
+    from recon_pipeline.policies import ConflictPolicy
+    from recon_pipeline.sync.inbox import EventSource, InboxApplier, store_event
+    from recon_pipeline.sync.poller import poll_events
+    from recon_pipeline.testing import event, product_obj
+
+    catalog, gateways = two_accounts
+    for name in ("us", "eu"):
+        converge(catalog, gateways[name])
+    cursors = {name: poll_events(catalog.engine, gateway, None).cursor for name, gateway in gateways.items()}  # the pushes' own events
+    InboxApplier(catalog, ConflictPolicy.LOCAL_WINS, gateways).apply_pending()
+
+    # A dashboard edit in eu, the connected account: its event says so, and is filed under eu.
+    gateways["eu"].request("post", "/v1/products/eu_1", {"name": "edited in the eu dashboard"})
+    polled = {name: poll_events(catalog.engine, gateway, cursors[name]) for name, gateway in gateways.items()}
+    assert polled["eu"].stored == 1 and polled["us"].stored == 0
+    with catalog.engine.connect() as conn:
+        row = conn.execute(select(inbox.c.account, inbox.c.payload).where(inbox.c.status == "received")).one()
+    assert row.account == "eu" and row.payload["account"] == "acct_eu"
+
+    # An event from us about a product sold in eu is not us's to apply.
+    store_event(catalog.engine, event("evt_cross", "product.updated", product_obj("eu_2", "renamed from us", 2_000_000_000)), EventSource.WEBHOOK, "us")
+    applied = InboxApplier(catalog, ConflictPolicy.LOCAL_WINS, gateways).apply_pending()
+    assert applied.applied == 1 and applied.ignored == 1
+    with catalog.engine.connect() as conn:
+        note = conn.execute(select(inbox.c.note).where(inbox.c.event_id == "evt_cross")).scalar_one()
+    assert note == "from the Stripe account 'us', about product 'eu_2', which is sold in 'eu'"
+
+    # local_wins: the catalog's name goes back to eu, and only there.
+    us_writes = _posts(emulator, "acct_us")
+    assert drain(catalog, gateways).pushed_products == 1
+    assert _names(emulator, "acct_eu")["eu_1"] == "eu_1 v0" and _posts(emulator, "acct_us") == us_writes
+
+
+def test_the_webhook_receiver_files_a_connected_accounts_event_under_its_name(tmp_path: Path):
+    from sqlalchemy import select
+
+    from recon_pipeline.catalog.schema import inbox
+    from recon_pipeline.emulator import ServerThread
+    from recon_pipeline.sync.webhooks import create_webhook_app
+    from recon_pipeline.testing import WEBHOOK_SECRET, event, product_obj, signed
+
+    engine = Catalog.open(f"sqlite:///{tmp_path / 'c.db'}").engine
+    app = create_webhook_app(engine, WEBHOOK_SECRET, account="us", connected={"acct_eu": "eu"})
+    with ServerThread(app) as server:
+        for event_id, account in (("evt_platform", None), ("evt_connected", "acct_eu")):
+            body = event(event_id, "product.updated", product_obj("p", "P", 1_700_000_000))
+            if account:
+                body["account"] = account
+            payload, headers = signed(body)
+            assert httpx.post(f"{server.url}/webhooks/stripe", content=payload, headers=headers).status_code == 200
+    with engine.connect() as conn:
+        assert {r.event_id: r.account for r in conn.execute(select(inbox.c.event_id, inbox.c.account))} == {"evt_platform": "us", "evt_connected": "eu"}

@@ -180,6 +180,7 @@ inbox = Table(
     Column("object_id", String(255), nullable=True),
     Column("payload", JSON, nullable=False),
     Column("source", String(16), nullable=False, comment="webhook | poller"),
+    Column("account", String(32), nullable=False, server_default="default", comment="The Stripe account it came from: a name of RECON_STRIPE_ACCOUNTS"),
     _moment("received_at"),
     Column("status", String(16), nullable=False, default=InboxStatus.RECEIVED.value, comment="received | applied | echo | stale | ignored"),
     _moment("applied_at", nullable=True),

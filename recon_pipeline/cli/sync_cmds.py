@@ -25,8 +25,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     with contextlib.ExitStack() as stack:
         settings = with_stripe(settings, stack)
         gateways = StripeGateway.for_each_account(settings)
-        gateway = gateways[settings.account_names[0]]  # the inbox's (events of the first account)
-        applier = InboxApplier(catalog, settings.conflict_policy, gateway, settings.price_orphan_policy, settings.stripe_api_version)
+        applier = InboxApplier(catalog, settings.conflict_policy, gateways, settings.price_orphan_policy, settings.stripe_api_version)
         for each in gateways.values():
             check_key(catalog.engine, each)
         name = worker_id()
@@ -57,9 +56,12 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.webhook_secret:
         raise SettingsError("STRIPE_WEBHOOK_SECRET is not set; set it to the endpoint's signing secret (whsec_...).")
+    account = settings.account(args.account).name if args.account else settings.account_names[0]
+    connected = {a.connected_id: a.name for a in settings.accounts if a.connected_id}
     catalog = open_catalog(settings)
-    print(f"webhook receiver on http://{args.host}:{args.port}/webhooks/stripe", flush=True)
-    uvicorn.run(create_webhook_app(catalog.engine, settings.webhook_secret, api_version=settings.stripe_api_version), host=args.host, port=args.port, log_level="warning", access_log=False)
+    print(f"webhook receiver on http://{args.host}:{args.port}/webhooks/stripe (Stripe account {account})", flush=True)
+    app = create_webhook_app(catalog.engine, settings.webhook_secret, api_version=settings.stripe_api_version, account=account, connected=connected)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 
@@ -74,4 +76,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     webhooks = commands.add_parser("webhooks", help="receive Stripe webhooks into the inbox", formatter_class=DEFAULTS)
     webhooks.add_argument("--host", default="127.0.0.1", help="address to bind")
     webhooks.add_argument("--port", type=int, default=8787, help="port to listen on")
+    webhooks.add_argument("--account", help="with several Stripe accounts: whose endpoint this is (STRIPE_WEBHOOK_SECRET is its secret; default: the first; connected accounts' events say their own)")
     webhooks.set_defaults(func=cmd_webhooks)

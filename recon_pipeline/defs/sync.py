@@ -18,7 +18,7 @@ from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.settings import Settings
 from recon_pipeline.stripe_api import CredentialsRefused
-from recon_pipeline.sync.credentials import record_refusal
+from recon_pipeline.sync.credentials import record_refusal, refusal
 from recon_pipeline.sync.inbox import InboxApplier, inbox_lag
 from recon_pipeline.sync.outbox import Backlog, backlog, drain, ready_count
 from recon_pipeline.sync.poller import poll_events
@@ -129,7 +129,7 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
     policy, and every decision is written to the audit table."""
     conflict_policy = policy.conflicts(config.conflict_policy)
     try:
-        applier = InboxApplier(catalog.catalog(), conflict_policy, stripe.gateway(), policy.price_orphans(), stripe.gateway().api_version)
+        applier = InboxApplier(catalog.catalog(), conflict_policy, stripe.gateways(), policy.price_orphans(), stripe.gateway().api_version)
     except CatalogReadOnly as error:
         raise dg.Failure(str(error), allow_retries=False) from None
     with stripe.calls(catalog):
@@ -200,22 +200,36 @@ def outbox_sensor(context: dg.SensorEvaluationContext, catalog: CatalogResource,
 def stripe_events_poller(context: dg.SensorEvaluationContext, catalog: CatalogResource, stripe: StripeResource):
     """Lists Stripe's /v1/events from a durable cursor into the inbox (the safety net for missed
     webhooks; Stripe keeps events 30 days), and requests `apply_inbox` when events wait.
-    Polls nothing while Stripe refuses the API key in use."""
-    refused = stripe.refused(catalog)
-    if refused:
-        return dg.SkipReason(refused)
-    cursor = json.loads(context.cursor) if context.cursor else None
-    try:
-        polled = poll_events(catalog.engine(), stripe.gateway(), cursor)
-    except CredentialsRefused as error:
-        record_refusal(catalog.engine(), stripe.gateway(), error)
-        return dg.SkipReason(str(error))
-    context.update_cursor(json.dumps(polled.cursor))
-    if polled.version_mismatches:
-        context.log.warning(f"{polled.version_mismatches} polled events were rendered at another API version than {stripe.gateway().api_version} (see the README's upgrade runbook)")
-    waiting, _ = inbox_lag(catalog.engine())
+    With several Stripe accounts, each account's events, from a cursor of its own. Polls
+    nothing from an account while Stripe refuses its API key."""
+    engine = catalog.engine()
+    gateways = stripe.gateways()
+    state = json.loads(context.cursor) if context.cursor else {}
+    # One cursor per Stripe account (a cursor of before several accounts is the first one's).
+    cursors = state.get("accounts") or {next(iter(gateways)): state or None}
+    seen = stored = 0
+    refusals = []
+    for name, gateway in gateways.items():
+        refused = refusal(engine, gateway)
+        if refused:
+            refusals.append(refused)
+            continue
+        try:
+            polled = poll_events(engine, gateway, cursors.get(name))
+        except CredentialsRefused as error:
+            record_refusal(engine, gateway, error)
+            refusals.append(str(error))
+            continue
+        cursors[name] = polled.cursor
+        seen, stored = seen + polled.seen, stored + polled.stored
+        if polled.version_mismatches:
+            context.log.warning(f"{polled.version_mismatches} events polled from {name} were rendered at another API version than {gateway.api_version} (see the README's upgrade runbook)")
+    context.update_cursor(json.dumps({"accounts": cursors}))
+    if len(refusals) == len(gateways):
+        return dg.SkipReason("; ".join(refusals))
+    waiting, _ = inbox_lag(engine)
     if not waiting:
-        return dg.SkipReason(f"polled {polled.seen} events, stored {polled.stored}; nothing to apply")
+        return dg.SkipReason(f"polled {seen} events, stored {stored}; nothing to apply")
     if _in_progress(context, "apply_inbox"):
         return dg.SkipReason(f"{waiting} events wait; apply_inbox is already running")
     return dg.RunRequest(tags={"recon/inbox_waiting": str(waiting)})

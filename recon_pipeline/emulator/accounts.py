@@ -3,7 +3,7 @@
 Stripe keeps every account apart: a key belongs to one account, and a platform's key reaches
 a connected account through the `Stripe-Account` header. The emulator does the same:
 
-- `Stripe-Account: acct_...` -> that account;
+- `Stripe-Account: acct_...` -> that account, a connected one: its events carry `account`;
 - a key `sk_test_acct_<name>` (or `rk_test_acct_<name>`) -> the account `acct_<name>`;
 - any other test key -> the emulator's own account (the one every single-account test uses).
 
@@ -27,15 +27,16 @@ OWN_ACCOUNT = "acct_emulator"
 _KEY_ACCOUNT = re.compile(r"^(?:sk|rk)_test_(acct_[A-Za-z0-9_]{1,64})$")
 
 
-def account_of(headers: dict[bytes, bytes]) -> str:
-    """Which account a request addresses, by its Stripe-Account header or its key."""
+def account_of(headers: dict[bytes, bytes]) -> tuple[str, bool]:
+    """Which account a request addresses, by its Stripe-Account header (a connected account:
+    True) or its key (False)."""
     connected = headers.get(b"stripe-account", b"").decode("latin-1").strip()
     if connected:
-        return connected
+        return connected, True
     auth = headers.get(b"authorization", b"").decode("latin-1")
     key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
     match = _KEY_ACCOUNT.match(key)
-    return match.group(1) if match else OWN_ACCOUNT
+    return (match.group(1), False) if match else (OWN_ACCOUNT, False)
 
 
 def state_path_of(path: str | None, account: str) -> str | None:
@@ -49,22 +50,24 @@ def state_path_of(path: str | None, account: str) -> str | None:
 class AccountRouter:
     """An ASGI app handing each request to its account's emulator app (made on first use)."""
 
-    def __init__(self, own: Starlette, make: Callable[[str], Starlette]):
+    def __init__(self, own: Starlette, make: Callable[[str, bool], Starlette]):
         self.apps: dict[str, Starlette] = {OWN_ACCOUNT: own}
         self._make = make
         self._lock = threading.Lock()
 
-    def app_for(self, account: str) -> Starlette:
+    def app_for(self, account: str, connected: bool = False) -> Starlette:
+        """The account's app; made now if it was never addressed (`connected`: through Stripe-Account,
+        so its events carry `account`, as a connected account's do)."""
         with self._lock:
             if account not in self.apps:
-                self.apps[account] = self._make(account)
+                self.apps[account] = self._make(account, connected)
             return self.apps[account]
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             await self.apps[OWN_ACCOUNT](scope, receive, send)
             return
-        account = account_of(dict(scope["headers"]))
+        account, connected = account_of(dict(scope["headers"]))
         if not ACCOUNT_ID.fullmatch(account):
             from recon_pipeline.emulator.app import _json
             from recon_pipeline.emulator.errors import StripeApiError
@@ -72,7 +75,7 @@ class AccountRouter:
             error = StripeApiError(400, f"The Stripe-Account header {account!r} is not an account id (acct_...).", code="account_invalid")
             await _json(error.status, error.body())(scope, receive, send)
             return
-        await self.app_for(account)(scope, receive, send)
+        await self.app_for(account, connected)(scope, receive, send)
 
     @property
     def state(self):

@@ -92,14 +92,14 @@ def _check_auth(request: Request) -> None:
         raise errors.StripeApiError(401, f"Invalid API Key provided: {key[:8]}{'*' * 4}{key[-4:]}")
 
 
-def create_app(state: EmulatorState | None = None, faults: Faults | None = None, validate_responses: bool = False) -> Starlette:
+def create_app(state: EmulatorState | None = None, faults: Faults | None = None, validate_responses: bool = False, connected_id: str | None = None) -> Starlette:
     """The emulator. With `validate_responses`, every body it answers is checked against the
     vendored spec and each difference kept in `app.state.problems` (the tests assert none)."""
     state = state if state is not None else EmulatorState()
     problems: list[str] | None = [] if validate_responses else None
     faults = faults if faults is not None else Faults()
     deliverer = Deliverer(state)
-    account = Account(state, on_event=deliverer.schedule)
+    account = Account(state, on_event=deliverer.schedule, connected_id=connected_id)
     stats: Counter = Counter()
     in_flight: set[str] = set()
 

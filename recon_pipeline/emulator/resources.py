@@ -130,8 +130,9 @@ def _custom_amount(raw: dict[str, Any] | None, param: str) -> dict[str, Any] | N
 class Account:
     """Stripe's product catalog API for one account."""
 
-    def __init__(self, state: EmulatorState, on_event=None, api_version: str | None = None):
+    def __init__(self, state: EmulatorState, on_event=None, api_version: str | None = None, connected_id: str | None = None):
         self.state = state
+        self.connected_id = connected_id  # a connected account's id: its events say so (`account`)
         self.on_event = on_event  # called with each new event (webhook delivery)
         # The account's default API version: events are rendered at it (an upgrade in the dashboard changes it).
         self.api_version = check_version(api_version) if api_version else account_version()
@@ -149,6 +150,7 @@ class Account:
             {
                 "id": new_id("evt"),
                 "object": "event",
+                **({"account": self.connected_id} if self.connected_id else {}),
                 "api_version": self.api_version,
                 "created": self.now(),
                 "data": data,

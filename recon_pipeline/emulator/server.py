@@ -19,10 +19,10 @@ def create_emulator(state: EmulatorState, faults: Faults, validate_responses: bo
     each made on first use with a state of its own (beside `state.path` when it has one)."""
     states = [state]
 
-    def make(account: str):
+    def make(account: str, connected: bool):
         other = EmulatorState(state_path_of(state.path, account))
         states.append(other)
-        return create_app(other, Faults(), validate_responses)
+        return create_app(other, Faults(), validate_responses, connected_id=account if connected else None)
 
     router = AccountRouter(create_app(state, faults, validate_responses), make)
     router.states = states  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ RECON_PRICE_ORPHAN_POLICY is `adopt` (our own catalog only): then the price join
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections import Counter
@@ -54,6 +55,7 @@ from recon_pipeline.reconcile.frames import (
     stripe_price_frame,
 )
 from recon_pipeline.repair.plan import desired_from_row, price_from_row
+from recon_pipeline.settings import DEFAULT_ACCOUNT
 from recon_pipeline.stripe_api import StripeGateway, error_text
 from recon_pipeline.sync import audit as audit_trail
 
@@ -116,8 +118,9 @@ def parse_event(body: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
     return event
 
 
-def store_event(engine: Engine, event: Mapping[str, Any], source: EventSource) -> bool:
-    """Put an event in the inbox; False when it was already there (a duplicate or replay)."""
+def store_event(engine: Engine, event: Mapping[str, Any], source: EventSource, account: str = DEFAULT_ACCOUNT) -> bool:
+    """Put an event in the inbox, from the Stripe `account` (a name of RECON_STRIPE_ACCOUNTS);
+    False when it was already there (a duplicate or replay)."""
     event = parse_event(event)
     try:
         with engine.begin() as conn:
@@ -129,6 +132,7 @@ def store_event(engine: Engine, event: Mapping[str, Any], source: EventSource) -
                     object_id=event["data"]["object"].get("id"),
                     payload=event,
                     source=EventSource(source),
+                    account=account,
                     received_at=_now(),
                     status=InboxStatus.RECEIVED,
                 )
@@ -235,7 +239,7 @@ class InboxApplier:
         self,
         catalog: Catalog,
         policy: ConflictPolicy = ConflictPolicy.LOCAL_WINS,
-        gateway: StripeGateway | None = None,
+        gateway: StripeGateway | Mapping[str, StripeGateway] | None = None,
         price_orphan_policy: OrphanPolicy = OrphanPolicy.REPORT,
         api_version: str | None = None,
     ):
@@ -248,7 +252,10 @@ class InboxApplier:
             catalog.require_writable(f"RECON_CONFLICT_POLICY={self.policy.value} (use local_wins)")
         if self.price_orphan_policy is OrphanPolicy.ADOPT:
             catalog.require_writable("RECON_PRICE_ORPHAN_POLICY=adopt (use report)")
-        self.gateway = gateway
+        # Each account's gateway (by name): an event's prices are fetched from the account it came from.
+        self.gateways: dict[str, StripeGateway] = dict(gateway) if isinstance(gateway, Mapping) else ({gateway.account: gateway} if gateway else {})
+        self.gateway: StripeGateway | None = next(iter(self.gateways.values()), None)
+        self.account = DEFAULT_ACCOUNT
 
     def _default_key(self, product: Mapping[str, Any]) -> str | None:
         """The lookup key of a product's default price (fetched: events carry only its id)."""
@@ -275,11 +282,14 @@ class InboxApplier:
         result = ApplyResult()
         with self.engine.connect() as conn:
             pending = conn.execute(
-                select(inbox.c.event_id, inbox.c.payload).where(inbox.c.status == InboxStatus.RECEIVED).order_by(inbox.c.created, inbox.c.received_at).limit(limit)
+                select(inbox.c.event_id, inbox.c.payload, inbox.c.account)
+                .where(inbox.c.status == InboxStatus.RECEIVED)
+                .order_by(inbox.c.created, inbox.c.received_at)
+                .limit(limit)
             ).all()
         for done, row in enumerate(pending):
             try:
-                self.apply_event(row.payload, result)
+                self.apply_event(row.payload, result, row.account)
                 result.api_versions[str(row.payload.get("api_version"))] += 1
                 result.version_mismatches += other_version(row.payload, self.api_version)
             except stripe.StripeError as exc:
@@ -290,7 +300,18 @@ class InboxApplier:
                 break
         return result
 
-    def apply_event(self, event: Mapping[str, Any], result: ApplyResult) -> None:
+    def apply_event(self, event: Mapping[str, Any], result: ApplyResult, account: str = DEFAULT_ACCOUNT) -> None:
+        """Apply one event from the Stripe `account`. With several accounts, an event about a
+        product sold in another account (or in none configured) is ignored, with that reason."""
+        self.account = account  # a product adopted from this event is sold there
+        if len(self.gateways) > 1 or account != DEFAULT_ACCOUNT:
+            self.gateway = self.gateways.get(account)
+            elsewhere = self._sold_elsewhere(event, account)
+            if elsewhere:
+                with self.engine.begin() as conn:
+                    self._mark(conn, event["id"], InboxStatus.IGNORED, elsewhere)
+                result.ignored += 1
+                return
         obj = event["data"]["object"]
         key = (event.get("request") or {}).get("idempotency_key")
         is_price = event["type"] in PRICE_EVENTS
@@ -336,6 +357,18 @@ class InboxApplier:
             self._seen(conn, seen_key, updated, event["id"], seen is not None)
             self._mark(conn, event["id"], InboxStatus.APPLIED)
             result.applied += 1
+
+    def _sold_elsewhere(self, event: Mapping[str, Any], account: str) -> str | None:
+        """Why an event from `account` is not this catalog's to apply, if it is not: its product
+        is sold in another account, or the account is not one RECON_STRIPE_ACCOUNTS names."""
+        if account not in self.gateways:
+            return f"from the Stripe account {account!r}, which RECON_STRIPE_ACCOUNTS does not name"
+        obj = event["data"]["object"]
+        product_id = catalog_id_from_stripe(str(obj.get("product"))) if event["type"] in PRICE_EVENTS else obj.get("id")
+        sold_in = self.catalog.accounts_of([str(product_id)]).get(str(product_id))
+        if sold_in is not None and sold_in != account:
+            return f"from the Stripe account {account!r}, about product {product_id!r}, which is sold in {sold_in!r}"
+        return None
 
     def _seen(self, conn: Connection, product_id: str, updated: int, event_id: str, exists: bool) -> None:
         values = {"stripe_updated": updated, "event_id": event_id}
@@ -427,7 +460,8 @@ class InboxApplier:
         adopt = self.policy.writes_catalog
         if adopt:
             values = _stripe_values(obj, None)
-            adopt_from_stripe(self.catalog, [desired_from_row(pd.Series(values)).as_catalog_product(product_id)], conn)
+            adopted = dataclasses.replace(desired_from_row(pd.Series(values)).as_catalog_product(product_id), account=self.account)
+            adopt_from_stripe(self.catalog, [adopted], conn)
         decision = Decision.ADOPTED if adopt else Decision.ORPHAN_REPORTED
         self._audit(conn, event, product_id, None, None, obj.get("name"), decision, f"{event['type']} for a product the catalog does not have; policy {self.policy.value}")
         result.decisions.append(f"{product_id}: {decision}")

@@ -44,7 +44,7 @@ def _since(gateway: StripeGateway, created_gte: int) -> list[dict[str, Any]]:
 
 
 def poll_events(engine: Engine, gateway: StripeGateway, cursor: dict[str, Any] | None) -> PollResult:
-    """Store every event newer than the cursor; returns the new cursor."""
+    """Store every event of the gateway's account newer than the cursor (the account's own); returns the new cursor."""
     cursor = dict(cursor or {})
     events: list[dict[str, Any]]
     if cursor.get("last_id"):
@@ -56,7 +56,7 @@ def poll_events(engine: Engine, gateway: StripeGateway, cursor: dict[str, Any] |
             events = _since(gateway, int(cursor.get("created", time.time() - FIRST_LOOKBACK_S)))
     else:
         events = _since(gateway, int(cursor.get("created", time.time() - FIRST_LOOKBACK_S)))
-    stored = sum(store_event(engine, event, EventSource.POLLER) for event in events)
+    stored = sum(store_event(engine, event, EventSource.POLLER, gateway.account) for event in events)
     if events:  # both walks return newest first
         cursor = {"last_id": events[0]["id"], "created": events[0]["created"]}
     mismatches = sum(other_version(event, gateway.api_version) for event in events)

@@ -10,6 +10,7 @@ and nothing is stored. The secret comes from STRIPE_WEBHOOK_SECRET and is never 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import stripe
 from sqlalchemy import Engine
@@ -18,15 +19,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from recon_pipeline.settings import DEFAULT_ACCOUNT
 from recon_pipeline.sync.inbox import EventSource, MalformedEvent, other_version, parse_event, store_event
 
 log = logging.getLogger(__name__)
 TOLERANCE_S = 300
 
 
-def create_webhook_app(engine: Engine, secret: str, tolerance: int = TOLERANCE_S, api_version: str | None = None) -> Starlette:
+def create_webhook_app(
+    engine: Engine,
+    secret: str,
+    tolerance: int = TOLERANCE_S,
+    api_version: str | None = None,
+    account: str = DEFAULT_ACCOUNT,
+    connected: Mapping[str, str] | None = None,
+) -> Starlette:
     """`api_version`: RECON_STRIPE_API_VERSION; an event rendered at another is stored and counted
-    (`/health` says how many), with a warning naming the two versions."""
+    (`/health` says how many), with a warning naming the two versions.
+
+    `account`: the Stripe account whose endpoint this is (its events are stored as its own);
+    `connected`: {acct_...: name} of RECON_STRIPE_ACCOUNTS' connected accounts, whose events
+    reach the platform's endpoint with their `account`."""
+    connected = dict(connected or {})
     if not secret:
         raise ValueError("the webhook secret is empty; set STRIPE_WEBHOOK_SECRET (whsec_...)")
     mismatches = {"events": 0}  # events stored that were rendered at another API version
@@ -43,7 +57,8 @@ def create_webhook_app(engine: Engine, secret: str, tolerance: int = TOLERANCE_S
             event = parse_event(payload)
         except MalformedEvent as error:
             return JSONResponse({"error": f"malformed event: {error}"}, status_code=400)
-        stored = store_event(engine, event, EventSource.WEBHOOK)
+        origin = connected.get(str(event.get("account")), str(event["account"])) if event.get("account") else account
+        stored = store_event(engine, event, EventSource.WEBHOOK, origin)
         if stored and other_version(event, api_version):
             mismatches["events"] += 1
             log.warning("event %s was rendered at API version %s, not RECON_STRIPE_API_VERSION=%s (see the README's upgrade runbook)", event["id"], event.get("api_version"), api_version)
