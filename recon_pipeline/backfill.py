@@ -9,7 +9,7 @@ so it falls back to a full reconciliation.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,12 +68,21 @@ class RecoveredEvents:
     applied: ApplyResult
 
 
-def recover_events(catalog: Catalog, gateway: StripeGateway, start: dt.datetime, end: dt.datetime, policy: ConflictPolicy) -> RecoveredEvents:
-    """The hour's events, put in the inbox (duplicates are no-ops) and applied: what a backfill
-    recovers of the webhooks missed during an outage. Past the retention there are none."""
+def recover_events(
+    catalog: Catalog,
+    gateway: StripeGateway,
+    start: dt.datetime,
+    end: dt.datetime,
+    policy: ConflictPolicy,
+    gateways: Mapping[str, StripeGateway] | None = None,
+) -> RecoveredEvents:
+    """The hour's events of the gateway's account, put in the inbox (duplicates are no-ops) and
+    applied: what a backfill recovers of the webhooks missed during an outage. Past the
+    retention there are none. `gateways`: every account's, so that what else waits in the
+    inbox is applied in its own account."""
     events = [] if beyond_retention(start) else stripe_events(gateway, start, end)
-    stored = sum(store_event(catalog.engine, event, EventSource.BACKFILL) for event in events)
-    applied = InboxApplier(catalog, policy, gateway, api_version=gateway.api_version).apply_pending()
+    stored = sum(store_event(catalog.engine, event, EventSource.BACKFILL, gateway.account) for event in events)
+    applied = InboxApplier(catalog, policy, gateways or gateway, api_version=gateway.api_version).apply_pending()
     return RecoveredEvents(events_frame(events), stored, applied)
 
 

@@ -261,3 +261,37 @@ def test_the_webhook_receiver_files_a_connected_accounts_event_under_its_name(tm
             assert httpx.post(f"{server.url}/webhooks/stripe", content=payload, headers=headers).status_code == 200
     with engine.connect() as conn:
         assert {r.event_id: r.account for r in conn.execute(select(inbox.c.event_id, inbox.c.account))} == {"evt_platform": "us", "evt_connected": "eu"}
+
+
+def test_backfill_hours_runs_per_account_x_hour_and_repairs_that_account_only(emulator, two_accounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_home: Path):
+    import dagster as dg
+    from sqlalchemy import update
+
+    from recon_pipeline.backfill import hour_key
+    from recon_pipeline.catalog.schema import products
+    from recon_pipeline.definitions import build_defs
+
+    catalog, gateways = two_accounts
+    for name in ("us", "eu"):
+        converge(catalog, gateways[name])
+    monkeypatch.setenv("RECON_CATALOG_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
+    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
+    monkeypatch.setenv("RECON_STRIPE_ACCOUNTS", "us=KEY_US,eu=acct_eu")
+    monkeypatch.setenv("KEY_US", "sk_test_acct_us")
+    # A catalog edit in each account two hours ago that never reached Stripe (an outage).
+    when = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+    with catalog.engine.begin() as conn:
+        for product_id in ("us_0", "eu_0"):
+            conn.execute(update(products).where(products.c.id == product_id).values(name=f"{product_id} during the outage", updated_at=when))
+    hour = hour_key(when)
+    job = build_defs(Settings.from_env()).resolve_job_def("backfill_hours")
+    assert isinstance(job.partitions_def, dg.MultiPartitionsDefinition)
+    us_writes = _posts(emulator, "acct_us")
+    with dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance, tags={"dagster/asset_partition_range_start": f"eu|{hour}", "dagster/asset_partition_range_end": f"eu|{hour}"}, raise_on_error=False
+        )
+        assert result.success
+        assert instance.get_materialized_partitions(dg.AssetKey("hourly_repair")) == {f"eu|{hour}"}
+    assert _names(emulator, "acct_eu")["eu_0"] == "eu_0 during the outage"
+    assert _names(emulator, "acct_us")["us_0"] == "us_0 v0" and _posts(emulator, "acct_us") == us_writes  # us waits for its own backfill

@@ -85,19 +85,23 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     if last < first:
         raise SettingsError(f"--to {args.last} is before --from {args.first}.")
     hours = int((last - first).total_seconds() // 3600) + 1
-    print(f"backfill_hours: {hours} hours from {args.first} to {args.last}, in one run ...", flush=True)
-    tags = {"dagster/asset_partition_range_start": args.first, "dagster/asset_partition_range_end": args.last}
-    result = _run(settings, "backfill_hours", tags=tags)
-    print(f"backfill_hours run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
-    print("\n".join(check_lines(result)))
-    if result.success:
-        import dagster as dg
+    status = 0
+    for account in _accounts(args, settings):
+        prefix = "" if account is None else f"{account}|"  # with several accounts, account x hour partitions
+        print(f"backfill_hours: {hours} hours from {args.first} to {args.last}{_for_account(account)}, in one run ...", flush=True)
+        tags = {"dagster/asset_partition_range_start": prefix + args.first, "dagster/asset_partition_range_end": prefix + args.last}
+        result = _run(settings, "backfill_hours", tags=tags)
+        print(f"backfill_hours run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+        print("\n".join(check_lines(result)))
+        if result.success:
+            import dagster as dg
 
-        home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            repaired = latest_metadata(instance, "hourly_repair")
-        print(f"  hourly_repair: applied {repaired['applied']}, dead letters {repaired['dead_letters']}, remaining_drift {repaired['remaining_drift']}")
-    return 0 if result.success else 1
+            home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                repaired = latest_metadata(instance, "hourly_repair")
+            print(f"  hourly_repair: applied {repaired['applied']}, dead letters {repaired['dead_letters']}, remaining_drift {repaired['remaining_drift']}")
+        status = max(status, 0 if result.success else 1)
+    return status
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -116,4 +120,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     backfill = commands.add_parser("backfill", help="run backfill_hours once for a range of UTC hours (after an outage)")
     backfill.add_argument("--from", dest="first", required=True, metavar="HOUR", help="first hour, YYYY-MM-DD-HH:MM (UTC), e.g. 2026-11-24-10:00")
     backfill.add_argument("--to", dest="last", required=True, metavar="HOUR", help="last hour, included, e.g. 2026-11-24-13:00")
+    backfill.add_argument("--account", help="with several Stripe accounts (RECON_STRIPE_ACCOUNTS): only this one (default: each in turn)")
     backfill.set_defaults(func=cmd_backfill)

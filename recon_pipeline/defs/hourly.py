@@ -25,15 +25,33 @@ from recon_pipeline.backfill import beyond_retention, catalog_changes, hour_key,
 from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import DRIFT_COLUMNS
-from recon_pipeline.repair import APPLIED, DEAD_LETTER, WriteSource, converge_each, drift_each
+from recon_pipeline.repair import APPLIED, DEAD_LETTER, WriteSource, converge, full_drift, read_sides
 from recon_pipeline.settings import Settings
+from recon_pipeline.sync.credentials import refusal
 
 GROUP = "hourly"
+ACCOUNT_DIMENSION, HOUR_DIMENSION = "account", "hour"
 
 
 def _window(context: dg.AssetExecutionContext) -> tuple[dt.datetime, dt.datetime]:
     window = context.partition_time_window
     return window.start, window.end
+
+
+def _account(context: dg.AssetExecutionContext) -> str | None:
+    """With several Stripe accounts, the account of the run's hours (one per run); else None."""
+    keys = context.partition_key_range
+    if not isinstance(keys.start, dg.MultiPartitionKey) or not isinstance(keys.end, dg.MultiPartitionKey):
+        return None
+    first, last = (key.keys_by_dimension[ACCOUNT_DIMENSION] for key in (keys.start, keys.end))
+    if first != last:
+        raise dg.Failure(f"a run of the hourly assets covers one Stripe account's hours; this one spans {first} to {last}: run each account apart", allow_retries=False)
+    return first
+
+
+def _keyed(frame: pd.DataFrame, account: str | None) -> pd.DataFrame:
+    """A frame's `hour` column as the run's partition keys: `<account>|<hour>` with several accounts."""
+    return frame if account is None else frame.assign(hour=account + "|" + frame["hour"].astype(str))
 
 
 def hourly_partitions(start: str) -> dg.HourlyPartitionsDefinition:
@@ -42,9 +60,18 @@ def hourly_partitions(start: str) -> dg.HourlyPartitionsDefinition:
     return dg.HourlyPartitionsDefinition(start_date=start, timezone="UTC", end_offset=1)
 
 
+def hourly_partitions_of(settings: Settings) -> dg.PartitionsDefinition:
+    """The hours; with several Stripe accounts, account x hour (each account's hours backfilled on their own)."""
+    hours = hourly_partitions(settings.partitions_start)
+    if not settings.several_accounts:
+        return hours
+    return dg.MultiPartitionsDefinition({ACCOUNT_DIMENSION: dg.StaticPartitionsDefinition(settings.account_names), HOUR_DIMENSION: hours})
+
+
 def build_defs(settings: Settings) -> dg.Definitions:
-    """The hourly assets over partitions from RECON_PARTITIONS_START, `backfill_hours` and its schedule."""
-    hourly = hourly_partitions(settings.partitions_start)
+    """The hourly assets over partitions from RECON_PARTITIONS_START (per account, with several),
+    `backfill_hours` and its schedule."""
+    hourly = hourly_partitions_of(settings)
 
     def hourly_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
         """An asset of the group over these hours, a range loaded and stored in one run."""
@@ -55,6 +82,10 @@ def build_defs(settings: Settings) -> dg.Definitions:
         """Catalog products last changed in each hour (by `updated_at`), one row each."""
         start, end = _window(context)
         frame = catalog_changes(catalog.catalog(), start, end)
+        account = _account(context)
+        if account is not None:  # the account's own products
+            sold_in = catalog.catalog().accounts_of(frame["product_id"])
+            frame = _keyed(frame[frame["product_id"].map(sold_in) == account].reset_index(drop=True), account)
         context.add_output_metadata({"changes": dg.MetadataValue.int(len(frame)), "hours": dg.MetadataValue.int(len(context.partition_keys))})
         return frame
 
@@ -73,10 +104,11 @@ def build_defs(settings: Settings) -> dg.Definitions:
         """Stripe product and price events created in each hour, also put in the inbox and applied
         (duplicates are no-ops), so a backfill recovers webhooks missed during an outage."""
         start, end = _window(context)
-        with stripe.calls(catalog) as gateway:
-            recovered = recover_events(catalog.catalog(), gateway, start, end, policy.conflicts())
+        account = _account(context)
+        with stripe.calls(catalog, account) as gateway:
+            recovered = recover_events(catalog.catalog(), gateway, start, end, policy.conflicts(), stripe.gateways())
         yield dg.Output(
-            recovered.frame,
+            _keyed(recovered.frame, account),
             metadata={
                 "events": dg.MetadataValue.int(len(recovered.frame)),
                 "new_in_inbox": dg.MetadataValue.int(recovered.new_in_inbox),
@@ -109,9 +141,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         start, _ = _window(context)
         touched = touched_products(catalog_changes_hourly, stripe_events_hourly)
         first_hour = context.partition_keys[0]
-        with stripe.calls_each(catalog) as gateways:  # each Stripe account's products in their own account
-            found = drift_each(catalog.catalog(), gateways, None if beyond_retention(start) else touched)
-        found = found[list(DRIFT_COLUMNS)]  # product ids are the catalog's, unique across accounts
+        with stripe.calls(catalog, _account(context)) as gateway:  # with several accounts, the run's account
+            found = full_drift(catalog.catalog(), gateway) if beyond_retention(start) else read_sides(catalog.catalog(), gateway, touched).drift()
         if beyond_retention(start):
             drift = found.assign(hour=first_hour)
         else:
@@ -132,8 +163,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
         """Repairs the drift of each hour's products (orphans are reported, never written), then
         verifies them: the hours' drift must be zero afterwards."""
         ids = sorted(set(hourly_drift["product_id"]))
-        with stripe.calls_each(catalog) as gateways:
-            converged = converge_each(catalog.catalog(), gateways, ids, source=WriteSource.BACKFILL, run_id=run_id_of(context))
+        with stripe.calls(catalog, _account(context)) as gateway:
+            converged = converge(catalog.catalog(), gateway, ids, source=WriteSource.BACKFILL, run_id=run_id_of(context))
         result = converged.result
         remaining = converged.remaining
         hours = hourly_drift.groupby("product_id")["hour"].agg(lambda h: sorted(set(h))).to_dict()
@@ -166,12 +197,14 @@ def build_defs(settings: Settings) -> dg.Definitions:
     @dg.schedule(job=backfill_hours, cron_schedule="5 * * * *", execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
     def changes_hourly(context: dg.ScheduleEvaluationContext, catalog: CatalogResource, stripe: StripeResource):
         """Five minutes past each hour (UTC): the hour that just ended, as one partition of
-        backfill_hours. Skipped while Stripe refuses the API key (backfill those hours after)."""
-        refused = stripe.refused(catalog)
-        if refused:
-            return dg.SkipReason(refused)
+        backfill_hours (with several Stripe accounts, one run per account). Skipped for an
+        account while Stripe refuses its API key (backfill those hours after)."""
         previous = hour_key(context.scheduled_execution_time - dt.timedelta(hours=1))
-        return dg.RunRequest(run_key=previous, partition_key=previous)
+        if not settings.several_accounts:
+            refused = stripe.refused(catalog)
+            return dg.SkipReason(refused) if refused else dg.RunRequest(run_key=previous, partition_key=previous)
+        keys = [dg.MultiPartitionKey({ACCOUNT_DIMENSION: name, HOUR_DIMENSION: previous}) for name in settings.account_names if not refusal(catalog.engine(), stripe.gateway(name))]
+        return [dg.RunRequest(run_key=str(key), partition_key=key) for key in keys] or dg.SkipReason("Stripe refused the API key of every account")
 
     return dg.Definitions(
         assets=[catalog_changes_hourly, stripe_events_hourly, hourly_drift, hourly_repair],
