@@ -4,7 +4,9 @@ The payload is a Slack incoming-webhook message (`{"text": ...}`) plus structure
 so the same URL works for Slack and for any receiver that wants the fields:
 
     {"text": "...", "kind": "asset_check_failed" | "run_failed", "asset", "check", "severity",
-     "value", "threshold", "description", "run_id", "job", "url", "dedup_key"}
+     "value", "threshold", "description", "run_id", "job", "partition", "url", "dedup_key"}
+
+`partition` is the run's partition, if it has one: with several Stripe accounts, the account.
 
 The webhook URL is a secret (Slack's carry a token): it comes from the settings and is
 never logged.
@@ -37,7 +39,7 @@ def _plain(value: Any) -> Any:
 
 
 def _payload(kind: str, text: str, url: str, dedup_key: str, **fields: Any) -> dict[str, Any]:
-    empty = dict.fromkeys(("asset", "check", "severity", "value", "threshold", "description", "run_id", "job"))
+    empty = dict.fromkeys(("asset", "check", "severity", "value", "threshold", "description", "run_id", "job", "partition"))
     return {"text": f"{text}\n<{url}|Open in Dagster>", "kind": kind, **empty, **fields, "url": url, "dedup_key": dedup_key}
 
 
@@ -49,16 +51,17 @@ def check_alert(
     metadata: Mapping[str, Any],
     run_id: str | None,
     base_url: str,
+    partition: str | None = None,
 ) -> dict[str, Any]:
     value = next((_plain(metadata[k]) for k in VALUE_KEYS if k in metadata), None)
     threshold = next((_plain(metadata[k]) for k in THRESHOLD_KEYS if k in metadata), None)
-    text = f":rotating_light: Check {asset}.{check} failed ({severity})"
+    text = f":rotating_light: Check {asset}.{check}{_of(partition)} failed ({severity})"
     if description:
         text += f": {description}"
     if value is not None:
         text += f" [value {value}" + (f", threshold {threshold}]" if threshold is not None else "]")
     url = f"{base_url.rstrip('/')}/assets/{asset.replace('.', '/')}?view=checks"
-    fields = {"asset": asset, "check": check, "severity": severity, "value": value, "threshold": threshold, "description": description, "run_id": run_id}
+    fields = {"asset": asset, "check": check, "severity": severity, "value": value, "threshold": threshold, "description": description, "run_id": run_id, "partition": partition}
     return _payload("asset_check_failed", text, url, f"check:{asset}:{check}:{run_id}", **fields)
 
 
@@ -72,11 +75,16 @@ def failure_already_alerted(step_errors: list[str]) -> bool:
     return bool(step_errors) and all(error == CHECK_FAILURE for error in step_errors)
 
 
-def run_alert(run_id: str, job: str, error: str | None, base_url: str) -> dict[str, Any]:
-    text = f":x: Run of {job} failed ({run_id[:8]})" + (f": {error}" if error else "")
+def run_alert(run_id: str, job: str, error: str | None, base_url: str, partition: str | None = None) -> dict[str, Any]:
+    text = f":x: Run of {job}{_of(partition)} failed ({run_id[:8]})" + (f": {error}" if error else "")
     return _payload(
-        "run_failed", text, f"{base_url.rstrip('/')}/runs/{run_id}", f"run:{run_id}", severity="ERROR", description=error, run_id=run_id, job=job
+        "run_failed", text, f"{base_url.rstrip('/')}/runs/{run_id}", f"run:{run_id}", severity="ERROR", description=error, run_id=run_id, job=job, partition=partition
     )
+
+
+def _of(partition: str | None) -> str:
+    """Which partition an alert is about: with several Stripe accounts, the account (and hour)."""
+    return f" [{partition}]" if partition else ""
 
 
 ALERT_BACKOFF = Backoff(base_s=0.5, cap_s=30.0)

@@ -158,6 +158,15 @@ def test_reconcile_catalog_and_repair_catalog_run_per_account_partition_and_name
     check = next(e for e in runs["eu"].get_asset_check_evaluations() if e.check_name == "drift_rate_below_threshold")
     assert not check.passed and (check.description or "").startswith("Stripe account eu: 3 of 3 products drifted")
     assert runs["eu"].asset_value("local_products")["product_id"].tolist() == EU  # the partition's account only
+    # The alert names the account twice: its partition, and the check's own words.
+    from recon_pipeline.defs.alerts import alert_sensor
+    from recon_pipeline.defs.resources import AlertsResource
+    from recon_pipeline.testing import AlertReceiver
+
+    with AlertReceiver() as receiver:
+        alert_sensor(dg.build_sensor_context(instance=instance, resources={"alerts": AlertsResource(webhook_url=receiver.url)}))
+    [alert] = receiver.received
+    assert alert["partition"] == "eu" and alert["text"].startswith(":rotating_light: Check catalog_drift.drift_rate_below_threshold [eu] failed (ERROR): Stripe account eu:")
 
     us_writes = _posts(emulator, "acct_us")
     repair = run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"override_breaker": True}}}}, instance=instance, settings=settings, partition_key="eu")

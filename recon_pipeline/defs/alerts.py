@@ -45,7 +45,7 @@ def _alert_for(instance: dg.DagsterInstance, record: dg.EventLogRecord, ui_url: 
             return None
         # What a person can act on: the failed step's own message, not just "steps failed".
         reason = "; ".join(f"{step}: {message.splitlines()[0]}" for step, _, message in steps if message) or event.message or None
-        return run_alert(entry.run_id, event.job_name or "?", reason, ui_url)
+        return run_alert(entry.run_id, event.job_name or "?", reason, ui_url, _partition(instance, entry.run_id))
     evaluation = event.event_specific_data
     if isinstance(evaluation, AssetCheckEvaluation) and not evaluation.passed:
         return check_alert(
@@ -56,8 +56,15 @@ def _alert_for(instance: dg.DagsterInstance, record: dg.EventLogRecord, ui_url: 
             metadata=evaluation.metadata,
             run_id=entry.run_id,
             base_url=ui_url,
+            partition=_partition(instance, entry.run_id),
         )
     return None
+
+
+def _partition(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    """The run's partition (with several Stripe accounts, its account), if it has one."""
+    run = instance.get_run_by_id(run_id)
+    return run.tags.get("dagster/partition") if run else None
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)

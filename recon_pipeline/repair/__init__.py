@@ -8,11 +8,10 @@
 
 from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.repair.apply import APPLIED, DEAD_LETTER, DRY_RUN, REPORTED, Repairer, RepairResult, WriteSource
-from recon_pipeline.repair.converge import ACCOUNT, Converged, Sides, converge, converge_each, drift_each, full_drift, read_sides, with_account
+from recon_pipeline.repair.converge import Converged, Sides, converge, full_drift, read_sides
 from recon_pipeline.repair.plan import ACTION_ORDER, RepairPlan, plan_repairs
 
 __all__ = [
-    "ACCOUNT",
     "ACTION_ORDER",
     "APPLIED",
     "DEAD_LETTER",
@@ -26,10 +25,7 @@ __all__ = [
     "Sides",
     "WriteSource",
     "converge",
-    "converge_each",
-    "drift_each",
     "full_drift",
     "plan_repairs",
     "read_sides",
-    "with_account",
 ]

@@ -17,7 +17,7 @@ checks that only look.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -143,49 +143,3 @@ def _not_left_alone(drift: pd.DataFrame, plan: RepairPlan) -> pd.DataFrame:
     )
     return drift[~left_alone].reset_index(drop=True)
 
-
-# -- several Stripe accounts -------------------------------------------------------------
-#
-# With RECON_STRIPE_ACCOUNTS naming several accounts, the per-account assets are partitioned
-# by account and call the functions above with that account's gateway. What covers every
-# account at once (the hourly drift and repair, over the products touched in some hours)
-# reads and writes each account on its own, with its own gateway: a write never crosses
-# from one account to another.
-
-ACCOUNT = "account"
-
-
-def with_account(frame: pd.DataFrame, account: str) -> pd.DataFrame:
-    """The frame with its rows labelled as the account's."""
-    return frame.assign(**{ACCOUNT: account})
-
-
-def drift_each(catalog: Catalog, gateways: Mapping[str, StripeGateway], ids: Iterable[str] | None = None) -> pd.DataFrame:
-    """The drift of every account (of all products, or the given ones), read now; with several
-    accounts, each row says its `account`."""
-    if len(gateways) == 1:
-        return read_sides(catalog, next(iter(gateways.values())), ids).drift()
-    wanted = None if ids is None else list(ids)
-    return pd.concat([with_account(read_sides(catalog, gateway, wanted).drift(), name) for name, gateway in gateways.items()], ignore_index=True)
-
-
-def converge_each(catalog: Catalog, gateways: Mapping[str, StripeGateway], ids: Iterable[str] | None = None, **options) -> Converged:
-    """`converge` for every account (of all products, or the given ones), each with its own
-    gateway and its own mass-drift breaker; one result for them all."""
-    if len(gateways) == 1:
-        return converge(catalog, next(iter(gateways.values())), ids, **options)
-    wanted = None if ids is None else list(ids)
-    parts = [converge(catalog, gateway, wanted, **options) for gateway in gateways.values()]
-    return Converged(
-        sides=Sides(
-            pd.concat([p.sides.local for p in parts], ignore_index=True),
-            pd.concat([p.sides.stripe for p in parts], ignore_index=True),
-            pd.concat([p.sides.local_prices for p in parts], ignore_index=True),
-            pd.concat([p.sides.stripe_prices for p in parts], ignore_index=True),
-            {k: v for p in parts for k, v in p.sides.unread.items()},
-        ),
-        plan=RepairPlan([a for p in parts for a in p.plan.actions], sum(p.plan.catalog_size for p in parts)),
-        result=RepairResult([o for p in parts for o in p.result.outcomes]),
-        remaining=pd.concat([with_account(p.remaining, name) for name, p in zip(gateways, parts, strict=True)], ignore_index=True),
-        breaker_tripped=any(p.breaker_tripped for p in parts),
-    )
