@@ -76,6 +76,9 @@ def test_each_account_is_reconciled_and_repaired_on_its_own_and_no_write_crosses
         converge(catalog, gateways[name])
     assert sorted(_names(emulator, "acct_us")) == US and sorted(_names(emulator, "acct_eu")) == EU
     assert _names(emulator, "acct_emulator") == {}  # the emulator's own account: nobody's
+    # A key names its account however it is sent (Basic, as curl -u sends it, or Bearer).
+    basic = httpx.get(f"{emulator.url}/v1/products", params={"limit": 100}, auth=("sk_test_acct_us", "")).json()
+    assert sorted(p["id"] for p in basic["data"]) == US
     assert all(len(full_drift(catalog, gateways[name])) == 0 for name in ("us", "eu"))
 
     # An edit in the eu account's dashboard: drift there, none in us.

@@ -21,6 +21,7 @@ from recon_pipeline.catalog.limits import (
     MAX_UNIT_LABEL,
     check_metadata,
 )
+from recon_pipeline.settings import DEFAULT_ACCOUNT
 
 
 class InvalidProduct(ValueError):
@@ -43,7 +44,7 @@ class CatalogProduct:
     unit_label: str | None = None
     url: str | None = None
     default_price: str | None = None  # the lookup key of its default price; None: the catalog does not choose
-    account: str = "default"  # the Stripe account it is sold in (a name of RECON_STRIPE_ACCOUNTS)
+    account: str = DEFAULT_ACCOUNT  # the Stripe account it is sold in (a name of RECON_STRIPE_ACCOUNTS)
     updated_at: dt.datetime | None = None
 
     def as_row(self, now: dt.datetime) -> dict[str, Any]:

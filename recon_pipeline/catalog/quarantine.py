@@ -20,6 +20,7 @@ from sqlalchemy import Engine, delete, insert, select
 from recon_pipeline.catalog.prices import PRICE_COLUMNS, CatalogPrice, InvalidPrice, validate_price
 from recon_pipeline.catalog.products import PRODUCT_COLUMNS, CatalogProduct, InvalidProduct, validate_product
 from recon_pipeline.catalog.schema import quarantine
+from recon_pipeline.settings import DEFAULT_ACCOUNT
 
 PRODUCT, PRICE = "product", "price"
 
@@ -139,7 +140,7 @@ def split_accounts(rows: pd.DataFrame, accounts: list[str]) -> tuple[pd.DataFram
 
     A product of an account RECON_STRIPE_ACCOUNTS does not name has nowhere to be synced: it is
     quarantined with that reason, never written to another account."""
-    account = rows["account"].fillna("default").astype(str) if "account" in rows else pd.Series("default", index=rows.index)
+    account = rows["account"].fillna(DEFAULT_ACCOUNT).astype(str) if "account" in rows else pd.Series(DEFAULT_ACCOUNT, index=rows.index)
     elsewhere = ~account.isin(accounts)
     bad = [
         {

@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import LONGBLOB
 
+from recon_pipeline.settings import DEFAULT_ACCOUNT
+
 metadata = MetaData()
 
 
@@ -77,7 +79,7 @@ products = Table(
     Column("unit_label", String(12), nullable=True),
     Column("url", Text, nullable=True),
     Column("default_price", String(200), nullable=True, comment="lookup_key of the default price; NULL: the catalog does not choose"),
-    Column("account", String(32), nullable=False, server_default="default", comment="The Stripe account it is sold in: a name of RECON_STRIPE_ACCOUNTS"),
+    Column("account", String(32), nullable=False, server_default=DEFAULT_ACCOUNT, comment="The Stripe account it is sold in: a name of RECON_STRIPE_ACCOUNTS"),
     _moment("updated_at"),
 )
 Index("ix_products_updated_at", products.c.updated_at)
@@ -180,7 +182,7 @@ inbox = Table(
     Column("object_id", String(255), nullable=True),
     Column("payload", JSON, nullable=False),
     Column("source", String(16), nullable=False, comment="webhook | poller"),
-    Column("account", String(32), nullable=False, server_default="default", comment="The Stripe account it came from: a name of RECON_STRIPE_ACCOUNTS"),
+    Column("account", String(32), nullable=False, server_default=DEFAULT_ACCOUNT, comment="The Stripe account it came from: a name of RECON_STRIPE_ACCOUNTS"),
     _moment("received_at"),
     Column("status", String(16), nullable=False, default=InboxStatus.RECEIVED.value, comment="received | applied | echo | stale | ignored"),
     _moment("applied_at", nullable=True),

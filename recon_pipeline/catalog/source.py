@@ -29,13 +29,13 @@ from sqlalchemy.sql.elements import TextClause
 from recon_pipeline.catalog.prices import PRICE_COLUMNS
 from recon_pipeline.catalog.products import PRODUCT_COLUMNS
 from recon_pipeline.catalog.schema import prices, products
-from recon_pipeline.settings import SettingsError
+from recon_pipeline.settings import DEFAULT_ACCOUNT, SettingsError
 
 # One price per product in the product table itself (release 0.1.0's shape): it becomes `<id>:default`.
 LEGACY_PRICE_FIELDS = ("unit_amount", "currency", "recurring_interval")
 FIELDS = (*PRODUCT_COLUMNS, *LEGACY_PRICE_FIELDS)
 REQUIRED = ("id", "name")
-DEFAULTS: dict[str, Any] = {name: None for name in FIELDS if name not in REQUIRED} | {"active": True, "account": "default"}
+DEFAULTS: dict[str, Any] = {name: None for name in FIELDS if name not in REQUIRED} | {"active": True, "account": DEFAULT_ACCOUNT}
 PRICE_FIELDS = PRICE_COLUMNS
 PRICE_REQUIRED = ("lookup_key", "product_id", "currency")
 PRICE_DEFAULTS: dict[str, Any] = {name: None for name in PRICE_FIELDS if name not in PRICE_REQUIRED} | {"active": True, "billing_scheme": "per_unit"}

@@ -33,9 +33,9 @@ def account_of(headers: dict[bytes, bytes]) -> tuple[str, bool]:
     connected = headers.get(b"stripe-account", b"").decode("latin-1").strip()
     if connected:
         return connected, True
-    auth = headers.get(b"authorization", b"").decode("latin-1")
-    key = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-    match = _KEY_ACCOUNT.match(key)
+    from recon_pipeline.emulator.app import api_key_of
+
+    match = _KEY_ACCOUNT.match(api_key_of(headers.get(b"authorization", b"").decode("latin-1")))
     return (match.group(1), False) if match else (OWN_ACCOUNT, False)
 
 

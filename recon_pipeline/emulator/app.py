@@ -71,18 +71,22 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
     return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def _check_auth(request: Request) -> None:
-    header = request.headers.get("authorization", "")
-    key = ""
+def api_key_of(header: str) -> str:
+    """The API key of an Authorization header, Bearer or Basic (key as the user name), as Stripe takes it."""
     if header.lower().startswith("bearer "):
-        key = header[7:].strip()
-    elif header.lower().startswith("basic "):
+        return header[7:].strip()
+    if header.lower().startswith("basic "):
         import base64
 
         try:
-            key = base64.b64decode(header[6:]).decode().split(":", 1)[0]
+            return base64.b64decode(header[6:]).decode().split(":", 1)[0]
         except ValueError:
-            key = ""
+            return ""
+    return ""
+
+
+def _check_auth(request: Request) -> None:
+    key = api_key_of(request.headers.get("authorization", ""))
     if not key:
         raise errors.StripeApiError(
             401,

@@ -39,11 +39,11 @@ from sqlalchemy import Engine, create_engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from recon_pipeline.catalog.schema import rate_budget
+from recon_pipeline.settings import DEFAULT_ACCOUNT
 
 # A slot further ahead than this is a leftover (a clock that jumped, a rate lowered since):
 # the bucket starts afresh rather than making everyone wait for it.
 STALE_AHEAD_S = 120.0
-DEFAULT_ACCOUNT = "default"
 POOL_SIZE = 16  # connections to a shared budget's database per process (a repair or a drain calls Stripe from 8 threads)
 
 
