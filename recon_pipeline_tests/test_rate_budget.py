@@ -97,6 +97,7 @@ def test_the_limiter_takes_the_endpoint_slot_then_the_accounts():
 
 
 LIMIT = 25  # requests/s: a sandbox account's global limit
+REPAIRED = 30  # products the repair run creates (three writes each): about 12 s at its third of the limit
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen:
@@ -113,16 +114,23 @@ def _counts(emulator) -> tuple[int, int]:
 
 @pytest.mark.postgres
 @pytest.mark.timeout(420)
-def test_two_workers_and_a_repair_run_together_stay_within_the_accounts_limit(postgres_url: str, emulator, dagster_home: Path):
+def test_two_workers_and_a_repair_run_together_stay_within_the_accounts_limit(postgres_url: str, emulator, dagster_home: Path, monkeypatch: pytest.MonkeyPatch):
+    import dagster as dg
+
+    from recon_pipeline.runs import run_job
+
     catalog = Catalog.open(postgres_url)
-    env = {**os.environ, "RECON_CATALOG_URL": postgres_url, "STRIPE_API_BASE": emulator.url, "RECON_STRIPE_RATE_LIMIT": str(LIMIT), "RECON_EXECUTOR": "in_process"}
-    env.pop("STRIPE_API_KEY", None)
-    # Drift for the repair run: products the catalog has and Stripe has not.
-    seed_priced(catalog, [f"repair_{i:03d}" for i in range(40)])
-    reconcile = subprocess.run([sys.executable, "-m", "recon_pipeline.cli", "reconcile"], env=env, capture_output=True, text=True, timeout=180)
-    assert "40" in reconcile.stdout, reconcile.stdout + reconcile.stderr
+    settings = {"RECON_CATALOG_URL": postgres_url, "STRIPE_API_BASE": emulator.url, "RECON_STRIPE_RATE_LIMIT": str(LIMIT), "RECON_EXECUTOR": "in_process"}
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    env = dict(os.environ)
+    # Drift for the repair run: products the catalog has and Stripe has not, found by a reconciliation.
+    seed_priced(catalog, [f"repair_{i:03d}" for i in range(REPAIRED)])
+    reconcile = run_job("reconcile_catalog", instance=dg.DagsterInstance.get(), quiet=True)
+    assert len(reconcile.asset_value("catalog_drift")) == 2 * REPAIRED  # each product and its price
     # Work for the workers: new products through the outbox, more than they can push in the run's time.
-    for i in range(300):
+    for i in range(200):
         create_product(catalog, *priced_product(f"queued_{i:03d}", f"Queued {i}"))
 
     emulator.faults.update({"rate_limit": LIMIT})  # the account's limit, as Stripe holds it
@@ -131,18 +139,17 @@ def test_two_workers_and_a_repair_run_together_stay_within_the_accounts_limit(po
         with catalog.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status != OutboxStatus.DONE.value)).scalar_one()
 
-    def repair_writes() -> int:
+    def writes_by(source: str) -> int:
         with catalog.engine.connect() as conn:
-            return conn.execute(select(func.count()).select_from(sync_ledger).where(sync_ledger.c.source == "repair")).scalar_one()
+            return conn.execute(select(func.count()).select_from(sync_ledger).where(sync_ledger.c.source == source)).scalar_one()
 
     before = _counts(emulator)
-    workers = [_cli("worker", "--concurrency", "8", env=env) for _ in range(2)]
-    repair: subprocess.Popen | None = None
+    # Small batches: a worker marks its changes done (and stops on SIGTERM) batch by batch.
+    workers = [_cli("worker", "--concurrency", "8", "--batch-size", "10", env=env) for _ in range(2)]
+    repair = _cli("repair", "--override-breaker", env=env)
     try:
-        wait_until(lambda: pending() < 300, timeout=60, what="the workers to push")
-        repair = _cli("repair", "--override-breaker", env=env)
-        wait_until(lambda: repair_writes() > 0, timeout=120, what="the repair run to write")
-        # From here all three call Stripe; measured until the repair run ends (its 40 products
+        wait_until(lambda: writes_by("outbox") > 0 and writes_by("repair") > 0, timeout=120, what="the workers and the repair run to write")
+        # From here all three call Stripe; measured until the repair run ends (its products
         # take a third of the limit for several seconds) or the workers run out of work.
         start, started_at = _counts(emulator), time.monotonic()
         wait_until(lambda: repair.poll() is not None or pending() == 0, timeout=240, interval=0.1, what="the repair run to end")
@@ -150,7 +157,7 @@ def test_two_workers_and_a_repair_run_together_stay_within_the_accounts_limit(po
         assert pending() > 0, "the workers ran out of work before the repair run ended: give them more"
         assert repair.wait(timeout=60) == 0, repair.stdout.read() if repair.stdout else ""
     finally:
-        running = [p for p in (repair, *workers) if p is not None]
+        running = [repair, *workers]
         for process in running:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
