@@ -46,6 +46,15 @@ def _names(emulator, account_id: str) -> dict[str, str]:
     return {p["id"]: p["name"] for p in page["data"]}
 
 
+def _deployed(monkeypatch: pytest.MonkeyPatch, emulator, tmp_path: Path) -> None:
+    """The two accounts' settings in the environment, as a deployment sets them: the resources
+    take them as EnvVar, and a run reads an account's key from its variable."""
+    monkeypatch.setenv("RECON_CATALOG_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
+    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
+    monkeypatch.setenv("RECON_STRIPE_ACCOUNTS", "us=KEY_US,eu=acct_eu")
+    monkeypatch.setenv("KEY_US", "sk_test_acct_us")
+
+
 @pytest.fixture
 def two_accounts(emulator, tmp_path: Path):
     catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
@@ -141,12 +150,7 @@ def test_reconcile_catalog_and_repair_catalog_run_per_account_partition_and_name
     from recon_pipeline.runs import run_job
 
     catalog, gateways = two_accounts
-    # Set in the environment, as a deployment would: the resources take them as EnvVar, and a
-    # run reads an account's key from its variable.
-    monkeypatch.setenv("RECON_CATALOG_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
-    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
-    monkeypatch.setenv("RECON_STRIPE_ACCOUNTS", "us=KEY_US,eu=acct_eu")
-    monkeypatch.setenv("KEY_US", "sk_test_acct_us")
+    _deployed(monkeypatch, emulator, tmp_path)
     settings = Settings.from_env()
     instance = dg.DagsterInstance.get()
     defs = build_defs(settings)
@@ -187,10 +191,7 @@ def test_the_hourly_schedule_and_the_drift_sensor_ask_for_each_account(emulator,
     from recon_pipeline.defs.resources import ReconPolicy
     from recon_pipeline.runs import run_job
 
-    monkeypatch.setenv("RECON_CATALOG_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
-    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
-    monkeypatch.setenv("RECON_STRIPE_ACCOUNTS", "us=KEY_US,eu=acct_eu")
-    monkeypatch.setenv("KEY_US", "sk_test_acct_us")
+    _deployed(monkeypatch, emulator, tmp_path)
     settings = Settings.from_env()
     defs = build_defs(settings)
     instance = dg.DagsterInstance.get()
@@ -286,10 +287,7 @@ def test_backfill_hours_runs_per_account_x_hour_and_repairs_that_account_only(em
     catalog, gateways = two_accounts
     for name in ("us", "eu"):
         converge(catalog, gateways[name])
-    monkeypatch.setenv("RECON_CATALOG_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
-    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
-    monkeypatch.setenv("RECON_STRIPE_ACCOUNTS", "us=KEY_US,eu=acct_eu")
-    monkeypatch.setenv("KEY_US", "sk_test_acct_us")
+    _deployed(monkeypatch, emulator, tmp_path)
     # A catalog edit in each account two hours ago that never reached Stripe (an outage).
     when = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
     with catalog.engine.begin() as conn:
