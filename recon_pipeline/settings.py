@@ -147,12 +147,21 @@ def parse_accounts(raw: str | None, env: Mapping[str, str] | None, emulator: boo
     example = "e.g. RECON_STRIPE_ACCOUNTS='us=STRIPE_API_KEY_US,eu=STRIPE_API_KEY_EU,fr=acct_1Fr'"
     for item in (part.strip() for part in raw.split(",")):
         name, sep, target = (x.strip() for x in item.partition("="))
+        if any(part.startswith(STRIPE_KEY_PREFIXES) for part in (name, target)):
+            # Never echoed: it is a secret. The key belongs in a variable of its own.
+            raise SettingsError(
+                "RECON_STRIPE_ACCOUNTS holds what looks like a Stripe secret key; put each key in an environment variable of its own "
+                f"and name the variable here, {example}."
+            )
         if not sep or not name or not target:
             raise SettingsError(f"RECON_STRIPE_ACCOUNTS: {item!r} is not name=VARIABLE or name=acct_...; {example}.")
         if not ACCOUNT_NAME.fullmatch(name):
             raise SettingsError(f"RECON_STRIPE_ACCOUNTS: the account name {name!r} must be lower case letters, digits and _ (up to 31, a letter first); it is the catalog's `account` value.")
         if name in {a.name for a in accounts}:
             raise SettingsError(f"RECON_STRIPE_ACCOUNTS names the account {name!r} twice; give each account one entry.")
+        if target in {a.connected_id or a.key_variable for a in accounts}:
+            # Two names for one account would each see the other's products as orphans.
+            raise SettingsError(f"RECON_STRIPE_ACCOUNTS gives {target} to two accounts; each account needs a key (or acct_ id) of its own.")
         if target.startswith("acct_"):
             accounts.append(StripeAccount(name, "STRIPE_API_KEY", target))
             continue
@@ -218,8 +227,10 @@ class Settings:
         return len(self.accounts) > 1
 
     def global_rate_for(self, api_key: str) -> float:
-        """An account's global limit: RECON_STRIPE_RATE_LIMIT if set, else Stripe's for its kind of key."""
-        return self.global_rate if "RECON_STRIPE_RATE_LIMIT" in self.set_in_env else global_rate_for(api_key)
+        """An account's global limit: RECON_STRIPE_RATE_LIMIT if set (or, for STRIPE_API_KEY's
+        account, `global_rate` as configured), else Stripe's for its kind of key."""
+        same = "RECON_STRIPE_RATE_LIMIT" in self.set_in_env or api_key == self.stripe_api_key
+        return self.global_rate if same else global_rate_for(api_key)
 
     def account(self, name: str) -> StripeAccount:
         """The account of that name; a name not in RECON_STRIPE_ACCOUNTS is refused, naming those that are."""
@@ -284,7 +295,7 @@ class Settings:
             endpoint_rate=_positive(env, "RECON_STRIPE_ENDPOINT_RATE_LIMIT", ENDPOINT_RATE),
             stripe_timeout_s=_positive(env, "RECON_STRIPE_TIMEOUT_S", 30.0, "seconds"),
             stripe_api_version=_api_version(env),
-            accounts=parse_accounts(_text(env, "RECON_STRIPE_ACCOUNTS"), env, emulator=api_key == EMULATOR_API_KEY),
+            accounts=_accounts(env, emulator=api_key == EMULATOR_API_KEY),
             max_drift_rate=_fraction(env, "RECON_MAX_DRIFT_RATE", 0.01),
             max_repair_share=_fraction(env, "RECON_MAX_REPAIR_SHARE", 0.10),
             orphan_policy=_choice(env, "RECON_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
@@ -302,6 +313,18 @@ class Settings:
             set_in_env=frozenset(name for name in KNOWN_VARIABLES if _text(env, name) is not None),
             warnings=tuple(_unknown_variables(env)),
         )
+
+
+def _accounts(env: Mapping[str, str], emulator: bool) -> tuple[StripeAccount, ...]:
+    accounts = parse_accounts(_text(env, "RECON_STRIPE_ACCOUNTS"), env, emulator)
+    own_keys = [a.key_variable for a in accounts if a.key_variable != "STRIPE_API_KEY" and _text(env, a.key_variable)]
+    if emulator and own_keys and _text(env, "STRIPE_API_BASE") is None:
+        # Without STRIPE_API_KEY (and STRIPE_API_BASE) the pipeline runs on the bundled emulator: real keys must not go there.
+        raise SettingsError(
+            f"{own_keys[0]} (a key RECON_STRIPE_ACCOUNTS names) is set but STRIPE_API_KEY is not, so the pipeline would call the "
+            "bundled emulator with it; set STRIPE_API_KEY too (the platform's key, or any of your accounts' keys)."
+        )
+    return accounts
 
 
 def global_rate_for(api_key: str) -> float:

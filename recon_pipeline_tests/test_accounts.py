@@ -305,3 +305,70 @@ def test_backfill_hours_runs_per_account_x_hour_and_repairs_that_account_only(em
         assert instance.get_materialized_partitions(dg.AssetKey("hourly_repair")) == {f"eu|{hour}"}
     assert _names(emulator, "acct_eu")["eu_0"] == "eu_0 during the outage"
     assert _names(emulator, "acct_us")["us_0"] == "us_0 v0" and _posts(emulator, "acct_us") == us_writes  # us waits for its own backfill
+
+
+def test_settings_refuse_a_key_in_the_variable_two_accounts_on_one_key_and_real_keys_sent_to_the_emulator():
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"STRIPE_API_KEY": "sk_test_x", "RECON_STRIPE_ACCOUNTS": "us=sk_live_51Secret"})
+    assert "looks like a Stripe secret key" in str(caught.value) and "51Secret" not in str(caught.value)
+    with pytest.raises(SettingsError, match="gives KEY to two accounts"):
+        Settings.from_env({"STRIPE_API_KEY": "sk_test_x", "RECON_STRIPE_ACCOUNTS": "us=KEY,eu=KEY", "KEY": "sk_test_k"})
+    with pytest.raises(SettingsError, match=r"KEY_US .* is set but STRIPE_API_KEY is not"):
+        Settings.from_env({"RECON_STRIPE_ACCOUNTS": "us=KEY_US", "KEY_US": "sk_live_k"})
+
+
+def test_one_named_account_is_the_one_dagster_calls_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from recon_pipeline.defs.resources import build_resources
+
+    monkeypatch.setenv("KEY_US", "sk_test_acct_us")
+    settings = Settings.from_env({"STRIPE_API_KEY": "sk_test_platform", "RECON_STRIPE_ACCOUNTS": "us=KEY_US", "KEY_US": "sk_test_acct_us"})
+    gateways = build_resources(settings)["stripe"].gateways()  # type: ignore[attr-defined]
+    assert list(gateways) == ["us"] and gateways["us"].key_fingerprint == StripeGateway("sk_test_acct_us", "http://127.0.0.1:9").key_fingerprint
+
+
+def test_a_product_sold_in_another_account_is_no_orphan_there_and_an_adopted_one_is_sold_where_it_was_found(emulator, two_accounts):
+    from recon_pipeline.policies import OrphanPolicy
+
+    catalog, gateways = two_accounts
+    for name in ("us", "eu"):
+        converge(catalog, gateways[name])
+    # us_0 also exists in eu's Stripe (it moved accounts, say); "stray" is eu's alone.
+    gateways["eu"].request("post", "/v1/products", {"id": "us_0", "name": "us_0 in eu"})
+    gateways["eu"].request("post", "/v1/products", {"id": "stray", "name": "Stray"})
+    drift = full_drift(catalog, gateways["eu"])
+    assert list(drift["product_id"]) == ["stray"] and list(drift["kind"]) == ["orphan_in_stripe"]
+    converge(catalog, gateways["eu"], orphan_policy=OrphanPolicy.ADOPT)
+    assert catalog.accounts_of(["stray", "us_0"]) == {"stray": "eu", "us_0": "us"}
+
+
+def test_a_dead_letter_is_replayed_in_its_products_account(emulator, two_accounts):
+    from sqlalchemy import update
+
+    from recon_pipeline.catalog.schema import products
+    from recon_pipeline.repair import WriteSource
+    from recon_pipeline.repair.dead_letters import record_dead_letter
+    from recon_pipeline.repair.replay import replay_dead_letters
+
+    catalog, gateways = two_accounts
+    for name in ("us", "eu"):
+        converge(catalog, gateways[name])
+    with catalog.engine.begin() as conn:
+        conn.execute(update(products).where(products.c.id == "eu_2").values(name="eu_2 renamed"))
+        record_dead_letter(conn, WriteSource.REPAIR, "eu_2", "update_product", {}, "503 api_error: an outage", 8)
+    us_writes = _posts(emulator, "acct_us")
+    [replayed] = replay_dead_letters(catalog, gateways)
+    assert replayed.resolved and _names(emulator, "acct_eu")["eu_2"] == "eu_2 renamed" and _posts(emulator, "acct_us") == us_writes
+
+
+def test_the_inbox_keeps_each_accounts_gateway_whatever_came_before(two_accounts):
+    from recon_pipeline.policies import ConflictPolicy
+    from recon_pipeline.sync.inbox import ApplyResult, InboxApplier
+    from recon_pipeline.testing import event, product_obj
+
+    catalog, gateways = two_accounts
+    applier = InboxApplier(catalog, ConflictPolicy.LOCAL_WINS, gateways)
+    result = ApplyResult()
+    applier.apply_event(event("evt_1", "product.updated", product_obj("x", "X", 1)), result, "acct_unknown")
+    assert result.ignored == 1 and applier.gateway is None
+    applier.apply_event(event("evt_2", "product.updated", product_obj("eu_0", "eu_0 v0", 2)), result, "eu")
+    assert applier.gateway is gateways["eu"]

@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, select, text
 
 from recon_pipeline.catalog.prices import PRICE_COLUMNS, CatalogPrice, InvalidPrice, validate_price
 from recon_pipeline.catalog.products import PRODUCT_COLUMNS, CatalogProduct, InvalidProduct, validate_product
@@ -109,6 +109,9 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+QUARANTINE_LOCK = 727_275  # the advisory lock that serializes rewrites of the quarantine on PostgreSQL
+
+
 def split_valid(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """(the rows that can be synced, [{product_id, reason, row}] for those that cannot)."""
     bad: list[dict[str, Any]] = []
@@ -188,6 +191,8 @@ def record(engine: Engine, bad: list[dict[str, Any]], kind: str = PRODUCT) -> No
     """Replace the quarantine of one kind of row (product or price) with the current set of bad rows."""
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # runs of several accounts' partitions rewrite it at once: one at a time
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUARANTINE_LOCK})
         conn.execute(delete(quarantine).where(quarantine.c.kind == kind))
         for item in bad:
             lookup_key = (item.get("row") or {}).get("lookup_key") if kind == PRICE else None

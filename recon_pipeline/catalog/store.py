@@ -251,6 +251,13 @@ class Catalog:
         price_rows, _ = split_valid_prices(price_rows, set(product_rows["id"].astype(str)))
         return local_frame(product_rows), local_price_frame(price_rows)
 
+    def sold_elsewhere(self, account: str) -> set[str]:
+        """The ids of the products sold in another Stripe account than `account`: in that account's
+        Stripe they are neither ours to write nor orphans to archive or adopt."""
+        frame = self.rows()
+        sold_in = frame["account"].fillna(DEFAULTS["account"]).astype(str)
+        return set(frame.loc[frame["id"].notna() & (sold_in != account), "id"].astype(str))
+
     def accounts_of(self, ids: Iterable[str]) -> dict[str, str]:
         """{product id: the Stripe account it is sold in} for those of the ids the catalog has."""
         frame = self.rows([str(i) for i in ids])

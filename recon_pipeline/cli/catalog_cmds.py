@@ -115,12 +115,13 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     from recon_pipeline.sync.credentials import check_key, record_refusal
 
     with contextlib.ExitStack() as stack:
-        gateway = StripeGateway.from_settings(with_stripe(settings, stack))
-        check_key(catalog.engine, gateway)
+        gateways = StripeGateway.for_each_account(with_stripe(settings, stack))
+        for gateway in gateways.values():
+            check_key(catalog.engine, gateway)
         try:
-            results = replay_dead_letters(catalog, gateway, ids=args.ids or None)
+            results = replay_dead_letters(catalog, gateways, ids=args.ids or None)
         except CredentialsRefused as refused:
-            record_refusal(catalog.engine, gateway, refused)
+            record_refusal(catalog.engine, gateway, refused)  # by the refused key's own fingerprint
             raise
     for result in results:
         print(f"#{result.id:<5} {result.product_id:<24} {'resolved' if result.resolved else 'still failing'}: {result.detail}")

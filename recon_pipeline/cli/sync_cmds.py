@@ -56,6 +56,8 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.webhook_secret:
         raise SettingsError("STRIPE_WEBHOOK_SECRET is not set; set it to the endpoint's signing secret (whsec_...).")
+    if settings.several_accounts and not args.account:
+        raise SettingsError(f"RECON_STRIPE_ACCOUNTS names several accounts ({', '.join(settings.account_names)}): say whose endpoint this receiver is with --account.")
     account = settings.account(args.account).name if args.account else settings.account_names[0]
     connected = {a.connected_id: a.name for a in settings.accounts if a.connected_id}
     catalog = open_catalog(settings)

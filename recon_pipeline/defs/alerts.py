@@ -64,7 +64,11 @@ def _alert_for(instance: dg.DagsterInstance, record: dg.EventLogRecord, ui_url: 
 def _partition(instance: dg.DagsterInstance, run_id: str) -> str | None:
     """The run's partition (with several Stripe accounts, its account), if it has one."""
     run = instance.get_run_by_id(run_id)
-    return run.tags.get("dagster/partition") if run else None
+    if run is None:
+        return None
+    first, last = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
+    ranged = None if first is None else (first if first == last else f"{first}...{last}")  # a backfill of several hours
+    return run.tags.get("dagster/partition") or ranged
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -26,7 +26,8 @@ from recon_pipeline.defs import account_of, per_account
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, diff_catalog, local_frame, local_price_frame, summarize_drift
 from recon_pipeline.reconcile.freshness import WINDOW_S, fresh, overdue
-from recon_pipeline.settings import Settings
+from recon_pipeline.repair.converge import not_sold_elsewhere
+from recon_pipeline.settings import DEFAULT_ACCOUNT, Settings
 from recon_pipeline.stripe_api import Snapshot, fetch_prices_snapshot, fetch_products_snapshot
 from recon_pipeline.sync.credentials import refusal
 
@@ -152,7 +153,7 @@ def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource, 
     record(catalog.engine(), bad)
     account = account_of(context)
     if account is not None:
-        rows = rows[rows["account"].astype(str) == account].reset_index(drop=True)
+        rows = rows[rows["account"].fillna(DEFAULT_ACCOUNT).astype(str) == account].reset_index(drop=True)
     frame = local_frame(rows)
     yield dg.Output(
         frame,
@@ -309,9 +310,11 @@ def catalog_drift(
     held, held_keys = quarantined_ids(engine), quarantined_lookup_keys(engine)
     stripe_products = stripe_products[~stripe_products["product_id"].isin(held)].reset_index(drop=True)
     stripe_prices = stripe_prices[~stripe_prices["product_id"].isin(held) & ~stripe_prices["lookup_key"].isin(held_keys)].reset_index(drop=True)
+    account = account_of(context)
+    if account is not None:  # several accounts: a product sold in another is not this one's orphan
+        stripe_products, stripe_prices = not_sold_elsewhere(stripe_products, stripe_prices, catalog.catalog().sold_elsewhere(account))
     drift = diff_catalog(local_products, stripe_products, local_prices, stripe_prices)
     summary = summarize_drift(drift, len(local_products), len(stripe_products))
-    account = account_of(context)
     named = {} if account is None else {"account": dg.MetadataValue.text(account)}
     yield dg.Output(drift, metadata={**drift_metadata(drift, summary), **named})
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.source import CatalogSource, price_rows, product_rows
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
-from recon_pipeline.settings import EMULATOR_API_KEY, Settings, global_rate_for, parse_accounts
+from recon_pipeline.settings import EMULATOR_API_KEY, Settings, StripeAccount, global_rate_for, parse_accounts
 from recon_pipeline.stripe_api import CredentialsRefused, RetryPolicy, StripeGateway, budget_for
 from recon_pipeline.sync.credentials import record_refusal, refusal
 
@@ -189,7 +189,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             timeout_s=settings.stripe_timeout_s,
             api_version=settings.stripe_api_version,
             budget_url=catalog_url,
-            accounts=",".join(f"{a.name}={a.connected_id or a.key_variable}" for a in settings.accounts) if settings.several_accounts else "",
+            accounts=",".join(f"{a.name}={a.connected_id or a.key_variable}" for a in settings.accounts) if settings.accounts != (StripeAccount(),) else "",
             rate_limit_set="RECON_STRIPE_RATE_LIMIT" in settings.set_in_env,
         ),
         "policy": ReconPolicy(

@@ -12,12 +12,13 @@ import json
 from dataclasses import dataclass
 
 import dagster as dg
+from stripe import StripeError
 
 from recon_pipeline.catalog import CatalogReadOnly
 from recon_pipeline.defs import run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.settings import Settings
-from recon_pipeline.stripe_api import CredentialsRefused
+from recon_pipeline.stripe_api import CredentialsRefused, error_text
 from recon_pipeline.sync.credentials import record_refusal, refusal
 from recon_pipeline.sync.inbox import InboxApplier, inbox_lag
 from recon_pipeline.sync.outbox import Backlog, backlog, drain, ready_count
@@ -219,6 +220,9 @@ def stripe_events_poller(context: dg.SensorEvaluationContext, catalog: CatalogRe
         except CredentialsRefused as error:
             record_refusal(engine, gateway, error)
             refusals.append(str(error))
+            continue
+        except StripeError as error:  # this account is down: the others are still polled
+            context.log.warning(f"polling the events of {name} failed ({error_text(error)}); its cursor stays for the next tick")
             continue
         cursors[name] = polled.cursor
         seen, stored = seen + polled.seen, stored + polled.stored

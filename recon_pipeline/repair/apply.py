@@ -290,7 +290,9 @@ class Repairer:
         return 1
 
     def _adopt_orphan(self, action: RepairAction) -> int:
-        adopt_from_stripe(self.catalog, [action.found.as_catalog_product(action.product_id)])
+        """The Stripe product becomes a catalog product, sold in the account it was found in."""
+        adopted = dataclasses.replace(action.found.as_catalog_product(action.product_id), account=self.gateway.account)
+        adopt_from_stripe(self.catalog, [adopted])
         return 0
 
     # -- the plan ---------------------------------------------------------------------------

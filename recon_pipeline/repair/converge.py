@@ -51,7 +51,8 @@ def read_sides(catalog: Catalog, gateway: StripeGateway, ids: Iterable[str] | No
     see `fetch_prices_of`). The catalog side is the products sold in that account."""
     if ids is None:
         local, local_prices = catalog.valid_frames(account=gateway.account)
-        return Sides(local, fetch_products_snapshot(gateway).frame, local_prices, fetch_prices_snapshot(gateway).frame)
+        stripe, stripe_prices = not_sold_elsewhere(fetch_products_snapshot(gateway).frame, fetch_prices_snapshot(gateway).frame, catalog.sold_elsewhere(gateway.account))
+        return Sides(local, stripe, local_prices, stripe_prices)
     # Only the account's own products: one sold in another account is never read or written here.
     elsewhere = {p for p, account in catalog.accounts_of(set(ids)).items() if account != gateway.account}
     wanted = sorted(set(ids) - elsewhere)
@@ -72,6 +73,17 @@ def read_sides(catalog: Catalog, gateway: StripeGateway, ids: Iterable[str] | No
         local_prices[~local_prices["product_id"].isin(skipped)].reset_index(drop=True),
         prices,
         {p: f"its prices could not be read: {unread[stripe_product_id(p)]}" for p in skipped},
+    )
+
+
+def not_sold_elsewhere(stripe: pd.DataFrame, stripe_prices: pd.DataFrame, elsewhere: set[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An account's Stripe products and prices without those of catalog products sold in another
+    account (a product that moved accounts, say): left alone there, never an orphan."""
+    if not elsewhere:
+        return stripe, stripe_prices
+    return (
+        stripe[~stripe["product_id"].isin(elsewhere)].reset_index(drop=True),
+        stripe_prices[~stripe_prices["product_id"].isin(elsewhere)].reset_index(drop=True),
     )
 
 

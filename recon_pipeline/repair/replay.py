@@ -8,6 +8,7 @@ reason and one more attempt counted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from recon_pipeline.catalog import Catalog
@@ -31,14 +32,25 @@ def _policy_for(action: str) -> OrphanPolicy:
     return {ARCHIVE_ORPHAN: OrphanPolicy.ARCHIVE, ADOPT_ORPHAN: OrphanPolicy.ADOPT}.get(action, OrphanPolicy.REPORT)
 
 
-def replay_dead_letters(catalog: Catalog, gateway: StripeGateway, ids: list[int] | None = None) -> list[Replayed]:
-    """Replay open dead letters (all, or the given ids); one result per letter."""
+def replay_dead_letters(catalog: Catalog, gateway: StripeGateway | Mapping[str, StripeGateway], ids: list[int] | None = None) -> list[Replayed]:
+    """Replay open dead letters (all, or the given ids); one result per letter. `gateway`: the
+    Stripe account, or each account's (by name): a letter is replayed in the account its product
+    is sold in (one the catalog no longer has, in the first)."""
+    gateways = gateway if isinstance(gateway, Mapping) else {gateway.account: gateway}
+    letters = list_dead_letters(catalog.engine, ids=ids)
+    sold_in = catalog.accounts_of([letter["product_id"] for letter in letters])
     results = []
-    for letter in list_dead_letters(catalog.engine, ids=ids):
+    for letter in letters:
         product_id = letter["product_id"]
+        account = sold_in.get(product_id, next(iter(gateways)))
+        if account not in gateways:
+            reason = f"product {product_id!r} is sold in the Stripe account {account!r}, which RECON_STRIPE_ACCOUNTS does not name"
+            still_failing(catalog.engine, letter["id"], reason)
+            results.append(Replayed(letter["id"], product_id, False, reason))
+            continue
         converged = converge(
             catalog,
-            gateway,
+            gateways[account],
             [product_id],
             orphan_policy=_policy_for(letter["action"]),
             source=WriteSource.REPLAY,

@@ -67,13 +67,14 @@ class CredentialsRefused(SettingsError):
     message quotes part of it).
     """
 
-    def __init__(self, error: stripe.StripeError, key_fingerprint: str | None = None):
+    def __init__(self, error: stripe.StripeError, key_fingerprint: str | None = None, account: str = DEFAULT_ACCOUNT):
         self.key_fingerprint = key_fingerprint  # which key (of which account) it was, never the key
         self.status = error.http_status
         self.code = getattr(error, "code", None) or ("authentication_error" if error.http_status == 401 else "permission_error")
         what = "the API key" if self.status == 401 else "what the API key may do"
+        where = "STRIPE_API_KEY" if account == DEFAULT_ACCOUNT else f"the key of Stripe account {account!r} (RECON_STRIPE_ACCOUNTS)"
         super().__init__(
-            f"Stripe refused {what} in STRIPE_API_KEY ({self.status} {self.code}); nothing is retried until STRIPE_API_KEY "
+            f"Stripe refused {what} in {where} ({self.status} {self.code}); nothing is retried with it until it "
             "changes: set a valid secret key (or grant a restricted key the products and prices permissions) and start again."
         )
 
@@ -166,8 +167,10 @@ class StripeGateway:
 
     @property
     def key_fingerprint(self) -> str:
-        """A short digest that tells API keys apart without being one (a refused key is remembered by it)."""
-        return hashlib.sha256(self._api_key.encode()).hexdigest()[:16]
+        """A short digest that tells API keys apart without being one (a refused key is remembered by
+        it); with a connected account, of the key and that account (the platform may still be let in)."""
+        who = self._api_key if self.stripe_account is None else f"{self._api_key}|{self.stripe_account}"
+        return hashlib.sha256(who.encode()).hexdigest()[:16]
 
     @property
     def stats(self) -> dict[str, float]:
@@ -191,7 +194,7 @@ class StripeGateway:
                 response = self._client.raw_request(method.lower(), path, **params)
                 return json.loads(response.body)
             except (stripe.AuthenticationError, stripe.PermissionError) as error:
-                raise CredentialsRefused(error, self.key_fingerprint) from None
+                raise CredentialsRefused(error, self.key_fingerprint, self.account) from None
             except stripe.StripeError as error:
                 if error.http_status == 429:
                     self._count("rate_limited")

@@ -84,12 +84,16 @@ class LocalBudget:
 
     def reserve(self, bucket: str, rate: float) -> float:
         with self._lock:
-            self._tats[bucket], wait = next_slot(self._tats.get(bucket), time.time(), rate, burst_for(rate))
+            self._tats[bucket], wait = next_slot(self._tats.get(bucket), time.monotonic(), rate, burst_for(rate))
         return wait
 
 
 class FileBudget:
-    """Buckets in a small JSON file, changed under an exclusive `flock`: every process of one machine."""
+    """Buckets in a small JSON file, changed under an exclusive `flock`: every process of one machine.
+
+    Times are the machine's monotonic clock (one for all its processes; a wall clock stepped
+    back by NTP would hold every request for the step). After a reboot it starts again low, and
+    `next_slot` forgets slots that far ahead."""
 
     shared = True
 
@@ -114,7 +118,7 @@ class FileBudget:
                 tats = json.loads(raw) if raw else {}
             except ValueError:
                 tats = {}  # a torn write from a killed process: start afresh, nothing else is lost
-            tats[bucket], wait = next_slot(tats.get(bucket), time.time(), rate, burst_for(rate))
+            tats[bucket], wait = next_slot(tats.get(bucket), time.monotonic(), rate, burst_for(rate))
             data = json.dumps(tats).encode()
             os.pwrite(fd, data, 0)
             os.ftruncate(fd, len(data))

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from recon_pipeline.catalog.schema import stripe_refusals
+from recon_pipeline.settings import DEFAULT_ACCOUNT
 from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway
 
 
@@ -35,7 +36,8 @@ def refusal(engine: Engine, gateway: StripeGateway) -> str | None:
     if row is None:
         return None
     what = "the API key" if row["status"] == 401 else "what the API key may do"
-    return f"Stripe refused {what} in STRIPE_API_KEY ({row['status']} {row['code']}) at {row['refused_at']:%Y-%m-%d %H:%M} UTC; nothing calls Stripe with it until STRIPE_API_KEY changes"
+    where = "STRIPE_API_KEY" if gateway.account == DEFAULT_ACCOUNT else f"the key of Stripe account {gateway.account!r}"
+    return f"Stripe refused {what} in {where} ({row['status']} {row['code']}) at {row['refused_at']:%Y-%m-%d %H:%M} UTC; nothing calls Stripe with it until it changes"
 
 
 def check_key(engine: Engine, gateway: StripeGateway) -> None:

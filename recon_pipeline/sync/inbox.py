@@ -304,7 +304,7 @@ class InboxApplier:
         """Apply one event from the Stripe `account`. With several accounts, an event about a
         product sold in another account (or in none configured) is ignored, with that reason."""
         self.account = account  # a product adopted from this event is sold there
-        if len(self.gateways) > 1 or account != DEFAULT_ACCOUNT:
+        if self.gateways:  # the event's own account's gateway, or none (then it is ignored below)
             self.gateway = self.gateways.get(account)
             elsewhere = self._sold_elsewhere(event, account)
             if elsewhere:
