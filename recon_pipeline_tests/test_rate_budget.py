@@ -82,7 +82,7 @@ def test_processes_taking_slots_at_once_keep_to_one_rate(empty_database: str):
             conn.execute(update(rate_budget).values(tat=rate_budget.c.tat + 10_000))
     else:
         assert isinstance(budget, FileBudget)
-        budget.path.write_text(json.dumps({"default *": time.time() + 10_000}))
+        budget.path.write_text(json.dumps({"default *": time.monotonic() + 10_000}))  # the file keeps the monotonic clock
     assert budget.reserve("default *", rate) == 0.0
 
 
