@@ -226,11 +226,9 @@ class Settings:
         """More than one account: the per-account assets are partitioned by `account`."""
         return len(self.accounts) > 1
 
-    def global_rate_for(self, api_key: str) -> float:
-        """An account's global limit: RECON_STRIPE_RATE_LIMIT if set (or, for STRIPE_API_KEY's
-        account, `global_rate` as configured), else Stripe's for its kind of key."""
-        same = "RECON_STRIPE_RATE_LIMIT" in self.set_in_env or api_key == self.stripe_api_key
-        return self.global_rate if same else global_rate_for(api_key)
+    def key_and_rate(self, account: StripeAccount) -> tuple[str, float]:
+        """An account's key and global limit (see `account_key_and_rate`)."""
+        return account_key_and_rate(account, self.stripe_api_key, self.global_rate, "RECON_STRIPE_RATE_LIMIT" in self.set_in_env)
 
     def account(self, name: str) -> StripeAccount:
         """The account of that name; a name not in RECON_STRIPE_ACCOUNTS is refused, naming those that are."""
@@ -330,6 +328,14 @@ def _accounts(env: Mapping[str, str], emulator: bool) -> tuple[StripeAccount, ..
 def global_rate_for(api_key: str) -> float:
     """Stripe's global limit for an account with this key: 100 requests/s live, 25 in a sandbox."""
     return LIVE_GLOBAL_RATE if api_key.startswith(("sk_live_", "rk_live_")) else SANDBOX_GLOBAL_RATE
+
+
+def account_key_and_rate(account: StripeAccount, stripe_api_key: str, global_rate: float, rate_limit_set: bool) -> tuple[str, float]:
+    """An account's key (STRIPE_API_KEY's, for it and its connected accounts; else read from its
+    variable now) and its global limit: `global_rate` (RECON_STRIPE_RATE_LIMIT, or derived from
+    STRIPE_API_KEY) when set or when the key is STRIPE_API_KEY's, else Stripe's for its kind of key."""
+    api_key = stripe_api_key if account.key_variable == "STRIPE_API_KEY" else account.api_key()
+    return api_key, global_rate if rate_limit_set or api_key == stripe_api_key else global_rate_for(api_key)
 
 
 def environment_for_children(**overrides: str) -> dict[str, str]:

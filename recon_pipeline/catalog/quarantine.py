@@ -138,12 +138,19 @@ def split_valid(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[dict[str, Any]]]
     return rows.iloc[keep].reset_index(drop=True), bad
 
 
+def sold_in(rows: pd.DataFrame) -> pd.Series:
+    """Each product row's Stripe account: its `account`, or the default one where it names none."""
+    if "account" not in rows:
+        return pd.Series(DEFAULT_ACCOUNT, index=rows.index, dtype=object)
+    return rows["account"].fillna(DEFAULT_ACCOUNT).astype(str)
+
+
 def split_accounts(rows: pd.DataFrame, accounts: list[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """(the product rows sold in one of `accounts`, [{product_id, reason, row}] for those sold in another).
 
     A product of an account RECON_STRIPE_ACCOUNTS does not name has nowhere to be synced: it is
     quarantined with that reason, never written to another account."""
-    account = rows["account"].fillna(DEFAULT_ACCOUNT).astype(str) if "account" in rows else pd.Series(DEFAULT_ACCOUNT, index=rows.index)
+    account = sold_in(rows)
     elsewhere = ~account.isin(accounts)
     bad = [
         {

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from recon_pipeline.catalog.prices import CatalogPrice, InvalidPrice, default_lookup_key, validate_price
 from recon_pipeline.catalog.products import CatalogProduct, validate_product
+from recon_pipeline.catalog.quarantine import sold_in
 from recon_pipeline.catalog.schema import prices as price_table
 from recon_pipeline.catalog.schema import products
 from recon_pipeline.catalog.source import DEFAULTS, PRICE_DEFAULTS, PRICE_FIELDS, CatalogSource, CatalogSourceError
@@ -255,20 +256,19 @@ class Catalog:
         """The ids of the products sold in another Stripe account than `account`: in that account's
         Stripe they are neither ours to write nor orphans to archive or adopt."""
         frame = self.rows()
-        sold_in = frame["account"].fillna(DEFAULTS["account"]).astype(str)
-        return set(frame.loc[frame["id"].notna() & (sold_in != account), "id"].astype(str))
+        return set(frame.loc[frame["id"].notna() & (sold_in(frame) != account), "id"].astype(str))
 
     def accounts_of(self, ids: Iterable[str]) -> dict[str, str]:
         """{product id: the Stripe account it is sold in} for those of the ids the catalog has."""
         frame = self.rows([str(i) for i in ids])
         frame = frame[frame["id"].notna()]
-        return dict(zip(frame["id"].astype(str), frame["account"].fillna(DEFAULTS["account"]).astype(str), strict=True))
+        return dict(zip(frame["id"].astype(str), sold_in(frame), strict=True))
 
 
 def of_account(rows: pd.DataFrame, price_rows: pd.DataFrame, account: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Catalog product rows and price rows of one Stripe account (None: all of them)."""
     if account is None:
         return rows, price_rows
-    mine = rows[rows["account"].fillna(DEFAULTS["account"]).astype(str) == account].reset_index(drop=True)
+    mine = rows[sold_in(rows) == account].reset_index(drop=True)
     ids = set(mine["id"].dropna().astype(str))
     return mine, price_rows[price_rows["product_id"].astype(str).isin(ids)].reset_index(drop=True)

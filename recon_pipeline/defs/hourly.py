@@ -22,7 +22,7 @@ import dagster as dg
 import pandas as pd
 
 from recon_pipeline.backfill import beyond_retention, catalog_changes, hour_key, recover_events, touched_products
-from recon_pipeline.defs import run_id_of
+from recon_pipeline.defs import accounts_partitions, run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import DRIFT_COLUMNS
 from recon_pipeline.repair import APPLIED, DEAD_LETTER, WriteSource, converge, full_drift, read_sides
@@ -63,9 +63,8 @@ def hourly_partitions(start: str) -> dg.HourlyPartitionsDefinition:
 def hourly_partitions_of(settings: Settings) -> dg.PartitionsDefinition:
     """The hours; with several Stripe accounts, account x hour (each account's hours backfilled on their own)."""
     hours = hourly_partitions(settings.partitions_start)
-    if not settings.several_accounts:
-        return hours
-    return dg.MultiPartitionsDefinition({ACCOUNT_DIMENSION: dg.StaticPartitionsDefinition(settings.account_names), HOUR_DIMENSION: hours})
+    accounts = accounts_partitions(settings.account_names)
+    return hours if accounts is None else dg.MultiPartitionsDefinition({ACCOUNT_DIMENSION: accounts, HOUR_DIMENSION: hours})
 
 
 def build_defs(settings: Settings) -> dg.Definitions:

@@ -21,13 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import pandas as pd
 
-from recon_pipeline.catalog.quarantine import PRICE, quarantined_ids, quarantined_lookup_keys, record, split_accounts, split_valid, split_valid_prices
+from recon_pipeline.catalog.quarantine import PRICE, quarantined_ids, quarantined_lookup_keys, record, sold_in, split_accounts, split_valid, split_valid_prices
 from recon_pipeline.defs import account_of, per_account
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, diff_catalog, local_frame, local_price_frame, summarize_drift
 from recon_pipeline.reconcile.freshness import WINDOW_S, fresh, overdue
 from recon_pipeline.repair.converge import not_sold_elsewhere
-from recon_pipeline.settings import DEFAULT_ACCOUNT, Settings
+from recon_pipeline.settings import Settings
 from recon_pipeline.stripe_api import Snapshot, fetch_prices_snapshot, fetch_products_snapshot
 from recon_pipeline.sync.credentials import refusal
 
@@ -153,7 +153,7 @@ def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource, 
     record(catalog.engine(), bad)
     account = account_of(context)
     if account is not None:
-        rows = rows[rows["account"].fillna(DEFAULT_ACCOUNT).astype(str) == account].reset_index(drop=True)
+        rows = rows[sold_in(rows) == account].reset_index(drop=True)
     frame = local_frame(rows)
     yield dg.Output(
         frame,

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.source import CatalogSource, price_rows, product_rows
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
-from recon_pipeline.settings import EMULATOR_API_KEY, Settings, StripeAccount, global_rate_for, parse_accounts
+from recon_pipeline.settings import EMULATOR_API_KEY, Settings, StripeAccount, account_key_and_rate, parse_accounts
 from recon_pipeline.stripe_api import CredentialsRefused, RetryPolicy, StripeGateway, budget_for
 from recon_pipeline.sync.credentials import record_refusal, refusal
 
@@ -77,11 +77,11 @@ class StripeResource(dg.ConfigurableResource):
         if self._gateways is None:
             self._gateways = {}
             for account in parse_accounts(self.accounts or None, None, emulator=self.api_key == EMULATOR_API_KEY):
-                api_key = self.api_key if account.key_variable == "STRIPE_API_KEY" else account.api_key()
+                api_key, global_rate = account_key_and_rate(account, self.api_key, self.global_rate, self.rate_limit_set)
                 self._gateways[account.name] = StripeGateway(
                     api_key=api_key,
                     api_base=self.api_base,
-                    global_rate=self.global_rate if self.rate_limit_set or api_key == self.api_key else global_rate_for(api_key),
+                    global_rate=global_rate,
                     endpoint_rate=self.endpoint_rate,
                     retry=RetryPolicy(max_attempts=self.max_attempts),
                     timeout=self.timeout_s,

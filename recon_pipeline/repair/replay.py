@@ -17,7 +17,7 @@ from recon_pipeline.repair.apply import WriteSource
 from recon_pipeline.repair.converge import converge
 from recon_pipeline.repair.dead_letters import list_dead_letters, resolve, still_failing
 from recon_pipeline.repair.plan import ADOPT_ORPHAN, ARCHIVE_ORPHAN
-from recon_pipeline.stripe_api import StripeGateway
+from recon_pipeline.stripe_api import StripeGateway, by_name
 
 
 @dataclass
@@ -36,7 +36,7 @@ def replay_dead_letters(catalog: Catalog, gateway: StripeGateway | Mapping[str, 
     """Replay open dead letters (all, or the given ids); one result per letter. `gateway`: the
     Stripe account, or each account's (by name): a letter is replayed in the account its product
     is sold in (one the catalog no longer has, in the first)."""
-    gateways = gateway if isinstance(gateway, Mapping) else {gateway.account: gateway}
+    gateways = by_name(gateway)
     letters = list_dead_letters(catalog.engine, ids=ids)
     sold_in = catalog.accounts_of([letter["product_id"] for letter in letters])
     results = []

@@ -144,11 +144,11 @@ class StripeGateway:
         otherwise; the bundled emulator by default), at its limits, in the budget shared by every
         process using the same catalog."""
         chosen = settings.account(account) if account else settings.accounts[0]
-        api_key = settings.stripe_api_key if chosen.key_variable == "STRIPE_API_KEY" else chosen.api_key()
+        api_key, global_rate = settings.key_and_rate(chosen)
         return cls(
             api_key=api_key,
             api_base=settings.stripe_api_base,
-            global_rate=settings.global_rate_for(api_key),
+            global_rate=global_rate,
             endpoint_rate=settings.endpoint_rate,
             timeout=settings.stripe_timeout_s,
             api_version=settings.stripe_api_version,
@@ -217,6 +217,11 @@ class StripeGateway:
             if not page.get("has_more") or not page["data"]:
                 return
             params["starting_after"] = page["data"][-1]["id"]
+
+
+def by_name(gateway: StripeGateway | Mapping[str, StripeGateway]) -> dict[str, StripeGateway]:
+    """One gateway, or each account's: as {account name: gateway}."""
+    return dict(gateway) if isinstance(gateway, Mapping) else {gateway.account: gateway}
 
 
 def error_text(exc: stripe.StripeError) -> str:

@@ -76,8 +76,6 @@ class Budget(Protocol):
 class LocalBudget:
     """Buckets in this process's memory (threads share them; other processes do not)."""
 
-    shared = False
-
     def __init__(self) -> None:
         self._tats: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -94,8 +92,6 @@ class FileBudget:
     Times are the machine's monotonic clock (one for all its processes; a wall clock stepped
     back by NTP would hold every request for the step). After a reboot it starts again low, and
     `next_slot` forgets slots that far ahead."""
-
-    shared = True
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -154,8 +150,6 @@ class SqlBudget:
     a request or two go early once. Elsewhere it is one short transaction: lock the row, read
     it and the database's clock, write the new `tat`.
     """
-
-    shared = True
 
     def __init__(self, engine: Engine) -> None:
         dialect = engine.dialect.name

@@ -56,7 +56,7 @@ from recon_pipeline.reconcile.frames import (
 )
 from recon_pipeline.repair.plan import desired_from_row, price_from_row
 from recon_pipeline.settings import DEFAULT_ACCOUNT
-from recon_pipeline.stripe_api import StripeGateway, error_text
+from recon_pipeline.stripe_api import StripeGateway, by_name, error_text
 from recon_pipeline.sync import audit as audit_trail
 
 OWNED_FIELDS = COMPARED_FIELDS
@@ -253,7 +253,7 @@ class InboxApplier:
         if self.price_orphan_policy is OrphanPolicy.ADOPT:
             catalog.require_writable("RECON_PRICE_ORPHAN_POLICY=adopt (use report)")
         # Each account's gateway (by name): an event's prices are fetched from the account it came from.
-        self.gateways: dict[str, StripeGateway] = dict(gateway) if isinstance(gateway, Mapping) else ({gateway.account: gateway} if gateway else {})
+        self.gateways = by_name(gateway) if gateway is not None else {}
         self.gateway: StripeGateway | None = next(iter(self.gateways.values()), None)
         self.account = DEFAULT_ACCOUNT
 

@@ -30,7 +30,7 @@ from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.schema import OutboxStatus, outbox
 from recon_pipeline.repair import WriteSource, converge
 from recon_pipeline.repair.dead_letters import record_dead_letter
-from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway, error_text
+from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway, by_name, error_text
 from recon_pipeline.sync.credentials import record_refusal
 
 CLAIM_LOCK = 727_274  # any constant: the advisory lock that serializes claims on PostgreSQL
@@ -164,7 +164,7 @@ def drain(
 
     `gateway`: the one Stripe account, or one gateway per account (by name): each product is
     pushed to the account the catalog sells it in, and only there."""
-    gateways = gateway if isinstance(gateway, Mapping) else {gateway.account: gateway}
+    gateways = by_name(gateway)
     engine = catalog.engine
     worker = worker or worker_id()
     policy = policy or OutboxPolicy()

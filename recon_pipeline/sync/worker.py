@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from recon_pipeline.backoff import Backoff
 from recon_pipeline.catalog import Catalog
-from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway
+from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway, by_name
 from recon_pipeline.sync.credentials import record_refusal
 from recon_pipeline.sync.inbox import InboxApplier
 from recon_pipeline.sync.outbox import backlog, drain, release_claims
@@ -74,8 +74,7 @@ def run_worker(
             pushed = drain(catalog, gateway, worker=name, concurrency=concurrency, batch_size=batch_size)
             applied = applier.apply_pending()
         except CredentialsRefused as refused:
-            first = next(iter(gateway.values())) if isinstance(gateway, Mapping) else gateway
-            record_refusal(engine, first, refused)  # by the refused key's own fingerprint, whichever account's it is
+            record_refusal(engine, next(iter(by_name(gateway).values())), refused)  # by the refused key's own fingerprint, whichever account's it is
             waiting = backlog(engine)
             say(f"{refused} ({waiting.depth + waiting.in_flight} changes wait in the outbox; nothing is lost)")
             totals.refused = str(refused)
