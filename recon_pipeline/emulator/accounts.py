@@ -22,6 +22,9 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
+from recon_pipeline.emulator.app import _json, api_key_of
+from recon_pipeline.emulator.errors import StripeApiError
+
 ACCOUNT_ID = re.compile(r"acct_[A-Za-z0-9_]{1,64}")
 OWN_ACCOUNT = "acct_emulator"
 _KEY_ACCOUNT = re.compile(r"^(?:sk|rk)_test_(acct_[A-Za-z0-9_]{1,64})$")
@@ -33,8 +36,6 @@ def account_of(headers: dict[bytes, bytes]) -> tuple[str, bool]:
     connected = headers.get(b"stripe-account", b"").decode("latin-1").strip()
     if connected:
         return connected, True
-    from recon_pipeline.emulator.app import api_key_of
-
     match = _KEY_ACCOUNT.match(api_key_of(headers.get(b"authorization", b"").decode("latin-1")))
     return (match.group(1), False) if match else (OWN_ACCOUNT, False)
 
@@ -50,8 +51,9 @@ def state_path_of(path: str | None, account: str) -> str | None:
 class AccountRouter:
     """An ASGI app handing each request to its account's emulator app (made on first use)."""
 
-    def __init__(self, own: Starlette, make: Callable[[str, bool], Starlette]):
+    def __init__(self, own: Starlette, make: Callable[[str, bool], Starlette], states: list | None = None):
         self.apps: dict[str, Starlette] = {OWN_ACCOUNT: own}
+        self.states = states if states is not None else []  # every account's EmulatorState, for closing
         self._make = make
         self._lock = threading.Lock()
 
@@ -69,9 +71,6 @@ class AccountRouter:
             return
         account, connected = account_of(dict(scope["headers"]))
         if not ACCOUNT_ID.fullmatch(account):
-            from recon_pipeline.emulator.app import _json
-            from recon_pipeline.emulator.errors import StripeApiError
-
             error = StripeApiError(400, f"The Stripe-Account header {account!r} is not an account id (acct_...).", code="account_invalid")
             await _json(error.status, error.body())(scope, receive, send)
             return

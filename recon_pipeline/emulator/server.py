@@ -24,9 +24,7 @@ def create_emulator(state: EmulatorState, faults: Faults, validate_responses: bo
         states.append(other)
         return create_app(other, Faults(), validate_responses, connected_id=account if connected else None)
 
-    router = AccountRouter(create_app(state, faults, validate_responses), make)
-    router.states = states  # type: ignore[attr-defined]
-    return router
+    return AccountRouter(create_app(state, faults, validate_responses), make, states)
 
 
 def _config(app, host: str, port: int, log_level: str) -> uvicorn.Config:
@@ -39,7 +37,7 @@ def serve(host: str = "127.0.0.1", port: int = 12111, state_path: str | None = N
     try:
         uvicorn.Server(_config(router, host, port, log_level)).run()
     finally:
-        for state in router.states:  # type: ignore[attr-defined]
+        for state in router.states:
             state.close()
 
 
