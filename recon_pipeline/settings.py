@@ -427,13 +427,35 @@ def _partition_start(env: Mapping[str, str]) -> str:
     return raw
 
 
+# A cron field: `*`, a number or name, a range, a step, or a list of them; with each field's bounds.
+_CRON_FIELDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_NAMES = {3: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 4: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]}
+_CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+
+
+def is_cron(text: str) -> bool:
+    """Whether `text` is a five-field cron schedule that Dagster's scheduler takes (names for months and weekdays allowed)."""
+    fields = text.split()
+    if len(fields) != 5:
+        return False
+    for index, (field_text, (low, high)) in enumerate(zip(fields, _CRON_FIELDS, strict=True)):
+        names = _CRON_NAMES.get(index, [])
+        for part in field_text.lower().split(","):
+            match = _CRON_PART.match(part)
+            if match is None or match.group(4) == "0":
+                return False
+            for value in filter(None, match.group(2, 3)):
+                number = names.index(value) + (1 if index == 3 else 0) if value in names else int(value) if value.isdigit() else -1
+                if not low <= number <= high:
+                    return False
+    return True
+
+
 def _cron(env: Mapping[str, str]) -> str:
     raw = _text(env, "RECON_RECONCILE_CRON")
     if raw is None:
         return DEFAULT_RECONCILE_CRON
-    from dagster._utils.schedules import is_valid_cron_string
-
-    if not is_valid_cron_string(raw):
+    if not is_cron(raw):
         raise SettingsError(f"RECON_RECONCILE_CRON={raw!r} is not a cron schedule; use five fields, e.g. {DEFAULT_RECONCILE_CRON!r} (hourly).")
     return raw
 

@@ -40,7 +40,7 @@ def test_definitions_load_with_the_public_names():
     assert any(name.startswith("catalog_drift.") and "fresh" in name for name in checks)
     assert {job.name for job in repository.get_all_jobs() if not job.name.startswith("__")} >= {"reconcile_catalog", "repair_catalog", "drain_outbox", "apply_inbox", "backfill_hours"}
     assert {s.name for s in repository.schedule_defs} == {"reconcile_hourly", "changes_hourly"}
-    assert {s.name for s in repository.sensor_defs} == {"drift_repair_sensor", "alert_sensor", "freshness_checks_sensor", "outbox_sensor", "stripe_events_poller"}
+    assert {s.name for s in repository.sensor_defs} == {"drift_repair_sensor", "alert_sensor", "run_failure_alert_sensor", "freshness_checks_sensor", "outbox_sensor", "stripe_events_poller"}
     assert repository.get_schedule_def("reconcile_hourly").cron_schedule == "0 * * * *"
 
 

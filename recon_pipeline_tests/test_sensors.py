@@ -12,7 +12,7 @@ import pytest
 
 from recon_pipeline.catalog import Catalog, make_engine
 from recon_pipeline.definitions import build_defs
-from recon_pipeline.defs.alerts import alert_sensor
+from recon_pipeline.defs.alerts import alert_sensor, run_failure_alert_sensor
 from recon_pipeline.defs.repair import drift_repair_sensor
 from recon_pipeline.defs.resources import AlertsResource, ReconPolicy
 from recon_pipeline.demo import plan_demo, seed_demo
@@ -78,12 +78,42 @@ def test_alert_sensor_posts_each_failure_once(drifted_instance):
         context = dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": alerts})
         alert_sensor(context)
         assert len(receiver.received) == 1
-        # A run failing for another reason is alerted as a run.
+
+
+def _run_failure_tick(instance: dg.DagsterInstance, alerts: AlertsResource, cursor: str | None) -> tuple[dg.SensorExecutionData, str | None]:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": alerts})
+    return run_failure_alert_sensor.evaluate_tick(context), context.cursor
+
+
+def test_failed_runs_are_alerted_once_by_dagsters_run_failure_sensor(drifted_instance):
+    instance, _ = drifted_instance
+    with AlertReceiver() as receiver:
+        alerts = AlertsResource(webhook_url=receiver.url, ui_url="http://127.0.0.1:3000")
+        _, cursor = _run_failure_tick(instance, alerts, None)  # Dagster's sensor starts from now
+        assert receiver.received == []
+        # A run failing for another reason than its checks is alerted as a run, with the step's reason.
         broken = run_job("apply_inbox", {"ops": {"inbox_apply": {"config": {"conflict_policy": "whoever"}}}}, instance=instance)
         assert not broken.success
+        _, cursor = _run_failure_tick(instance, alerts, cursor)
+        assert [(a["kind"], a["job"], a["run_id"]) for a in receiver.received] == [("run_failed", "apply_inbox", broken.run_id)]
+        assert "): inbox_apply: conflict_policy='whoever' is not one of" in receiver.received[0]["text"]
+        # Once: the next tick posts nothing; a run that failed only its blocking check is the check's alert.
+        run_job("reconcile_catalog", instance=instance)
+        _, cursor = _run_failure_tick(instance, alerts, cursor)
+        assert len(receiver.received) == 1
+
+
+def test_a_webhook_that_does_not_take_a_check_alert_gets_it_next_tick_and_no_tick_sleeps(drifted_instance):
+    instance, _ = drifted_instance
+    with AlertReceiver(fail_first=1) as receiver:
+        alerts = AlertsResource(webhook_url=receiver.url)
+        context = dg.build_sensor_context(instance=instance, resources={"alerts": alerts})
+        started = time.monotonic()
+        alert_sensor(context)
+        assert time.monotonic() - started < 5  # one attempt, no backoff inside the tick
+        assert receiver.received == []
         alert_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": alerts}))
-        assert [(a["kind"], a["job"]) for a in receiver.received[1:]] == [("run_failed", "apply_inbox")]
-        assert "failed (" in receiver.received[1]["text"] and "): inbox_apply: conflict_policy='whoever' is not one of" in receiver.received[1]["text"]
+        assert [a.get("check") for a in receiver.received] == ["drift_rate_below_threshold"]
 
 
 def test_alert_sensor_without_a_webhook_only_logs(drifted_instance):
@@ -91,28 +121,42 @@ def test_alert_sensor_without_a_webhook_only_logs(drifted_instance):
     context = dg.build_sensor_context(instance=instance, resources={"alerts": AlertsResource(webhook_url="")})
     result = alert_sensor(context)
     assert isinstance(result, dg.SkipReason)
-    assert "checks" in context.cursor
+    assert "RUN_FAILURE" in context.cursor
 
 
-def test_a_fresh_install_is_not_overdue_until_its_first_reconciliation_is_late(dagster_home):
-    from recon_pipeline.defs.reconciliation import FRESHNESS_CHECK, freshness_checks_sensor
+def test_catalog_drift_freshness_is_dagsters_own_check_and_sensor(tmp_path: Path, emulator, dagster_home, monkeypatch):
+    from recon_pipeline.defs.reconciliation import FRESHNESS_CHECK, catalog_drift, drift_freshness_checks, freshness_checks_sensor
 
+    monkeypatch.setenv("RECON_CATALOG_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
+    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
+    seed_priced(Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}"), ["sku_1"])
+    defs = build_defs()
     with dg.DagsterInstance.get() as instance:
-        first = dg.build_sensor_context(instance=instance)
-        assert isinstance(freshness_checks_sensor(first), dg.SkipReason)  # just started: nothing is late yet
-        three_hours_ago = json.dumps({"since": time.time() - 3 * 3600})
-        late = dg.build_sensor_context(instance=instance, cursor=three_hours_ago)
-        request = freshness_checks_sensor(late)
-        assert isinstance(request, dg.RunRequest) and list(request.asset_check_keys or []) == [FRESHNESS_CHECK]
-        # Once per overdue spell: the check has said it; the next tick waits for a reconciliation.
-        again = dg.build_sensor_context(instance=instance, cursor=late.cursor)
-        assert isinstance(freshness_checks_sensor(again), dg.SkipReason)
+        # Never evaluated: Dagster's sensor asks for the check, and it fails (never materialized).
+        request = freshness_checks_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs)).run_requests
+        assert request and list(request[0].asset_check_keys or []) == [FRESHNESS_CHECK]
+        checks_only = dg.AssetSelection.checks(FRESHNESS_CHECK)
+        first = dg.materialize([dg.AssetSpec(catalog_drift.key), *drift_freshness_checks], selection=checks_only, instance=instance, raise_on_error=False)
+        [evaluation] = first.get_asset_check_evaluations()
+        assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
+        # After a reconciliation (drift found or not, catalog_drift was materialized) it passes.
+        run_job("reconcile_catalog", instance=instance)
+        again = dg.materialize([dg.AssetSpec(catalog_drift.key), *drift_freshness_checks], selection=checks_only, instance=instance)
+        assert [e.passed for e in again.get_asset_check_evaluations()] == [True]
 
 
-def test_the_freshness_arithmetic():
-    from recon_pipeline.reconcile.freshness import fresh, overdue
+def test_a_fresh_install_is_alerted_of_freshness_only_when_its_first_reconciliation_is_late(dagster_home):
+    from recon_pipeline.defs.reconciliation import FRESHNESS_CHECK, catalog_drift, drift_freshness_checks
 
-    hour = 3600.0
-    assert not overdue(None, watching_since=0, now=hour) and overdue(None, watching_since=0, now=3 * hour)
-    assert not overdue(10 * hour, watching_since=0, now=11 * hour) and overdue(10 * hour, watching_since=0, now=12.5 * hour)
-    assert fresh(10 * hour, now=11 * hour) and not fresh(None, now=hour) and not fresh(0, now=3 * hour)
+    with AlertReceiver() as receiver, dg.DagsterInstance.get() as instance:
+        alerts = AlertsResource(webhook_url=receiver.url)
+        checks_only = dg.AssetSelection.checks(FRESHNESS_CHECK)
+        dg.materialize([dg.AssetSpec(catalog_drift.key), *drift_freshness_checks], selection=checks_only, instance=instance)
+        context = dg.build_sensor_context(instance=instance, resources={"alerts": alerts})
+        alert_sensor(context)
+        assert receiver.received == []  # never materialized, and the watch just began
+        state = json.loads(context.cursor)
+        assert [held["check"] for held in state["held"]] == ["freshness_check"]
+        three_hours_ago = json.dumps({**state, "since": time.time() - 3 * 3600})
+        alert_sensor(dg.build_sensor_context(instance=instance, cursor=three_hours_ago, resources={"alerts": alerts}))
+        assert [(a["kind"], a["check"]) for a in receiver.received] == [("asset_check_failed", "freshness_check")]

@@ -5,16 +5,31 @@ One module per domain (reconciliation, repair, sync, hourly, alerts), each with 
 rule lives here: assets, checks and sensors ask the logic layer and report what it says.
 """
 
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 import dagster as dg
-from dagster._core.errors import DagsterInvalidPropertyError
 
 
 def run_id_of(context: dg.AssetExecutionContext) -> str | None:
     """The run's id for the ledger, or None when the asset is called directly (tests)."""
     try:
         return context.run.run_id
-    except DagsterInvalidPropertyError:
+    except dg.DagsterError:  # invoked directly: there is no run
         return None
+
+
+@contextlib.contextmanager
+def chosen_dagster_mechanisms() -> Iterator[None]:
+    """Dagster mechanisms this project uses on purpose although Dagster 1.13 marks them beta or
+    superseded: freshness checks with their sensor (they produce asset checks, which alerting
+    and the UI's checks tab already show) and single-run backfills of the hourly assets.
+    Their warnings say nothing a user can act on, so they are silenced here, where each is used."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.SupersessionWarning)
+        yield
 
 
 def account_of(context: dg.AssetExecutionContext) -> str | None:

@@ -1,69 +1,39 @@
 """Alerts: failed asset checks and failed runs, posted once each to ALERT_WEBHOOK_URL.
 
-`alert_sensor` runs by default (`make dev` / the daemon); stop it from the UI's Automation
-page. The payloads and their delivery are `recon_pipeline.alerts`.
-"""
+Two sensors, both running by default (`make dev` / the daemon; stop them from the UI's
+Automation page), both on Dagster's public APIs only:
 
+- `alert_sensor`: every failed asset check (ERROR and WARN) of every run that finished since
+  its cursor (run-status records, then the run's own check evaluations).
+- `run_failure_alert_sensor`: Dagster's run-failure sensor, for runs of this code location.
+
+A tick makes one delivery attempt per alert with a short timeout and never sleeps: a check
+alert the webhook did not take stays ahead of the cursor and is tried again next tick; a run
+alert that was not taken fails the tick (shown on the sensor's page). The payloads and their
+delivery are `recon_pipeline.alerts`.
+"""
 
 import json
 import re
 import time
 
 import dagster as dg
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
 
 from recon_pipeline.alerts import check_alert, failure_already_alerted, post_alert, run_alert
+from recon_pipeline.defs.reconciliation import DRIFT_FRESHNESS, FRESHNESS_CHECK
 from recon_pipeline.defs.resources import AlertsResource
 from recon_pipeline.settings import Settings
 
 # On the very first evaluation, look back this far rather than alerting on all history.
 FIRST_LOOKBACK_S = 3600
 BATCH = 100
+# One attempt per alert and tick: a tick has 60 s, and the next tick is the retry.
+DELIVERY_TIMEOUT_S = 5.0
+FINISHED = (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE)
 
 
-def _step_errors(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str, str]]:
-    """(step, error class, message) of each failed step of a run."""
-    found = []
-    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-        event = entry.dagster_event
-        error = getattr(event.event_specific_data, "error", None) if event else None
-        name = getattr(error, "cls_name", "") or ""
-        message = (getattr(error, "message", "") or "").strip()
-        found.append((entry.step_key or "?", name, re.sub(rf"^[\w.]*{re.escape(name)}: ", "", message) if name else message))
-    return found
-
-
-def _alert_for(instance: dg.DagsterInstance, record: dg.EventLogRecord, ui_url: str) -> dict | None:
-    """The alert for one event record, or None when it is not a failure (or already alerted)."""
-    entry = record.event_log_entry
-    event = entry.dagster_event
-    if event is None:
-        return None
-    if event.event_type == dg.DagsterEventType.RUN_FAILURE:
-        steps = _step_errors(instance, entry.run_id)
-        if failure_already_alerted([error for _, error, _ in steps]):
-            return None
-        # What a person can act on: the failed step's own message, not just "steps failed".
-        reason = "; ".join(f"{step}: {message.splitlines()[0]}" for step, _, message in steps if message) or event.message or None
-        return run_alert(entry.run_id, event.job_name or "?", reason, ui_url, _partition(instance, entry.run_id))
-    evaluation = event.event_specific_data
-    if isinstance(evaluation, AssetCheckEvaluation) and not evaluation.passed:
-        return check_alert(
-            asset=evaluation.asset_key.to_user_string(),
-            check=evaluation.check_name,
-            severity=evaluation.severity.value,
-            description=evaluation.description,
-            metadata=evaluation.metadata,
-            run_id=entry.run_id,
-            base_url=ui_url,
-            partition=_partition(instance, entry.run_id),
-        )
-    return None
-
-
-def _partition(instance: dg.DagsterInstance, run_id: str) -> str | None:
+def _partition(run: dg.DagsterRun | None) -> str | None:
     """The run's partition (with several Stripe accounts, its account), if it has one."""
-    run = instance.get_run_by_id(run_id)
     if run is None:
         return None
     first, last = run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")
@@ -71,66 +41,134 @@ def _partition(instance: dg.DagsterInstance, run_id: str) -> str | None:
     return run.tags.get("dagster/partition") or ranged
 
 
+def _check_alerts(instance: dg.DagsterInstance, run_id: str, ui_url: str) -> list[dict]:
+    """An alert for each failed asset check evaluated in the run, in the order they were evaluated."""
+    run = instance.get_run_by_id(run_id)
+    alerts = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+        if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.passed:
+            continue
+        alerts.append(
+            check_alert(
+                asset=evaluation.asset_key.to_user_string(),
+                check=evaluation.check_name,
+                severity=evaluation.severity.value,
+                description=evaluation.description,
+                metadata=evaluation.metadata,
+                run_id=run_id,
+                base_url=ui_url,
+                partition=_partition(run),
+            )
+        )
+    return alerts
+
+
+def _never_reconciled(instance: dg.DagsterInstance, payload: dict) -> bool:
+    """A freshness failure of an asset never materialized: a fresh install, not yet late."""
+    return payload["check"] == FRESHNESS_CHECK.name and instance.get_latest_materialization_event(dg.AssetKey.from_user_string(payload["asset"])) is None
+
+
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
-    """Posts every failed asset check (ERROR and WARN) and every failed run to ALERT_WEBHOOK_URL.
+    """Posts every failed asset check (ERROR and WARN) to ALERT_WEBHOOK_URL, once each.
 
     Slack-compatible JSON (`text`) plus structured fields (asset, check, value, threshold,
-    run id, UI link), once per failure, retried with backoff. Watches the check evaluations
-    themselves: a failed WARN check does not fail its run, so a run-failure sensor alone
-    would miss it; a run that failed only because a blocking check failed is not alerted
-    again (the check's alert says it). Without ALERT_WEBHOOK_URL it only logs the alerts.
+    run id, UI link). Reads the check evaluations of each run as it finishes, failed or not
+    (a failed WARN check does not fail its run). A webhook that does not take an alert gets it
+    again next tick. Without ALERT_WEBHOOK_URL it only logs the alerts. On a fresh install,
+    catalog_drift's freshness check fails at once ("never materialized"): that alert is held
+    until two hours after this sensor started, and dropped if a reconciliation comes first. Failed runs are
+    `run_failure_alert_sensor`'s.
     """
     state = json.loads(context.cursor) if context.cursor else {}
+    state.setdefault("since", time.time())
     url = alerts.webhook_url.strip()
-    sent = 0
+    sent, stuck = 0, False
 
-    def deliver(record: dg.EventLogRecord) -> bool:
+    def deliver(payload: dict) -> bool:
         nonlocal sent
-        payload = _alert_for(context.instance, record, alerts.ui_url)
-        if payload is None:
-            return True
         if not url:
             context.log.info(f"ALERT_WEBHOOK_URL is not set; alert not sent: {payload['text']}")
-            return True
-        if post_alert(url, payload):
+        elif post_alert(url, payload, attempts=1, timeout=DELIVERY_TIMEOUT_S):
             sent += 1
-            return True
-        # The cursor stays before this failure: the next tick tries it again.
-        context.log.warning(f"alert webhook did not accept {payload['dedup_key']}; retrying next tick")
-        return False
+        else:
+            context.log.warning(f"alert webhook did not accept {payload['dedup_key']}; retrying next tick")
+            return False
+        return True
 
-    # Failed checks, by timestamp (storage-id cursors are refused by Dagster's default,
-    # run-sharded SQLite storage); the ids seen at the last timestamp avoid re-sending.
-    seen = state.get("checks") or {"ts": time.time() - FIRST_LOOKBACK_S, "ids": []}
-    checks = dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_timestamp=seen["ts"] - 0.001)
-    for record in context.instance.get_event_records(checks, limit=BATCH, ascending=True):
-        timestamp = record.event_log_entry.timestamp
-        if record.storage_id in seen["ids"] or timestamp < seen["ts"]:
+    held = []
+    for payload in state.get("held", []):
+        if not _never_reconciled(context.instance, payload):
+            continue  # reconciled since: the alert is moot
+        if time.time() - state["since"] > DRIFT_FRESHNESS.total_seconds() and deliver(payload):
             continue
-        if not deliver(record):
+        held.append(payload)
+    state["held"] = held
+    for status in FINISHED:
+        # Run-status records one at a time, so the cursor moves past exactly what was delivered
+        # (this API also works on Dagster's default, run-sharded SQLite storage).
+        for _ in range(BATCH):
+            page = context.instance.fetch_run_status_changes(status, limit=1, cursor=state.get(status.name), ascending=True)
+            if not page.records:
+                break
+            entry = page.records[0].event_log_entry
+            recent = state.get(status.name) or entry.timestamp >= time.time() - FIRST_LOOKBACK_S
+            delivered = set(state.get("delivered", {}).get(entry.run_id, []))
+            for payload in _check_alerts(context.instance, entry.run_id, alerts.ui_url) if recent else []:
+                if payload["dedup_key"] in delivered:
+                    continue
+                if _never_reconciled(context.instance, payload):
+                    state["held"].append(payload)
+                elif not deliver(payload):
+                    stuck = True
+                    break
+                delivered.add(payload["dedup_key"])
+            if stuck:  # the cursor stays before this run; what was delivered of it is remembered
+                state["delivered"] = {entry.run_id: sorted(delivered)}
+                break
+            state[status.name] = page.cursor
+            state.pop("delivered", None)
+        if stuck:
             break
-        seen = {"ts": timestamp, "ids": [*seen["ids"], record.storage_id]} if timestamp == seen["ts"] else {"ts": timestamp, "ids": [record.storage_id]}
-    state["checks"] = seen
-
-    # Failed runs: run-status events, read one at a time so the cursor moves past exactly
-    # what was delivered (this API also works on Dagster's run-sharded SQLite storage).
-    for _ in range(BATCH):
-        page = context.instance.fetch_run_status_changes(
-            dg.DagsterEventType.RUN_FAILURE, limit=1, cursor=state.get("runs"), ascending=True
-        )
-        if not page.records:
-            break
-        record = page.records[0]
-        recent = state.get("runs") or record.event_log_entry.timestamp >= time.time() - FIRST_LOOKBACK_S
-        if recent and not deliver(record):
-            break
-        state["runs"] = page.cursor
-
     context.update_cursor(json.dumps(state))
-    return dg.SkipReason(f"posted {sent} alerts" if sent else "no new failed checks or runs")
+    return dg.SkipReason(f"posted {sent} check alerts" if sent else "no new failed checks")
+
+
+def _step_errors(context: dg.RunFailureSensorContext) -> list[tuple[str, str, str]]:
+    """(step, error class, message) of each failed step of the run."""
+    found = []
+    for event in context.get_step_failure_events():
+        error = getattr(event.event_specific_data, "error", None)
+        name = getattr(error, "cls_name", "") or ""
+        message = (getattr(error, "message", "") or "").strip()
+        found.append((event.step_key or "?", name, re.sub(rf"^[\w.]*{re.escape(name)}: ", "", message) if name else message))
+    return found
+
+
+class AlertNotDelivered(Exception):
+    """The alert webhook did not take a run's alert (the tick fails, so the sensor's page shows it)."""
+
+
+@dg.run_failure_sensor(name="run_failure_alert_sensor", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
+    """Posts every failed run of this code location to ALERT_WEBHOOK_URL, once, with the failed
+    steps' own messages (what a person can act on). A run that failed only because blocking
+    checks failed is not alerted again: `alert_sensor` posted those checks."""
+    run = context.dagster_run
+    steps = _step_errors(context)
+    if failure_already_alerted([error for _, error, _ in steps]):
+        return dg.SkipReason(f"run {run.run_id[:8]} failed only its blocking checks; alert_sensor alerted them")
+    reason = "; ".join(f"{step}: {message.splitlines()[0]}" for step, _, message in steps if message) or context.failure_event.message or None
+    payload = run_alert(run.run_id, run.job_name or "?", reason, alerts.ui_url, _partition(run))
+    url = alerts.webhook_url.strip()
+    if not url:
+        context.log.info(f"ALERT_WEBHOOK_URL is not set; alert not sent: {payload['text']}")
+    elif not post_alert(url, payload, attempts=1, timeout=DELIVERY_TIMEOUT_S):
+        raise AlertNotDelivered(f"the alert webhook did not accept the alert for run {run.run_id} ({run.job_name}); see the run in the UI")
+    return None
 
 
 def build_defs(settings: Settings) -> dg.Definitions:
-    """The alert sensor (its webhook and UI links come from the `alerts` resource)."""
-    return dg.Definitions(sensors=[alert_sensor])
+    """The alert sensors (their webhook and UI links come from the `alerts` resource)."""
+    return dg.Definitions(sensors=[alert_sensor, run_failure_alert_sensor])

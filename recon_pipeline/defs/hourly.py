@@ -22,7 +22,7 @@ import dagster as dg
 import pandas as pd
 
 from recon_pipeline.backfill import beyond_retention, catalog_changes, hour_key, recover_events, touched_products
-from recon_pipeline.defs import accounts_partitions, run_id_of
+from recon_pipeline.defs import accounts_partitions, chosen_dagster_mechanisms, run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import DRIFT_COLUMNS
 from recon_pipeline.repair import APPLIED, DEAD_LETTER, WriteSource, converge, full_drift, read_sides
@@ -74,7 +74,8 @@ def build_defs(settings: Settings) -> dg.Definitions:
 
     def hourly_asset(**kwargs: Any) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
         """An asset of the group over these hours, a range loaded and stored in one run."""
-        return dg.asset(group_name=GROUP, partitions_def=hourly, backfill_policy=dg.BackfillPolicy.single_run(), io_manager_key="partition_store", **kwargs)
+        with chosen_dagster_mechanisms():
+            return dg.asset(group_name=GROUP, partitions_def=hourly, backfill_policy=dg.BackfillPolicy.single_run(), io_manager_key="partition_store", **kwargs)
 
     @hourly_asset(kinds={"sql"})
     def catalog_changes_hourly(context: dg.AssetExecutionContext, catalog: CatalogResource) -> pd.DataFrame:

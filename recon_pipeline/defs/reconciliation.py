@@ -14,7 +14,6 @@ module only wires it and reports.
 
 
 import datetime as dt
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,10 +21,9 @@ import dagster as dg
 import pandas as pd
 
 from recon_pipeline.catalog.quarantine import PRICE, quarantined_ids, quarantined_lookup_keys, record, sold_in, split_accounts, split_valid, split_valid_prices
-from recon_pipeline.defs import account_of, per_account
+from recon_pipeline.defs import account_of, chosen_dagster_mechanisms, per_account
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, diff_catalog, local_frame, local_price_frame, summarize_drift
-from recon_pipeline.reconcile.freshness import WINDOW_S, fresh, overdue
 from recon_pipeline.repair.converge import not_sold_elsewhere
 from recon_pipeline.settings import Settings
 from recon_pipeline.stripe_api import Snapshot, fetch_prices_snapshot, fetch_products_snapshot
@@ -35,7 +33,7 @@ GROUP = "reconciliation"
 PREVIEW_ROWS = 20
 # The hourly schedule refreshes catalog_drift; two hours without it means the scheduler or
 # the daemon is silent, and that is itself an alert (the freshness check below).
-DRIFT_FRESHNESS = dt.timedelta(seconds=WINDOW_S)
+DRIFT_FRESHNESS = dt.timedelta(hours=2)
 
 
 def _ids_unique_spec(asset: str, side: str, what: str = "product id") -> dg.AssetCheckSpec:
@@ -278,7 +276,6 @@ def _preview(drift: pd.DataFrame) -> str:
 @dg.asset(
     group_name=GROUP,
     kinds={"pandas"},
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=DRIFT_FRESHNESS, warn_window=dt.timedelta(minutes=75)),
     check_specs=[
         dg.AssetCheckSpec(
             "drift_rate_below_threshold",
@@ -339,43 +336,17 @@ def catalog_drift(
     )
 
 
-def _last_reconciled(instance: dg.DagsterInstance) -> float | None:
-    event = instance.get_latest_materialization_event(catalog_drift.key)
-    return event.timestamp if event else None
-
-
-@dg.asset_check(asset=catalog_drift, name="freshness_check", description=f"catalog_drift was materialized within the last {DRIFT_FRESHNESS}: the hourly reconciliation runs.")
-def catalog_drift_freshness(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    """ERROR when no reconciliation happened in the freshness window: the schedule or the daemon is silent."""
-    last = _last_reconciled(context.instance)
-    now = time.time()
-    passed = fresh(last, now, DRIFT_FRESHNESS.total_seconds())
-    age = "never" if last is None else f"{(now - last) / 60:.0f} minutes ago"
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"last_reconciled": dg.MetadataValue.text(age), "window_s": dg.MetadataValue.float(DRIFT_FRESHNESS.total_seconds())},
-        description=None if passed else f"no reconciliation for {DRIFT_FRESHNESS} (last: {age}); is reconcile_hourly running and dagster-daemon up?",
+with chosen_dagster_mechanisms():
+    drift_freshness_checks = dg.build_last_update_freshness_checks(
+        assets=[catalog_drift.key], lower_bound_delta=DRIFT_FRESHNESS, severity=dg.AssetCheckSeverity.ERROR
     )
-
-
+    freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
+        freshness_checks=drift_freshness_checks, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING
+    )
+"""`freshness_check` on catalog_drift (ERROR when it was not materialized in the last two hours:
+the schedule or the daemon is silent), and Dagster's sensor that evaluates it when it may be overdue."""
 FRESHNESS_CHECK = dg.AssetCheckKey(catalog_drift.key, "freshness_check")
 
-
-@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING, asset_selection=dg.AssetSelection.checks(FRESHNESS_CHECK))
-def freshness_checks_sensor(context: dg.SensorEvaluationContext):
-    """Evaluates catalog_drift's freshness check once a reconciliation is overdue: two hours after
-    the last one or, on a fresh install, after this sensor first ran. Once per overdue spell:
-    the next reconciliation runs the check again itself."""
-    state = json.loads(context.cursor) if context.cursor else {"since": time.time()}
-    last = _last_reconciled(context.instance)
-    if not overdue(last, state["since"], time.time(), DRIFT_FRESHNESS.total_seconds()):
-        return dg.SkipReason("a reconciliation ran within the freshness window (or the first is not yet due)")
-    if state.get("evaluated_for", "none") == str(last):
-        context.update_cursor(json.dumps(state))
-        return dg.SkipReason("overdue, and the freshness check already said so; waiting for a reconciliation")
-    context.update_cursor(json.dumps({**state, "evaluated_for": str(last)}))
-    return dg.RunRequest(asset_check_keys=[FRESHNESS_CHECK])
 
 reconcile_catalog = dg.define_asset_job(
     "reconcile_catalog",
@@ -405,7 +376,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
 
     return dg.Definitions(
         assets=per_account([local_products, local_prices, stripe_snapshot, catalog_drift], settings.account_names),
-        asset_checks=[catalog_drift_freshness],
+        asset_checks=drift_freshness_checks,
         jobs=[reconcile_catalog],
         schedules=[reconcile_hourly],
         sensors=[freshness_checks_sensor],
