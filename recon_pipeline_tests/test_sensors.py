@@ -16,7 +16,7 @@ from recon_pipeline.defs.alerts import alert_sensor, run_failure_alert_sensor
 from recon_pipeline.defs.repair import drift_repair_sensor
 from recon_pipeline.defs.resources import AlertsResource, ReconPolicy
 from recon_pipeline.demo import plan_demo, seed_demo
-from recon_pipeline.runs import run_job
+from recon_pipeline.runs import latest_metadata, run_job
 from recon_pipeline.testing import AlertReceiver, priced_fixture, seed_priced
 
 
@@ -160,3 +160,37 @@ def test_a_fresh_install_is_alerted_of_freshness_only_when_its_first_reconciliat
         three_hours_ago = json.dumps({**state, "since": time.time() - 3 * 3600})
         alert_sensor(dg.build_sensor_context(instance=instance, cursor=three_hours_ago, resources={"alerts": alerts}))
         assert [(a["kind"], a["check"]) for a in receiver.received] == [("asset_check_failed", "freshness_check")]
+
+
+def test_the_events_poller_decides_in_no_time_while_stripe_takes_30_s_and_its_run_catches_up(tmp_path: Path, emulator, dagster_home, monkeypatch):
+    from recon_pipeline.defs.resources import build_resources
+    from recon_pipeline.defs.sync import stripe_events_poller
+    from recon_pipeline.settings import Settings
+    from recon_pipeline.sync.poller import last_polled
+
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    monkeypatch.setenv("RECON_CATALOG_URL", url)
+    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
+    catalog = Catalog.open(url)
+    # An edit in the dashboard: an event nobody sent us as a webhook.
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [priced_fixture("sku_1", "sku_1 v0")]}).raise_for_status()
+    httpx.post(f"{emulator.url}/v1/products/sku_1", data={"name": "Renamed in the dashboard"}, auth=("sk_test_emulator", "")).raise_for_status()
+    resources = build_resources(Settings.from_env())
+    httpx.post(f"{emulator.url}/_emulator/faults", json={"latency_ms": 30_000}).raise_for_status()
+    with dg.DagsterInstance.get() as instance:
+        ticks = []
+        for _ in range(3):
+            started = time.monotonic()
+            tick = stripe_events_poller.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
+            ticks.append(time.monotonic() - started)
+        assert max(ticks) < 5, ticks  # Dagster gives a tick 60 s; Stripe takes 30 s a request
+        assert [r.tags["recon/poll_due"] for r in tick.run_requests or []] == ["default"]
+        # Stripe answers again: the requested run polls from the durable cursor, then applies.
+        httpx.post(f"{emulator.url}/_emulator/faults", json={"latency_ms": 0}).raise_for_status()
+        result = run_job("apply_inbox", instance=instance)
+        assert result.success
+        assert latest_metadata(instance, "inbox_apply")["polled_new"] >= 1
+        assert set(last_polled(catalog.engine)) == {"default"}
+        # Polled just now, nothing waits: the next tick asks for nothing.
+        again = stripe_events_poller.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
+        assert not again.run_requests and "polled within" in (again.skip_message or "")

@@ -262,3 +262,14 @@ rate_budget = Table(
     Column("bucket", String(255), primary_key=True, comment="'<account> *' or '<account> <METHOD> <path template>'"),
     Column("tat", Double(), nullable=False, comment="When the next slot is free, in seconds since the epoch by the database's clock"),
 )
+
+# Where the events poller is, per Stripe account: the newest event it stored, and when it last
+# listed the account's events to the end (the poller's sensor decides from this when to poll).
+events_cursor = Table(
+    "events_cursor",
+    metadata,
+    Column("account", String(32), primary_key=True, comment="A name of RECON_STRIPE_ACCOUNTS"),
+    Column("last_id", String(255), nullable=True, comment="The newest event stored from this account"),
+    Column("created", Integer, nullable=True, comment="That event's created (Stripe time, seconds)"),
+    _moment("polled_at"),
+)

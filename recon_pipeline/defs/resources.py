@@ -132,6 +132,8 @@ class ReconPolicy(dg.ConfigurableResource):
     price_orphan_policy: str = OrphanPolicy.REPORT.value
     conflict_policy: str = ConflictPolicy.LOCAL_WINS.value
     max_outbox_lag_s: float = 300.0
+    events_poll_interval_s: float = 300.0
+    drift_history_days: float = 90.0
 
     def orphans(self, override: str | None = None) -> OrphanPolicy:
         """The orphan policy of a run: its config's, or the default; a bad name fails the run, naming it."""
@@ -199,6 +201,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
             price_orphan_policy=settings.price_orphan_policy.value,
             conflict_policy=settings.conflict_policy.value,
             max_outbox_lag_s=settings.max_outbox_lag_s,
+            events_poll_interval_s=settings.events_poll_interval_s,
+            drift_history_days=settings.drift_history_days,
         ),
         "alerts": AlertsResource(
             webhook_url=_from_env(settings, "ALERT_WEBHOOK_URL", settings.alert_webhook_url or ""),

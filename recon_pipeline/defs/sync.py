@@ -1,14 +1,17 @@
 """Continuous sync in Dagster: the outbox pushed, the inbox applied, the backlog watched.
 
     outbox ──outbox_sensor──> drain_outbox (outbox_push) ──> Stripe
-    Stripe events ──stripe_events_poller──> inbox ──> apply_inbox (inbox_apply) ──> catalog
+    Stripe /v1/events ──apply_inbox (inbox_apply: poll, then apply)──> inbox ──> catalog
+                        ^ requested by stripe_events_poller (events waiting, or a poll due)
+
+Sensors only decide, from the catalog database; every Stripe call happens in a run.
 
 For seconds rather than a sensor's tens of seconds, run `recon-pipeline worker` (and
 `recon-pipeline webhooks`): the same code, in a loop.
 """
 
 
-import json
+import datetime as dt
 from dataclasses import dataclass
 
 import dagster as dg
@@ -22,7 +25,7 @@ from recon_pipeline.stripe_api import CredentialsRefused, error_text
 from recon_pipeline.sync.credentials import record_refusal, refusal
 from recon_pipeline.sync.inbox import InboxApplier, inbox_lag
 from recon_pipeline.sync.outbox import Backlog, backlog, drain, ready_count
-from recon_pipeline.sync.poller import poll_events
+from recon_pipeline.sync.poller import PollResult, last_polled, poll_account
 
 GROUP = "sync"
 
@@ -107,6 +110,29 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
     )
 
 
+def _poll(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource) -> PollResult:
+    """Every account's new events into the inbox, each from its durable cursor. An account that
+    cannot be reached keeps its cursor (the next run polls it again); the others are polled."""
+    engine = catalog.engine()
+    total = PollResult(cursor={}, seen=0, stored=0)
+    for name, gateway in stripe.gateways().items():
+        if refusal(engine, gateway):
+            continue
+        try:
+            polled = poll_account(engine, gateway)
+        except CredentialsRefused as error:
+            record_refusal(engine, gateway, error)
+            context.log.warning(str(error))
+            continue
+        except StripeError as error:
+            context.log.warning(f"polling the events of {name} failed ({error_text(error)}); its cursor stays for the next run")
+            continue
+        total.seen, total.stored = total.seen + polled.seen, total.stored + polled.stored
+        if polled.version_mismatches:
+            context.log.warning(f"{polled.version_mismatches} events polled from {name} were rendered at another API version than {gateway.api_version} (see the README's upgrade runbook)")
+    return total
+
+
 class InboxConfig(dg.Config):
     conflict_policy: str | None = None
     """local_wins | stripe_wins | latest_wins; unset: RECON_CONFLICT_POLICY (default local_wins)."""
@@ -125,10 +151,12 @@ class InboxConfig(dg.Config):
     ],
 )
 def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy):
-    """Applies received Stripe events to the catalog in order: echoes of our own writes and
-    stale events are skipped, owned fields that Stripe changed are decided by the conflict
+    """Polls Stripe's /v1/events of each account from its durable cursor into the inbox (the
+    safety net for missed webhooks; Stripe keeps events 30 days), then applies received
+    events to the catalog in order: echoes of our own writes and stale events are skipped, owned fields that Stripe changed are decided by the conflict
     policy, and every decision is written to the audit table."""
     conflict_policy = policy.conflicts(config.conflict_policy)
+    polled = _poll(context, catalog, stripe)
     try:
         applier = InboxApplier(catalog.catalog(), conflict_policy, stripe.gateways(), policy.price_orphans(), stripe.gateway().api_version)
     except CatalogReadOnly as error:
@@ -144,6 +172,7 @@ def inbox_apply(context: dg.AssetExecutionContext, config: InboxConfig, catalog:
         None,
         metadata={
             **counts(applied=result.applied, echoes=result.echoes, stale=result.stale, ignored=result.ignored, conflicts=result.conflicts),
+            **counts(polled_events=polled.seen, polled_new=polled.stored),
             "waiting_for_stripe": dg.MetadataValue.int(result.waiting),
             "conflict_policy": dg.MetadataValue.text(conflict_policy.value),
             "events/api_version_mismatch": dg.MetadataValue.int(result.version_mismatches),
@@ -198,45 +227,27 @@ def outbox_sensor(context: dg.SensorEvaluationContext, catalog: CatalogResource,
 
 
 @dg.sensor(job=apply_inbox, minimum_interval_seconds=15, default_status=dg.DefaultSensorStatus.RUNNING)
-def stripe_events_poller(context: dg.SensorEvaluationContext, catalog: CatalogResource, stripe: StripeResource):
-    """Lists Stripe's /v1/events from a durable cursor into the inbox (the safety net for missed
-    webhooks; Stripe keeps events 30 days), and requests `apply_inbox` when events wait.
-    With several Stripe accounts, each account's events, from a cursor of its own. Polls
-    nothing from an account while Stripe refuses its API key."""
+def stripe_events_poller(context: dg.SensorEvaluationContext, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy):
+    """Requests an `apply_inbox` run when received events wait in the inbox, or when an account's
+    events were last polled more than RECON_EVENTS_POLL_INTERVAL_S ago (the run polls Stripe's
+    /v1/events from its durable cursor, the safety net for missed webhooks, then applies).
+
+    Decides only, from the catalog database: it never calls Stripe, so a slow or throttling
+    Stripe cannot time a tick out. Requests nothing while a run is in progress, nor for an
+    account whose API key Stripe refused."""
     engine = catalog.engine()
-    gateways = stripe.gateways()
-    state = json.loads(context.cursor) if context.cursor else {}
-    # One cursor per Stripe account (a cursor of before several accounts is the first one's).
-    cursors = state.get("accounts") or {next(iter(gateways)): state or None}
-    seen = stored = 0
-    refusals = []
-    for name, gateway in gateways.items():
-        refused = refusal(engine, gateway)
-        if refused:
-            refusals.append(refused)
-            continue
-        try:
-            polled = poll_events(engine, gateway, cursors.get(name))
-        except CredentialsRefused as error:
-            record_refusal(engine, gateway, error)
-            refusals.append(str(error))
-            continue
-        except StripeError as error:  # this account is down: the others are still polled
-            context.log.warning(f"polling the events of {name} failed ({error_text(error)}); its cursor stays for the next tick")
-            continue
-        cursors[name] = polled.cursor
-        seen, stored = seen + polled.seen, stored + polled.stored
-        if polled.version_mismatches:
-            context.log.warning(f"{polled.version_mismatches} events polled from {name} were rendered at another API version than {gateway.api_version} (see the README's upgrade runbook)")
-    context.update_cursor(json.dumps({"accounts": cursors}))
-    if len(refusals) == len(gateways):
-        return dg.SkipReason("; ".join(refusals))
+    usable = [name for name, gateway in stripe.gateways().items() if not refusal(engine, gateway)]
+    if not usable:
+        return dg.SkipReason(stripe.refused(catalog) or "Stripe refused every account's API key")
     waiting, _ = inbox_lag(engine)
-    if not waiting:
-        return dg.SkipReason(f"polled {seen} events, stored {stored}; nothing to apply")
+    polled = last_polled(engine)
+    now = dt.datetime.now(dt.UTC)
+    due = [name for name in usable if name not in polled or (now - polled[name]).total_seconds() >= policy.events_poll_interval_s]
+    if not waiting and not due:
+        return dg.SkipReason(f"no event waits, and every account was polled within {policy.events_poll_interval_s:g} s")
     if _in_progress(context, "apply_inbox"):
-        return dg.SkipReason(f"{waiting} events wait; apply_inbox is already running")
-    return dg.RunRequest(tags={"recon/inbox_waiting": str(waiting)})
+        return dg.SkipReason(f"{waiting} events wait, {len(due)} accounts due a poll; apply_inbox is already running")
+    return dg.RunRequest(tags={"recon/inbox_waiting": str(waiting), "recon/poll_due": ",".join(due) or "none"})
 
 
 def build_defs(settings: Settings) -> dg.Definitions:

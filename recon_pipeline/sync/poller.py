@@ -7,13 +7,15 @@ cursor's event has expired) it starts from a `created` time.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import stripe
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, select, update
 
+from recon_pipeline.catalog.schema import events_cursor
 from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.sync.inbox import EVENT_TYPES, EventSource, other_version, store_event
 
@@ -61,3 +63,30 @@ def poll_events(engine: Engine, gateway: StripeGateway, cursor: dict[str, Any] |
         cursor = {"last_id": events[0]["id"], "created": events[0]["created"]}
     mismatches = sum(other_version(event, gateway.api_version) for event in events)
     return PollResult(cursor=cursor, seen=len(events), stored=stored, version_mismatches=mismatches)
+
+
+def stored_cursor(engine: Engine, account: str) -> dict[str, Any] | None:
+    """The account's durable cursor (None before its first poll)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(events_cursor.c.last_id, events_cursor.c.created).where(events_cursor.c.account == account)).first()
+    if row is None:
+        return None
+    return {key: value for key, value in (("last_id", row.last_id), ("created", row.created)) if value is not None}
+
+
+def last_polled(engine: Engine) -> dict[str, dt.datetime]:
+    """When each account's events were last listed to the end (accounts never polled are absent)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(events_cursor.c.account, events_cursor.c.polled_at)).all()
+    return {row.account: row.polled_at if row.polled_at.tzinfo else row.polled_at.replace(tzinfo=dt.UTC) for row in rows}
+
+
+def poll_account(engine: Engine, gateway: StripeGateway) -> PollResult:
+    """Polls the gateway's account from its durable cursor, then moves the cursor (only once the
+    events are stored: a poll cut short leaves it where it was, and the next one repeats safely)."""
+    polled = poll_events(engine, gateway, stored_cursor(engine, gateway.account))
+    row = {"last_id": polled.cursor.get("last_id"), "created": polled.cursor.get("created"), "polled_at": dt.datetime.now(dt.UTC)}
+    with engine.begin() as conn:  # one poll per account at a time (the poller's run, guarded by its sensor)
+        if not conn.execute(update(events_cursor).where(events_cursor.c.account == gateway.account).values(**row)).rowcount:
+            conn.execute(insert(events_cursor).values(account=gateway.account, **row))
+    return polled
