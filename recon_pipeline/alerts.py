@@ -65,8 +65,7 @@ def check_alert(
     return _payload("asset_check_failed", text, url, f"check:{asset}:{check}:{run_id}", **fields)
 
 
-# The error a step fails with when one of its blocking checks failed (Dagster's class name).
-CHECK_FAILURE = "DagsterAssetCheckFailedError"
+CHECK_FAILURE = "DagsterAssetCheckFailedError"  # Dagster's error when a blocking check failed (its class name)
 
 
 def failure_already_alerted(step_errors: list[str]) -> bool:

@@ -12,6 +12,8 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from recon_pipeline.alerts import CHECK_FAILURE
+from recon_pipeline.defs import step_failures
 from recon_pipeline.demo import DemoData
 from recon_pipeline.reconcile import DRIFT_KINDS
 from recon_pipeline.repair import plan as actions
@@ -53,6 +55,22 @@ def _table(frame: pd.DataFrame) -> str:
     """A frame as aligned text, wide characters (CJK) counted as two columns as terminals show them."""
     with pd.option_context("display.unicode.east_asian_width", True):
         return frame.to_string(index=False)
+
+
+def failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Why the run failed, in the failed steps' own words (the same the worker prints); a step
+    failed only by its blocking checks is left out: the check lines say it."""
+    return [f"  {step} failed: {message.splitlines()[0] if message else name}" for step, name, message in step_failures(result.get_step_failure_events()) if name != CHECK_FAILURE]
+
+
+def exit_status(result: dg.ExecuteInProcessResult) -> int:
+    """0 when every check passed or only WARN checks failed (said on stdout); 1 when an ERROR check or the run failed."""
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    if not result.success or any(e.severity == dg.AssetCheckSeverity.ERROR for e in failed):
+        return 1
+    if failed:
+        print(f"  only WARN checks failed ({', '.join(sorted({e.check_name for e in failed}))}): exit 0")
+    return 0
 
 
 def check_lines(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -138,17 +156,18 @@ def print_repair(result: dg.ExecuteInProcessResult, when: str = "") -> int:
     for key in ("writes", "retries", "rate_limited", "dead_letters"):
         if key in metadata:
             print(f"  {key.replace('_', ' '):<24} {metadata[key].value:>5}")
-    print("\n".join(check_lines(result)))
-    return 0 if result.success else 1
+    print("\n".join(check_lines(result) + failure_lines(result)))
+    return exit_status(result)
 
 
-def print_drift(result: dg.ExecuteInProcessResult, when: str = "", left_alone: int = 0) -> int:
-    """Print catalog_drift of a reconcile_catalog run (its first rows) and the checks; 0 when
-    there is none but the `left_alone` unmanaged prices (reported, never written)."""
+def print_drift(result: dg.ExecuteInProcessResult, when: str = "", left_alone: int | None = None) -> int:
+    """Print catalog_drift of a reconcile_catalog run (its first rows), the checks and why the
+    run failed, if it did; the exit status of `exit_status`. With `left_alone` (the demo after
+    its repair), 1 unless the drift is exactly that many unmanaged prices (reported, never written)."""
     drift = _value(result, "catalog_drift")
     if drift is None:
-        print(f"\nreconcile_catalog run {result.run_id} produced no catalog_drift (see the run in the UI)")
-        print("\n".join(check_lines(result)))
+        print(f"\nreconcile_catalog run {result.run_id}{when} FAILED before catalog_drift:")
+        print("\n".join(failure_lines(result) + check_lines(result)))
         return 1
     counts = drift_counts(drift)
     by_kind = ", ".join(f"{kind} {counts[kind]}" for kind in DRIFT_KINDS if counts[kind])
@@ -156,5 +175,8 @@ def print_drift(result: dg.ExecuteInProcessResult, when: str = "", left_alone: i
     print("\n".join(check_lines(result)))
     if len(drift):
         print(_table(drift.head(12)))
-    expected_only = len(drift) == left_alone == counts["price_orphan_in_stripe"]
-    return 0 if drift.empty or expected_only else 1
+    print("\n".join(failure_lines(result)))
+    status = exit_status(result)
+    if left_alone is not None and not len(drift) == left_alone == counts["price_orphan_in_stripe"]:
+        return 1
+    return status

@@ -259,3 +259,28 @@ def test_previews_align_wide_characters_as_a_terminal_shows_them():
     preview = drift_metadata(drift, summarize_drift(drift, 2, 2))["preview"].value
     widths = {wcswidth(line) for line in str(preview).splitlines()}
     assert len(widths) == 1, preview
+
+
+def test_reconcile_prints_why_its_run_failed_in_the_workers_words_and_exits_1(tmp_path: Path, emulator):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    Catalog.open(url)
+    env = {"RECON_CATALOG_URL": url, "STRIPE_API_BASE": emulator.url, "DAGSTER_HOME": str(tmp_path / "home")}
+    done = cli("reconcile", STRIPE_API_KEY=REFUSED_KEY, timeout=120, **env)
+    output = said(done)
+    assert done.returncode == 1, output
+    assert "stripe_snapshot failed: Stripe refused the API key in STRIPE_API_KEY (401" in done.stdout
+    assert "see the run in the UI" not in output and "REFUSEDKEY" not in output
+
+
+def test_reconcile_exits_0_when_only_warn_checks_fail_and_says_so(tmp_path: Path, emulator):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    catalog = Catalog.open(url)
+    replace_products(catalog.engine, [CatalogProduct(id="sku_1", name="One"), CatalogProduct(id="sku_bad", name="Bad")])
+    with catalog.engine.begin() as conn:  # an admin's edit Stripe would refuse: quarantined, a WARN check
+        conn.execute(text("UPDATE products SET name = '' WHERE id = 'sku_bad'"))
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [{"id": "sku_1", "name": "One", "created": 1_700_000_000}]}).raise_for_status()
+    done = cli("reconcile", timeout=120, RECON_CATALOG_URL=url, STRIPE_API_BASE=emulator.url, DAGSTER_HOME=str(tmp_path / "home"))
+    output = said(done)
+    assert done.returncode == 0, output
+    assert "local_products.no_quarantined_rows" in done.stdout and "FAILED (WARN)" in done.stdout
+    assert "only WARN checks failed (no_quarantined_rows): exit 0" in done.stdout

@@ -273,3 +273,22 @@ events_cursor = Table(
     Column("created", Integer, nullable=True, comment="That event's created (Stripe time, seconds)"),
     _moment("polled_at"),
 )
+
+# Every drift row ever found (each catalog_drift materialization appends its rows; kept
+# RECON_DRIFT_HISTORY_DAYS), so "what drifted, when, and for how long" is a SQL query.
+drift_history = Table(
+    "drift_history",
+    metadata,
+    _serial(),
+    Column("run_id", String(64), nullable=True, comment="The Dagster run that found it"),
+    _moment("observed_at"),
+    Column("account", String(32), nullable=False, server_default=DEFAULT_ACCOUNT, comment="The Stripe account: a name of RECON_STRIPE_ACCOUNTS"),
+    Column("product_id", String(255), nullable=True),
+    Column("lookup_key", String(200), nullable=True, comment="A price's lookup key; NULL for product rows"),
+    Column("kind", String(32), nullable=False),
+    Column("field", String(64), nullable=True),
+    Column("local_value", Text, nullable=True),
+    Column("stripe_value", Text, nullable=True),
+)
+Index("ix_drift_history_product", drift_history.c.product_id, drift_history.c.observed_at)
+Index("ix_drift_history_observed", drift_history.c.observed_at)

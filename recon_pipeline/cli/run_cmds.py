@@ -79,7 +79,7 @@ def _hour(value: str, name: str, settings: Settings) -> dt.datetime:
 
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
-    from recon_pipeline.runs import check_lines, latest_metadata
+    from recon_pipeline.runs import check_lines, exit_status, failure_lines, latest_metadata
 
     first, last = _hour(args.first, "--from", settings), _hour(args.last, "--to", settings)
     if last < first:
@@ -92,7 +92,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         tags = {"dagster/asset_partition_range_start": prefix + args.first, "dagster/asset_partition_range_end": prefix + args.last}
         result = _run(settings, "backfill_hours", tags=tags)
         print(f"backfill_hours run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
-        print("\n".join(check_lines(result)))
+        print("\n".join(check_lines(result) + failure_lines(result)))
         if result.success:
             import dagster as dg
 
@@ -100,7 +100,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 repaired = latest_metadata(instance, "hourly_repair")
             print(f"  hourly_repair: applied {repaired['applied']}, dead letters {repaired['dead_letters']}, remaining_drift {repaired['remaining_drift']}")
-        status = max(status, 0 if result.success else 1)
+        status = max(status, exit_status(result))
     return status
 
 

@@ -6,8 +6,9 @@ rule lives here: assets, checks and sensors ask the logic layer and report what 
 """
 
 import contextlib
+import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import dagster as dg
 
@@ -18,6 +19,18 @@ def run_id_of(context: dg.AssetExecutionContext) -> str | None:
         return context.run.run_id
     except dg.DagsterError:  # invoked directly: there is no run
         return None
+
+
+def step_failures(events: Iterable[dg.DagsterEvent]) -> list[tuple[str, str, str]]:
+    """(step, error class, message) of each step-failure event: the step's own words, as the
+    CLI prints them and alerts post them (the class name Dagster puts in front is dropped)."""
+    found = []
+    for event in events:
+        error = getattr(event.event_specific_data, "error", None)
+        name = getattr(error, "cls_name", "") or ""
+        message = (getattr(error, "message", "") or "").strip()
+        found.append((event.step_key or "?", name, re.sub(rf"^[\w.]*{re.escape(name)}: ", "", message) if name else message))
+    return found
 
 
 @contextlib.contextmanager

@@ -14,12 +14,12 @@ delivery are `recon_pipeline.alerts`.
 """
 
 import json
-import re
 import time
 
 import dagster as dg
 
 from recon_pipeline.alerts import check_alert, failure_already_alerted, post_alert, run_alert
+from recon_pipeline.defs import step_failures
 from recon_pipeline.defs.reconciliation import DRIFT_FRESHNESS, FRESHNESS_CHECK
 from recon_pipeline.defs.resources import AlertsResource
 from recon_pipeline.settings import Settings
@@ -135,17 +135,6 @@ def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
     return dg.SkipReason(f"posted {sent} check alerts" if sent else "no new failed checks")
 
 
-def _step_errors(context: dg.RunFailureSensorContext) -> list[tuple[str, str, str]]:
-    """(step, error class, message) of each failed step of the run."""
-    found = []
-    for event in context.get_step_failure_events():
-        error = getattr(event.event_specific_data, "error", None)
-        name = getattr(error, "cls_name", "") or ""
-        message = (getattr(error, "message", "") or "").strip()
-        found.append((event.step_key or "?", name, re.sub(rf"^[\w.]*{re.escape(name)}: ", "", message) if name else message))
-    return found
-
-
 class AlertNotDelivered(Exception):
     """The alert webhook did not take a run's alert (the tick fails, so the sensor's page shows it)."""
 
@@ -156,7 +145,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
     steps' own messages (what a person can act on). A run that failed only because blocking
     checks failed is not alerted again: `alert_sensor` posted those checks."""
     run = context.dagster_run
-    steps = _step_errors(context)
+    steps = step_failures(context.get_step_failure_events())
     if failure_already_alerted([error for _, error, _ in steps]):
         return dg.SkipReason(f"run {run.run_id[:8]} failed only its blocking checks; alert_sensor alerted them")
     reason = "; ".join(f"{step}: {message.splitlines()[0]}" for step, _, message in steps if message) or context.failure_event.message or None

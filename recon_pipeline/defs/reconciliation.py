@@ -20,12 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import pandas as pd
 
+from recon_pipeline.catalog.history import append_drift
 from recon_pipeline.catalog.quarantine import PRICE, quarantined_ids, quarantined_lookup_keys, record, sold_in, split_accounts, split_valid, split_valid_prices
-from recon_pipeline.defs import account_of, chosen_dagster_mechanisms, per_account
+from recon_pipeline.defs import account_of, chosen_dagster_mechanisms, per_account, run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
+from recon_pipeline.progress import Progress
 from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, diff_catalog, local_frame, local_price_frame, summarize_drift
 from recon_pipeline.repair.converge import not_sold_elsewhere
-from recon_pipeline.settings import Settings
+from recon_pipeline.settings import DEFAULT_ACCOUNT, Settings
 from recon_pipeline.stripe_api import Snapshot, fetch_prices_snapshot, fetch_products_snapshot
 from recon_pipeline.sync.credentials import refusal
 
@@ -237,16 +239,32 @@ def stripe_snapshot(context: dg.AssetExecutionContext, catalog: CatalogResource,
     """Both Stripe lists, products and prices, side by side in one step (one `stripe_api` pool
     slot): each on its own endpoint limit, within the account's global one. With several
     Stripe accounts, this partition's account."""
+    listed = {what: Progress(f"Stripe {what} listed", None, context.log.info) for what in ("products", "prices")}
     with stripe.calls(catalog, account_of(context)) as gateway, ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot") as pool:
-        products_job = pool.submit(fetch_products_snapshot, gateway, concurrency=stripe.snapshot_concurrency)
-        prices_job = pool.submit(fetch_prices_snapshot, gateway, concurrency=stripe.snapshot_concurrency)
+        products_job = pool.submit(fetch_products_snapshot, gateway, stripe.snapshot_concurrency, listed["products"].advance)
+        prices_job = pool.submit(fetch_prices_snapshot, gateway, stripe.snapshot_concurrency, listed["prices"].advance)
         products, prices = products_job.result(), prices_job.result()
+    for progress in listed.values():
+        context.log.info(progress.summary())
     stats = gateway.stats
     yield from _snapshot_outputs("stripe_products", "products", products, stats, stripe.api_base, "stripe_id")
     yield _ids_unique_result("stripe_products", products.frame["product_id"])
     yield from _snapshot_outputs("stripe_prices", "prices", prices, stats, stripe.api_base, "price_id")
     keys = prices.frame["lookup_key"]
     yield _ids_unique_result("stripe_prices", keys[keys != ""], "price lookup keys")
+
+
+DRIFT_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("product_id", "string", "The catalog's product id (Stripe's product id is the same)"),
+        dg.TableColumn("lookup_key", "string", "A price's lookup key; empty for product rows"),
+        dg.TableColumn("kind", "string", "missing_in_stripe | orphan_in_stripe | field_mismatch | price_missing_in_stripe | price_orphan_in_stripe | price_field_mismatch"),
+        dg.TableColumn("field", "string", "The field that differs (field_mismatch, price_field_mismatch)"),
+        dg.TableColumn("local_value", "string", "The catalog's value, canonical"),
+        dg.TableColumn("stripe_value", "string", "Stripe's value, canonical"),
+    ]
+)
+"""catalog_drift's columns, as the UI's column view shows them (the same as `drift_history`'s, less run and time)."""
 
 
 def drift_metadata(drift: pd.DataFrame, summary: dict) -> dict[str, dg.MetadataValue]:
@@ -300,7 +318,9 @@ def catalog_drift(
     Columns: product_id, lookup_key (NULL for product rows), kind (missing_in_stripe |
     orphan_in_stripe | field_mismatch | price_missing_in_stripe | price_orphan_in_stripe |
     price_field_mismatch), field, local_value, stripe_value. Metadata counts each kind and each
-    field, and shows the first rows of each kind.
+    field, and shows the first rows of each kind. Every row is also appended to the catalog
+    database's `drift_history` table (with the run, the time and the account; kept
+    RECON_DRIFT_HISTORY_DAYS), for "what drifted, when, and for how long" in SQL.
     """
     # A quarantined product or price is not synced, and not an orphan either: leave its Stripe side alone.
     engine = catalog.engine()
@@ -313,7 +333,11 @@ def catalog_drift(
     drift = diff_catalog(local_products, stripe_products, local_prices, stripe_prices)
     summary = summarize_drift(drift, len(local_products), len(stripe_products))
     named = {} if account is None else {"account": dg.MetadataValue.text(account)}
-    yield dg.Output(drift, metadata={**drift_metadata(drift, summary), **named})
+    kept = append_drift(
+        engine, drift, run_id=run_id_of(context), account=account or DEFAULT_ACCOUNT, observed_at=dt.datetime.now(dt.UTC), keep_days=policy.drift_history_days
+    )
+    history = {"drift_history/appended": dg.MetadataValue.int(kept), "dagster/column_schema": dg.MetadataValue.table_schema(DRIFT_SCHEMA)}
+    yield dg.Output(drift, metadata={**drift_metadata(drift, summary), **named, **history})
 
     threshold = policy.max_drift_rate
     rate = summary["drift_rate"]

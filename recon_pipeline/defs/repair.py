@@ -25,6 +25,7 @@ from recon_pipeline.settings import Settings
 
 GROUP = "repair"
 PREVIEW_ROWS = 30
+FAILURES_LOGGED = 20
 
 
 class RepairConfig(dg.Config):
@@ -113,6 +114,7 @@ def catalog_repair(
                 concurrency=config.concurrency,
                 dry_run=config.dry_run,
                 max_write_share=None if config.override_breaker else share,
+                say=context.log.info,
             )
         except CatalogReadOnly as error:
             raise dg.Failure(f"{error} Use orphan_policy 'report' or 'archive'.", allow_retries=False) from None
@@ -130,8 +132,14 @@ def catalog_repair(
         [(o.product_id, o.lookup_key, o.action, o.status, o.writes, o.detail, o.error or "") for o in result.outcomes],
         columns=["product_id", "lookup_key", "action", "status", "writes", "detail", "error"],
     )
-    for o in result.outcomes:
-        context.log.info(f"{o.status}: {o.action} {o.product_id} {o.detail} {o.error or ''}".rstrip())
+    # A summary, never a line per write: each write is in sync_ledger, the first rows in `actions`.
+    by_status = outcomes.groupby(["status", "action"]).size() if len(outcomes) else pd.Series(dtype=int)
+    context.log.info("repair: " + (", ".join(f"{action} {status} {n}" for (status, action), n in by_status.items()) or "nothing to write"))
+    failed = [o for o in result.outcomes if o.status == DEAD_LETTER]
+    for o in failed[:FAILURES_LOGGED]:
+        context.log.warning(f"{o.status}: {o.action} {o.product_id} {o.error or ''}".rstrip())
+    if len(failed) > FAILURES_LOGGED:
+        context.log.warning(f"... and {len(failed) - FAILURES_LOGGED} more in dead_letter (recon-pipeline dead-letters list)")
     yield dg.Output(
         outcomes,
         metadata={

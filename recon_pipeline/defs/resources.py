@@ -168,6 +168,7 @@ def _from_env(settings: Settings, name: str, value: str) -> str | dg.EnvVar:
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
+    from recon_pipeline.defs.parquet_io import ParquetIOManager
     from recon_pipeline.defs.partition_store import PartitionStore
 
     catalog_url = _from_env(settings, "RECON_CATALOG_URL", settings.catalog_url)
@@ -183,6 +184,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             prices_query=source.prices.query,
         ),
         "partition_store": PartitionStore(url=catalog_url),
+        "io_manager": ParquetIOManager(),
         "stripe": StripeResource(
             api_key=_from_env(settings, "STRIPE_API_KEY", settings.stripe_api_key),
             api_base=_from_env(settings, "STRIPE_API_BASE", settings.stripe_api_base),

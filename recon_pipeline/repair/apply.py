@@ -296,7 +296,7 @@ class Repairer:
         return 0
 
     # -- the plan ---------------------------------------------------------------------------
-    def apply_plan(self, plan: RepairPlan, concurrency: int = 8, dry_run: bool = False, dead_letters: bool = True) -> RepairResult:
+    def apply_plan(self, plan: RepairPlan, concurrency: int = 8, dry_run: bool = False, dead_letters: bool = True, progress: Callable[[int], None] | None = None) -> RepairResult:
         """Apply every action; products in parallel, each product's actions in order.
 
         A product whose action fails stops there (its later actions depend on it) and, with
@@ -310,13 +310,17 @@ class Repairer:
 
         def run(actions: list[RepairAction]) -> list[Outcome]:
             outcomes = []
-            for action in actions:
+            for done, action in enumerate(actions, 1):
                 outcome = self.apply(action)
                 outcomes.append(outcome)
                 if outcome.status == DEAD_LETTER:
                     if dead_letters:
                         self.dead_letter(action, outcome.error or "")
+                    if progress:
+                        progress(len(actions) - done + 1)  # the product's later actions are not attempted: count them done
                     break  # later actions of this product depend on this one
+                if progress:
+                    progress(1)
             return outcomes
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:

@@ -17,13 +17,14 @@ checks that only look.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pandas as pd
 
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.policies import OrphanPolicy
+from recon_pipeline.progress import Progress
 from recon_pipeline.reconcile import ORPHAN_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE, diff_catalog, empty_drift
 from recon_pipeline.reconcile.frames import stripe_product_id
 from recon_pipeline.repair.apply import Repairer, RepairResult, WriteSource
@@ -122,6 +123,7 @@ def converge(
     max_write_share: float | None = None,
     dead_letters: bool = True,
     verify: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> Converged:
     """Bring Stripe to the catalog for the given products (all, when `ids` is None).
 
@@ -130,6 +132,7 @@ def converge(
       catalog); above it nothing is written (a dry run).
     - `dead_letters`: park a product that fails in dead_letter (else just report it).
     - `verify`: re-read the written products afterwards; what still differs is `remaining`.
+    - `say`: where progress goes (about every 10 s: actions done/total, rate, ETA; then a summary).
     """
     orphan_policy, price_orphan_policy = OrphanPolicy(orphan_policy), OrphanPolicy(price_orphan_policy)
     for name, policy in (("orphan_policy", orphan_policy), ("price_orphan_policy", price_orphan_policy)):
@@ -140,10 +143,17 @@ def converge(
     plan = plan_repairs(drift, sides.local, sides.stripe, sides.local_prices, sides.stripe_prices, orphan_policy, price_orphan_policy)
     tripped = max_write_share is not None and plan.write_share > max_write_share
     repairer = Repairer(gateway, catalog, run_id, source)
-    result = repairer.apply_plan(plan, concurrency, dry_run=dry_run or tripped, dead_letters=dead_letters)
+    progress = Progress("repair actions", len(plan.actions), say or _silent)
+    result = repairer.apply_plan(plan, concurrency, dry_run=dry_run or tripped, dead_letters=dead_letters, progress=progress.advance)
+    if say and plan.actions and not (dry_run or tripped):
+        say(progress.summary())
     written = result.touched_products if verify else []
     remaining = read_sides(catalog, gateway, written).drift() if written else empty_drift()
     return Converged(sides, plan, result, _not_left_alone(remaining, plan), tripped)
+
+
+def _silent(line: str) -> None:
+    pass
 
 
 def _not_left_alone(drift: pd.DataFrame, plan: RepairPlan) -> pd.DataFrame:

@@ -41,6 +41,7 @@ PAGES_PER_WINDOW = 5
 # Prices are listed with what is only in an answer that expands it.
 PRICE_EXPAND = ["data.tiers", "data.currency_options"]
 Convert = Callable[[list[dict[str, Any]]], pd.DataFrame]
+Listed = Callable[[int], None]  # told how many objects a page brought (progress)
 
 
 @dataclass
@@ -66,7 +67,7 @@ class _Window:
     complete: bool = False
 
 
-def _page_window(gateway: StripeGateway, path: str, base: dict[str, Any], convert: Convert, window: _Window) -> _Window:
+def _page_window(gateway: StripeGateway, path: str, base: dict[str, Any], convert: Convert, window: _Window, progress: Listed) -> _Window:
     params: dict[str, Any] = {**base, "limit": PAGE, "created": {"gte": window.lo, "lte": window.hi}}
     if window.starting_after:
         params["starting_after"] = window.starting_after
@@ -76,6 +77,7 @@ def _page_window(gateway: StripeGateway, path: str, base: dict[str, Any], conver
         if page["data"]:
             window.frames.append(convert(page["data"]))  # the page's dicts are dropped here
             window.count += len(page["data"])
+            progress(len(page["data"]))
         if not page.get("has_more") or not page["data"]:
             window.complete = True
             return window
@@ -91,11 +93,19 @@ def _older_than(gateway: StripeGateway, path: str, base: dict[str, Any], created
     return page["data"][0]["created"] if page["data"] else None
 
 
-def fetch_snapshot(gateway: StripeGateway, path: str, base: dict[str, Any], convert: Convert, id_column: str, concurrency: int = 8) -> Snapshot:
-    """Every object of a list endpoint (`base`: its filters and expansions), paged concurrently over `created` windows."""
+def _nothing(count: int) -> None:
+    pass
+
+
+def fetch_snapshot(
+    gateway: StripeGateway, path: str, base: dict[str, Any], convert: Convert, id_column: str, concurrency: int = 8, progress: Listed = _nothing
+) -> Snapshot:
+    """Every object of a list endpoint (`base`: its filters and expansions), paged concurrently over `created` windows.
+    `progress` is told how many objects each page brought."""
     started = time.perf_counter()
     requests_before = gateway.stats["requests"]
     first = gateway.request("get", path, {**base, "limit": PAGE})
+    progress(len(first["data"]))
     frames = [convert(first["data"])]
     pages = 1
     all_complete = True
@@ -108,7 +118,7 @@ def fetch_snapshot(gateway: StripeGateway, path: str, base: dict[str, Any], conv
         exhausted = frontier < 0
 
         def page(window: _Window) -> Future:
-            return pool.submit(_page_window, gateway, path, base, convert, window)
+            return pool.submit(_page_window, gateway, path, base, convert, window, progress)
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             # The rest of the first page's last second, continued after its last object.
@@ -146,19 +156,19 @@ def fetch_snapshot(gateway: StripeGateway, path: str, base: dict[str, Any], conv
     return Snapshot(frame, pages, int(gateway.stats["requests"] - requests_before), all_complete, duplicates, time.perf_counter() - started)
 
 
-def fetch_products_snapshot(gateway: StripeGateway, concurrency: int = 8) -> Snapshot:
+def fetch_products_snapshot(gateway: StripeGateway, concurrency: int = 8, progress: Listed = _nothing) -> Snapshot:
     """Every product of the account (active and archived), as the canonical products frame."""
-    return fetch_snapshot(gateway, "/v1/products", {}, stripe_frame, "stripe_id", concurrency)
+    return fetch_snapshot(gateway, "/v1/products", {}, stripe_frame, "stripe_id", concurrency, progress)
 
 
-def fetch_prices_snapshot(gateway: StripeGateway, concurrency: int = 8) -> Snapshot:
+def fetch_prices_snapshot(gateway: StripeGateway, concurrency: int = 8, progress: Listed = _nothing) -> Snapshot:
     """Every price of the account, active and archived (Stripe lists them apart), with tiers
     and currency options expanded, as the canonical prices frame."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
         parts = list(
             pool.map(
-                lambda active: fetch_snapshot(gateway, "/v1/prices", {"active": active, "expand": PRICE_EXPAND}, stripe_price_frame, "price_id", concurrency),
+                lambda active: fetch_snapshot(gateway, "/v1/prices", {"active": active, "expand": PRICE_EXPAND}, stripe_price_frame, "price_id", concurrency, progress),
                 (True, False),
             )
         )

@@ -1,0 +1,45 @@
+"""Frames between steps as Parquet files, not pickles: readable by any tool, typed, compact.
+
+The default IO manager of every non-hourly asset (`io_manager`). Each output is one file,
+`<base_dir>/<asset path>[/<partition>].parquet`, under the Dagster instance's storage
+directory unless `base_dir` says otherwise (with several machines, a shared path). An
+output of None (an asset whose result is its writes and metadata) stores nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from upath import UPath
+
+
+class _ParquetFiles(dg.UPathIOManager):
+    extension = ".parquet"
+
+    def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        obj.to_parquet(partial, index=False)
+        partial.rename(path)  # a reader never sees half a file
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
+        return pd.read_parquet(path)
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        if obj is None:
+            return
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(f"{context.asset_key.to_user_string()}: the Parquet IO manager stores DataFrames, not {type(obj).__name__}")
+        super().handle_output(context, obj)
+
+
+class ParquetIOManager(dg.ConfigurableIOManagerFactory):
+    """Asset outputs (DataFrames) as Parquet files under `base_dir` (empty: the instance's storage directory)."""
+
+    base_dir: str = ""
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetFiles:
+        base = self.base_dir or (context.instance.storage_directory() if context.instance else str(Path.cwd() / "storage"))
+        return _ParquetFiles(base_path=UPath(base))
