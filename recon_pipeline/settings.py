@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+
+from sqlalchemy.engine import make_url
 
 from recon_pipeline.policies import ConflictPolicy, Executor, OrphanPolicy
 
@@ -178,6 +181,20 @@ def parse_accounts(raw: str | None, env: Mapping[str, str] | None, emulator: boo
     return tuple(accounts)
 
 
+CATALOG_TAG = "recon/catalog"
+
+
+def catalog_fingerprint(url: str) -> str:
+    """Which catalog, without saying where or how to log in: the first 12 hex digits of the
+    sha256 of RECON_CATALOG_URL less its password. Runs carry it as the `recon/catalog` tag,
+    and sensors act only on runs of their own catalog."""
+    try:
+        plain = make_url(url)._replace(password=None).render_as_string(hide_password=False)  # URL is a named tuple
+    except Exception:  # not a URL SQLAlchemy parses: the catalog resource says so when it connects
+        plain = url
+    return hashlib.sha256(plain.encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the project is configured with. Secrets are kept out of `repr()`."""
@@ -212,6 +229,20 @@ class Settings:
     set_in_env: frozenset[str] = frozenset()
     # Things worth saying that do not stop anything (an unknown RECON_ variable).
     warnings: tuple[str, ...] = ()
+
+    @property
+    def instance_home(self) -> Path:
+        """The deployment's Dagster instance, decided here once for every command, `make dev` and
+        `make serve`: DAGSTER_HOME; else, with DAGSTER_POSTGRES_URL (production storage),
+        ./.dagster_serve; else ./.dagster_home (Dagster's SQLite storage)."""
+        if self.dagster_home is not None:
+            return self.dagster_home
+        return PROJECT_ROOT / (".dagster_serve" if self.dagster_postgres_url else ".dagster_home")
+
+    @property
+    def instance_config(self) -> Path:
+        """The project's dagster.yaml for that instance: deploy/dagster.yaml (PostgreSQL) with DAGSTER_POSTGRES_URL, else ./dagster.yaml."""
+        return PROJECT_ROOT / "deploy" / "dagster.yaml" if self.dagster_postgres_url else PROJECT_ROOT / "dagster.yaml"
 
     @property
     def uses_emulator(self) -> bool:

@@ -19,7 +19,7 @@ from recon_pipeline.repair import converge, full_drift
 from recon_pipeline.settings import Settings, SettingsError
 from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.sync.outbox import drain
-from recon_pipeline.testing import one_price
+from recon_pipeline.testing import one_price, sensor_resources
 
 US, EU = [f"us_{i}" for i in range(4)], [f"eu_{i}" for i in range(3)]
 
@@ -171,7 +171,7 @@ def test_reconcile_catalog_and_repair_catalog_run_per_account_partition_and_name
     from recon_pipeline.testing import AlertReceiver
 
     with AlertReceiver() as receiver:
-        alert_sensor(dg.build_sensor_context(instance=instance, resources={"alerts": AlertsResource(webhook_url=receiver.url)}))
+        alert_sensor(dg.build_sensor_context(instance=instance, resources=sensor_resources(alerts=AlertsResource(webhook_url=receiver.url))))
     [alert] = receiver.received
     assert alert["partition"] == "eu" and alert["text"].startswith(":rotating_light: Check catalog_drift.drift_rate_below_threshold [eu] failed (ERROR): Stripe account eu:")
 
@@ -203,7 +203,7 @@ def test_the_hourly_schedule_and_the_drift_sensor_ask_for_each_account(emulator,
 
     run_job("reconcile_catalog", instance=instance, settings=settings, partition_key="eu")  # eu: everything missing
     sensor = defs.resolve_sensor_def("drift_repair_sensor")
-    with dg.build_sensor_context(instance=instance, definitions=defs, resources={"policy": ReconPolicy()}) as context:
+    with dg.build_sensor_context(instance=instance, definitions=defs, resources=sensor_resources(policy=ReconPolicy())) as context:
         result = sensor.evaluate_tick(context)
     assert [(r.partition_key, (r.run_key or "").endswith(":eu")) for r in result.run_requests or []] == [("eu", True)]
 

@@ -270,6 +270,18 @@ def test_reconcile_prints_why_its_run_failed_in_the_workers_words_and_exits_1(tm
     assert done.returncode == 1, output
     assert "stripe_snapshot failed: Stripe refused the API key in STRIPE_API_KEY (401" in done.stdout
     assert "see the run in the UI" not in output and "REFUSEDKEY" not in output
+    assert f"Dagster instance DAGSTER_HOME={tmp_path / 'home'}" in done.stderr  # where the run is recorded, said by every command
+
+
+def test_one_deployment_one_dagster_instance_decided_in_settings(tmp_path: Path):
+    from recon_pipeline.settings import PROJECT_ROOT, Settings
+
+    embedded = Settings.from_env({})
+    assert (embedded.instance_home, embedded.instance_config) == (PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
+    served = Settings.from_env({"DAGSTER_POSTGRES_URL": "postgresql://postgres@127.0.0.1:5432/recon_dagster"})  # make serve's settings, for every command
+    assert (served.instance_home, served.instance_config) == (PROJECT_ROOT / ".dagster_serve", PROJECT_ROOT / "deploy" / "dagster.yaml")
+    own = Settings.from_env({"DAGSTER_HOME": str(tmp_path), "DAGSTER_POSTGRES_URL": "postgresql://postgres@127.0.0.1:5432/recon_dagster"})
+    assert own.instance_home == tmp_path
 
 
 def test_reconcile_exits_0_when_only_warn_checks_fail_and_says_so(tmp_path: Path, emulator):

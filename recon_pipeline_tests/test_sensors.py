@@ -17,7 +17,7 @@ from recon_pipeline.defs.repair import drift_repair_sensor
 from recon_pipeline.defs.resources import AlertsResource, ReconPolicy
 from recon_pipeline.demo import plan_demo, seed_demo
 from recon_pipeline.runs import latest_metadata, run_job
-from recon_pipeline.testing import AlertReceiver, priced_fixture, seed_priced
+from recon_pipeline.testing import AlertReceiver, priced_fixture, seed_priced, sensor_resources
 
 
 @pytest.fixture
@@ -35,12 +35,12 @@ def drifted_instance(tmp_path: Path, emulator, dagster_home, monkeypatch):
 def test_drift_repair_sensor_requests_one_repair_per_drift_materialization(drifted_instance):
     instance, reconcile = drifted_instance
     defs = build_defs()
-    context = dg.build_sensor_context(instance=instance, definitions=defs, resources={"policy": ReconPolicy()})
+    context = dg.build_sensor_context(instance=instance, definitions=defs, resources=sensor_resources(policy=ReconPolicy()))
     requests = drift_repair_sensor.evaluate_tick(context).run_requests or []
     assert [r.run_key for r in requests] == [f"catalog_drift:{reconcile.run_id}"]
     assert requests[0].job_name in (None, "repair_catalog")
     # The same materialization is not requested twice: the sensor's cursor moved past it.
-    again = dg.build_sensor_context(instance=instance, definitions=defs, cursor=context.cursor, resources={"policy": ReconPolicy()})
+    again = dg.build_sensor_context(instance=instance, definitions=defs, cursor=context.cursor, resources=sensor_resources(policy=ReconPolicy()))
     assert not drift_repair_sensor.evaluate_tick(again).run_requests
 
 
@@ -57,7 +57,7 @@ def test_drift_repair_sensor_skips_drift_that_is_only_a_reported_unmanaged_price
         drift = run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift")
         assert list(drift["kind"]) == ["price_orphan_in_stripe"]
         for policy, wanted in (("report", []), ("archive", [1])):
-            context = dg.build_sensor_context(instance=instance, definitions=build_defs(), resources={"policy": ReconPolicy(price_orphan_policy=policy)})
+            context = dg.build_sensor_context(instance=instance, definitions=build_defs(), resources=sensor_resources(policy=ReconPolicy(price_orphan_policy=policy)))
             tick = drift_repair_sensor.evaluate_tick(context)
             assert [1 for _ in tick.run_requests or []] == wanted, (policy, tick.skip_message)
 
@@ -66,7 +66,7 @@ def test_alert_sensor_posts_each_failure_once(drifted_instance):
     instance, reconcile = drifted_instance
     with AlertReceiver() as receiver:
         alerts = AlertsResource(webhook_url=receiver.url, ui_url="http://127.0.0.1:3000")
-        context = dg.build_sensor_context(instance=instance, resources={"alerts": alerts})
+        context = dg.build_sensor_context(instance=instance, resources=sensor_resources(alerts=alerts))
         alert_sensor(context)
         # The run failed because its blocking drift check failed: one alert, the check's.
         assert [(a["kind"], a.get("check")) for a in receiver.received] == [("asset_check_failed", "drift_rate_below_threshold")]
@@ -75,20 +75,20 @@ def test_alert_sensor_posts_each_failure_once(drifted_instance):
         assert check["threshold"] == 0.01 and check["value"] > 0.01
         assert check["url"].endswith("/assets/catalog_drift?view=checks")
         # Once per failure: the next evaluation, from the stored cursor, posts nothing new.
-        context = dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": alerts})
+        context = dg.build_sensor_context(instance=instance, cursor=context.cursor, resources=sensor_resources(alerts=alerts))
         alert_sensor(context)
         assert len(receiver.received) == 1
 
 
-def _run_failure_tick(instance: dg.DagsterInstance, alerts: AlertsResource, cursor: str | None) -> tuple[dg.SensorExecutionData, str | None]:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerts": alerts})
+def _run_failure_tick(instance: dg.DagsterInstance, resources: dict, cursor: str | None) -> tuple[dg.SensorExecutionData, str | None]:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     return run_failure_alert_sensor.evaluate_tick(context), context.cursor
 
 
 def test_failed_runs_are_alerted_once_by_dagsters_run_failure_sensor(drifted_instance):
     instance, _ = drifted_instance
     with AlertReceiver() as receiver:
-        alerts = AlertsResource(webhook_url=receiver.url, ui_url="http://127.0.0.1:3000")
+        alerts = sensor_resources(alerts=AlertsResource(webhook_url=receiver.url, ui_url="http://127.0.0.1:3000"))
         _, cursor = _run_failure_tick(instance, alerts, None)  # Dagster's sensor starts from now
         assert receiver.received == []
         # A run failing for another reason than its checks is alerted as a run, with the step's reason.
@@ -107,18 +107,18 @@ def test_a_webhook_that_does_not_take_a_check_alert_gets_it_next_tick_and_no_tic
     instance, _ = drifted_instance
     with AlertReceiver(fail_first=1) as receiver:
         alerts = AlertsResource(webhook_url=receiver.url)
-        context = dg.build_sensor_context(instance=instance, resources={"alerts": alerts})
+        context = dg.build_sensor_context(instance=instance, resources=sensor_resources(alerts=alerts))
         started = time.monotonic()
         alert_sensor(context)
         assert time.monotonic() - started < 5  # one attempt, no backoff inside the tick
         assert receiver.received == []
-        alert_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor, resources={"alerts": alerts}))
+        alert_sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor, resources=sensor_resources(alerts=alerts)))
         assert [a.get("check") for a in receiver.received] == ["drift_rate_below_threshold"]
 
 
 def test_alert_sensor_without_a_webhook_only_logs(drifted_instance):
     instance, _ = drifted_instance
-    context = dg.build_sensor_context(instance=instance, resources={"alerts": AlertsResource(webhook_url="")})
+    context = dg.build_sensor_context(instance=instance, resources=sensor_resources(alerts=AlertsResource(webhook_url="")))
     result = alert_sensor(context)
     assert isinstance(result, dg.SkipReason)
     assert "RUN_FAILURE" in context.cursor
@@ -152,13 +152,13 @@ def test_a_fresh_install_is_alerted_of_freshness_only_when_its_first_reconciliat
         alerts = AlertsResource(webhook_url=receiver.url)
         checks_only = dg.AssetSelection.checks(FRESHNESS_CHECK)
         dg.materialize([dg.AssetSpec(catalog_drift.key), *drift_freshness_checks], selection=checks_only, instance=instance)
-        context = dg.build_sensor_context(instance=instance, resources={"alerts": alerts})
+        context = dg.build_sensor_context(instance=instance, resources=sensor_resources(alerts=alerts))
         alert_sensor(context)
         assert receiver.received == []  # never materialized, and the watch just began
         state = json.loads(context.cursor)
         assert [held["check"] for held in state["held"]] == ["freshness_check"]
         three_hours_ago = json.dumps({**state, "since": time.time() - 3 * 3600})
-        alert_sensor(dg.build_sensor_context(instance=instance, cursor=three_hours_ago, resources={"alerts": alerts}))
+        alert_sensor(dg.build_sensor_context(instance=instance, cursor=three_hours_ago, resources=sensor_resources(alerts=alerts)))
         assert [(a["kind"], a["check"]) for a in receiver.received] == [("asset_check_failed", "freshness_check")]
 
 
@@ -194,3 +194,41 @@ def test_the_events_poller_decides_in_no_time_while_stripe_takes_30_s_and_its_ru
         # Polled just now, nothing waits: the next tick asks for nothing.
         again = stripe_events_poller.evaluate_tick(dg.build_sensor_context(instance=instance, resources=resources))
         assert not again.run_requests and "polled within" in (again.skip_message or "")
+
+
+def test_two_catalogs_in_one_instance_never_alert_or_repair_each_other(tmp_path: Path, emulator, dagster_home, monkeypatch):
+    from recon_pipeline.settings import Settings
+
+    monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
+    urls = {name: f"sqlite:///{tmp_path / f'{name}.db'}" for name in ("ours", "theirs")}
+    for name, url in urls.items():
+        seed_priced(Catalog.open(url), [f"{name}_1", f"{name}_2"])  # not in Stripe: every product drifted
+
+    def runs_of(name: str, job: str, config: dict | None = None) -> dg.ExecuteInProcessResult:
+        monkeypatch.setenv("RECON_CATALOG_URL", urls[name])
+        return run_job(job, config, instance=instance, settings=Settings.from_env())
+
+    with dg.DagsterInstance.get() as instance, AlertReceiver() as receiver:
+        theirs = runs_of("theirs", "reconcile_catalog")
+        tagged = instance.get_run_by_id(theirs.run_id)
+        assert tagged is not None and "recon/catalog" in tagged.tags  # the catalog resource tagged the run
+        monkeypatch.setenv("RECON_CATALOG_URL", urls["ours"])
+        resources = sensor_resources(alerts=AlertsResource(webhook_url=receiver.url))
+        defs = build_defs()
+        # Their drift: no repair requested here, no alert posted here.
+        skipped = drift_repair_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=resources))
+        assert not skipped.run_requests and "another catalog" in (skipped.skip_message or "")
+        checks = dg.build_sensor_context(instance=instance, resources=resources)
+        alert_sensor(checks)
+        _, failures_cursor = _run_failure_tick(instance, resources, None)
+        runs_of("theirs", "apply_inbox", {"ops": {"inbox_apply": {"config": {"conflict_policy": "whoever"}}}})
+        monkeypatch.setenv("RECON_CATALOG_URL", urls["ours"])
+        _run_failure_tick(instance, resources, failures_cursor)
+        assert receiver.received == []
+        # Our own drift: one repair, one alert, each about our run.
+        ours = runs_of("ours", "reconcile_catalog")
+        monkeypatch.setenv("RECON_CATALOG_URL", urls["ours"])
+        requested = drift_repair_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=resources))
+        assert [r.run_key for r in requested.run_requests or []] == [f"catalog_drift:{ours.run_id}"]
+        alert_sensor(dg.build_sensor_context(instance=instance, cursor=checks.cursor, resources=resources))
+        assert [(a["check"], a["run_id"]) for a in receiver.received] == [("drift_rate_below_threshold", ours.run_id)]

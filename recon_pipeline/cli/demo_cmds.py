@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from recon_pipeline.cli.processes import dagster_home, running_emulator
-from recon_pipeline.settings import EMULATOR_PORT, PROJECT_ROOT, Settings, SettingsError
+from recon_pipeline.cli.processes import instance_home, running_emulator
+from recon_pipeline.settings import EMULATOR_PORT, Settings, SettingsError
 
 DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
 
@@ -24,7 +24,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                 f"{name} is set, but the demo seeds (and overwrites) the embedded SQLite catalog and the "
                 f"bundled emulator only; unset {name} to run the demo."
             )
-    home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
+    home = instance_home(settings)
     data = plan_demo(n_products=args.products, seed=args.seed)
     with running_emulator(args.port) as url, dg.DagsterInstance.from_config(str(home)) as instance:
         demo = dataclasses.replace(settings, stripe_api_base=url)

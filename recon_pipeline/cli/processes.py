@@ -44,6 +44,14 @@ def dagster_home(configured: Path | None, default: Path, config: Path) -> Path:
     return home
 
 
+def instance_home(settings: Settings) -> Path:
+    """The deployment's Dagster instance (`Settings.instance_home`), ready, and said on stderr: every
+    command that records runs says where, so the UI of the same deployment is easy to find."""
+    home = dagster_home(settings.dagster_home, settings.instance_home, settings.instance_config)
+    print(f"recon-pipeline: Dagster instance DAGSTER_HOME={home}", file=sys.stderr, flush=True)
+    return home
+
+
 def port_in_use(host: str, port: int) -> bool:
     """Whether something already listens on host:port."""
     with socket.socket() as probe:

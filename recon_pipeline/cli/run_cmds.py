@@ -12,8 +12,8 @@ import contextlib
 import datetime as dt
 from typing import Any
 
-from recon_pipeline.cli.processes import dagster_home, with_stripe
-from recon_pipeline.settings import PARTITION_FORMAT, PROJECT_ROOT, Settings, SettingsError
+from recon_pipeline.cli.processes import instance_home, with_stripe
+from recon_pipeline.settings import PARTITION_FORMAT, Settings, SettingsError
 
 DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
 
@@ -24,7 +24,7 @@ def _run(settings: Settings, job: str, run_config: dict[str, Any] | None = None,
 
     from recon_pipeline.runs import run_job
 
-    home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
+    home = instance_home(settings)
     with contextlib.ExitStack() as stack:
         settings = with_stripe(settings, stack)
         instance = stack.enter_context(dg.DagsterInstance.from_config(str(home)))
@@ -96,7 +96,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         if result.success:
             import dagster as dg
 
-            home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
+            home = settings.instance_home.resolve()
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 repaired = latest_metadata(instance, "hourly_repair")
             print(f"  hourly_repair: applied {repaired['applied']}, dead letters {repaired['dead_letters']}, remaining_drift {repaired['remaining_drift']}")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from recon_pipeline.cli.catalog_cmds import open_catalog
-from recon_pipeline.cli.processes import Supervisor, dagster_home, port_in_use
+from recon_pipeline.cli.processes import Supervisor, instance_home, port_in_use
 from recon_pipeline.settings import EMULATOR_HOST, EMULATOR_PORT, PROJECT_ROOT, Settings, SettingsError, environment_for_children
 
 DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
@@ -36,7 +36,7 @@ def _ready_to_serve(settings: Settings, host: str, port: int, command: str) -> N
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     """`dagster dev` on the project's workspace, with the emulator unless a Stripe key is set."""
     _ready_to_serve(settings, args.host, args.port, "dev")
-    home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_home", PROJECT_ROOT / "dagster.yaml")
+    home = instance_home(settings)
     env = environment_for_children(DAGSTER_HOME=str(home))
     supervisor = Supervisor()
     if settings.uses_emulator:
@@ -51,7 +51,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.dagster_postgres_url:
         raise SettingsError("DAGSTER_POSTGRES_URL is not set; set it to postgresql://USER:PASSWORD@HOST:5432/DATABASE for Dagster's storage.")
     _ready_to_serve(settings, args.host, args.port, "serve")
-    home = dagster_home(settings.dagster_home, PROJECT_ROOT / ".dagster_serve", PROJECT_ROOT / "deploy" / "dagster.yaml")
+    home = instance_home(settings)
     env = environment_for_children(DAGSTER_HOME=str(home))
     supervisor = Supervisor()
     if settings.uses_emulator and "STRIPE_API_BASE" not in settings.set_in_env:

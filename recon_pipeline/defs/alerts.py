@@ -21,7 +21,7 @@ import dagster as dg
 from recon_pipeline.alerts import check_alert, failure_already_alerted, post_alert, run_alert
 from recon_pipeline.defs import step_failures
 from recon_pipeline.defs.reconciliation import DRIFT_FRESHNESS, FRESHNESS_CHECK
-from recon_pipeline.defs.resources import AlertsResource
+from recon_pipeline.defs.resources import AlertsResource, CatalogResource
 from recon_pipeline.settings import Settings
 
 # On the very first evaluation, look back this far rather than alerting on all history.
@@ -70,12 +70,12 @@ def _never_reconciled(instance: dg.DagsterInstance, payload: dict) -> bool:
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
+def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource, catalog: CatalogResource):
     """Posts every failed asset check (ERROR and WARN) to ALERT_WEBHOOK_URL, once each.
 
     Slack-compatible JSON (`text`) plus structured fields (asset, check, value, threshold,
     run id, UI link). Reads the check evaluations of each run as it finishes, failed or not
-    (a failed WARN check does not fail its run). A webhook that does not take an alert gets it
+    (a failed WARN check does not fail its run), of runs made against this catalog. A webhook that does not take an alert gets it
     again next tick. Without ALERT_WEBHOOK_URL it only logs the alerts. On a fresh install,
     catalog_drift's freshness check fails at once ("never materialized"): that alert is held
     until two hours after this sensor started, and dropped if a reconciliation comes first. Failed runs are
@@ -114,6 +114,7 @@ def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource):
                 break
             entry = page.records[0].event_log_entry
             recent = state.get(status.name) or entry.timestamp >= time.time() - FIRST_LOOKBACK_S
+            recent = recent and catalog.made(context.instance.get_run_by_id(entry.run_id))  # another catalog's run is not ours to alert
             delivered = set(state.get("delivered", {}).get(entry.run_id, []))
             for payload in _check_alerts(context.instance, entry.run_id, alerts.ui_url) if recent else []:
                 if payload["dedup_key"] in delivered:
@@ -140,11 +141,13 @@ class AlertNotDelivered(Exception):
 
 
 @dg.run_failure_sensor(name="run_failure_alert_sensor", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource):
-    """Posts every failed run of this code location to ALERT_WEBHOOK_URL, once, with the failed
+def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: AlertsResource, catalog: CatalogResource):
+    """Posts every failed run of this code location and catalog to ALERT_WEBHOOK_URL, once, with the failed
     steps' own messages (what a person can act on). A run that failed only because blocking
     checks failed is not alerted again: `alert_sensor` posted those checks."""
     run = context.dagster_run
+    if not catalog.made(run):
+        return dg.SkipReason(f"run {run.run_id[:8]} was made against another catalog")
     steps = step_failures(context.get_step_failure_events())
     if failure_already_alerted([error for _, error, _ in steps]):
         return dg.SkipReason(f"run {run.run_id[:8]} failed only its blocking checks; alert_sensor alerted them")

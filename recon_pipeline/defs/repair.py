@@ -200,14 +200,17 @@ repair_catalog = dg.define_asset_job(
 
 
 @dg.asset_sensor(asset_key=dg.AssetKey("catalog_drift"), job=repair_catalog, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def drift_repair_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, policy: ReconPolicy):
+def drift_repair_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry, policy: ReconPolicy, catalog: CatalogResource):
     """Requests one `repair_catalog` run for each `catalog_drift` materialization with drift
     that repair would write: orphans the policies only report (unmanaged prices, by default)
-    are not a reason to run it.
+    are not a reason to run it, nor a catalog_drift derived from another catalog (a run
+    tagged with another `recon/catalog`).
 
     The run's mass-drift breaker still decides whether to write: above its share of the
     catalog it refuses, fails the `mass_drift_breaker` check and the alert sensor reports it.
     """
+    if not catalog.made(context.instance.get_run_by_id(asset_event.run_id)):
+        return dg.SkipReason(f"catalog_drift from run {asset_event.run_id[:8]} was derived from another catalog")
     materialization = asset_event.asset_materialization
     metadata = materialization.metadata if materialization else {}
 

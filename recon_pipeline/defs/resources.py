@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.source import CatalogSource, price_rows, product_rows
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
-from recon_pipeline.settings import EMULATOR_API_KEY, Settings, StripeAccount, account_key_and_rate, parse_accounts
+from recon_pipeline.settings import CATALOG_TAG, EMULATOR_API_KEY, Settings, StripeAccount, account_key_and_rate, catalog_fingerprint, parse_accounts
 from recon_pipeline.stripe_api import CredentialsRefused, RetryPolicy, StripeGateway, budget_for
 from recon_pipeline.sync.credentials import record_refusal, refusal
 
@@ -36,6 +36,21 @@ class CatalogResource(dg.ConfigurableResource):
     prices_query: str | None = None
 
     _catalog: Catalog | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """In a run, tag the run with the catalog it reads (`recon/catalog`), so the sensors of each
+        deployment act only on their own catalog's runs, whoever launched them (UI, CLI, schedule)."""
+        run = context.run
+        if run is not None and context.instance is not None and run.tags.get(CATALOG_TAG) != self.fingerprint():
+            context.instance.add_run_tags(run.run_id, {CATALOG_TAG: self.fingerprint()})
+
+    def fingerprint(self) -> str:
+        """This catalog's `recon/catalog` tag value (no password, no host in clear)."""
+        return catalog_fingerprint(self.url)
+
+    def made(self, run: dg.DagsterRun | None) -> bool:
+        """Whether a run was made against this catalog (a run without the tag, from before it existed, counts as ours)."""
+        return run is not None and run.tags.get(CATALOG_TAG, self.fingerprint()) == self.fingerprint()
 
     def catalog(self) -> Catalog:
         if self._catalog is None:

@@ -225,3 +225,11 @@ class AlertReceiver:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def sensor_resources(**overrides: object) -> dict[str, object]:
+    """The resources the project's sensors get, from the environment's settings, with some replaced."""
+    from recon_pipeline.defs.resources import build_resources
+    from recon_pipeline.settings import Settings
+
+    return {**build_resources(Settings.from_env()), **overrides}
