@@ -354,7 +354,7 @@ def test_a_dead_letter_is_replayed_in_its_products_account(emulator, two_account
         converge(catalog, gateways[name])
     with catalog.engine.begin() as conn:
         conn.execute(update(products).where(products.c.id == "eu_2").values(name="eu_2 renamed"))
-        record_dead_letter(conn, WriteSource.REPAIR, "eu_2", "update_product", {}, "503 api_error: an outage", 8)
+        record_dead_letter(conn, WriteSource.REPAIR, "eu_2", "update_product", {}, "503 api_error: an outage", 8, "eu")
     us_writes = _posts(emulator, "acct_us")
     [replayed] = replay_dead_letters(catalog, gateways)
     assert replayed.resolved and _names(emulator, "acct_eu")["eu_2"] == "eu_2 renamed" and _posts(emulator, "acct_us") == us_writes
@@ -372,3 +372,46 @@ def test_the_inbox_keeps_each_accounts_gateway_whatever_came_before(two_accounts
     assert result.ignored == 1 and applier.gateway is None
     applier.apply_event(event("evt_2", "product.updated", product_obj("eu_0", "eu_0 v0", 2)), result, "eu")
     assert applier.gateway is gateways["eu"]
+
+
+def test_an_orphans_dead_letter_is_replayed_in_the_account_it_failed_in(emulator, two_accounts):
+    from recon_pipeline.repair import WriteSource
+    from recon_pipeline.repair.dead_letters import record_dead_letter
+    from recon_pipeline.repair.plan import ARCHIVE_ORPHAN
+    from recon_pipeline.repair.replay import replay_dead_letters
+
+    catalog, gateways = two_accounts
+    stray = {"id": "stray", "name": "Made in eu's dashboard", "created": 1_700_000_000}
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [stray]}, headers={"Stripe-Account": "acct_eu"}).raise_for_status()
+    with catalog.engine.begin() as conn:  # archiving it in eu failed: the catalog does not have it, so only the letter knows where
+        record_dead_letter(conn, WriteSource.REPAIR, "stray", ARCHIVE_ORPHAN, {}, "503 api_error: an outage", 8, "eu")
+    us_writes = _posts(emulator, "acct_us")
+    [replayed] = replay_dead_letters(catalog, gateways)
+    eu = httpx.get(f"{emulator.url}/v1/products/stray", headers={"Authorization": "Bearer sk_test_platform", "Stripe-Account": "acct_eu"}).json()
+    assert replayed.resolved and eu["active"] is False and _posts(emulator, "acct_us") == us_writes
+
+
+def test_a_refused_key_pauses_only_its_own_accounts_outbox(emulator, two_accounts):
+    from sqlalchemy import select
+
+    from recon_pipeline.catalog.schema import outbox
+
+    catalog, gateways = two_accounts
+    for name in ("us", "eu"):
+        converge(catalog, gateways[name])
+    update_product(catalog, "us_2", name="us_2 v1")
+    update_product(catalog, "eu_0", name="eu_0 v1")
+    refused_us = {**gateways, "us": StripeGateway("sk_live_REFUSEDKEY0000000000001234", emulator.url, account="us")}  # the emulator takes test keys only: 401
+    first = drain(catalog, refused_us)
+    assert set(first.refused) == {"us"} and "the key of Stripe account 'us'" in first.refused["us"]
+    assert first.pushed_products == 1 and _names(emulator, "acct_eu")["eu_0"] == "eu_0 v1"  # eu went on
+    with catalog.engine.connect() as conn:
+        waiting = conn.execute(select(outbox.c.product_id, outbox.c.status, outbox.c.attempts).where(outbox.c.product_id == "us_2")).all()
+    assert waiting == [("us_2", "pending", 0)]  # untouched: no attempt counted, nothing dead-lettered
+    refused_requests = httpx.get(f"{emulator.url}/_emulator/stats").json()["requests"]  # where a key the emulator refuses lands
+    assert refused_requests >= 1
+    again = drain(catalog, refused_us)
+    assert set(again.refused) == {"us"} and again.pushed_products == 0
+    assert httpx.get(f"{emulator.url}/_emulator/stats").json()["requests"] == refused_requests  # the refused key is not tried again
+    fixed = drain(catalog, gateways)  # a key Stripe takes: us_2 goes out
+    assert fixed.pushed_products == 1 and not fixed.refused and _names(emulator, "acct_us")["us_2"] == "us_2 v1"

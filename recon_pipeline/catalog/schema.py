@@ -146,6 +146,7 @@ dead_letter = Table(
     _moment("failed_at"),
     _moment("resolved_at", nullable=True),
     Column("resolution", Text, nullable=True),
+    Column("account", String(32), nullable=False, server_default=DEFAULT_ACCOUNT, comment="The Stripe account it failed in: a name of RECON_STRIPE_ACCOUNTS"),
 )
 Index("ix_dead_letter_open", dead_letter.c.resolved_at)
 

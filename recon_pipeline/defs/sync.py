@@ -24,7 +24,7 @@ from recon_pipeline.settings import Settings
 from recon_pipeline.stripe_api import CredentialsRefused, error_text
 from recon_pipeline.sync.credentials import record_refusal, refusal
 from recon_pipeline.sync.inbox import InboxApplier, inbox_lag
-from recon_pipeline.sync.outbox import Backlog, backlog, drain, ready_count
+from recon_pipeline.sync.outbox import Backlog, backlog, drain, ready_count, ready_products
 from recon_pipeline.sync.poller import PollResult, last_polled, poll_account
 
 GROUP = "sync"
@@ -88,6 +88,10 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
     """
     with stripe.calls_each(catalog) as gateways:  # each product to the Stripe account it is sold in
         result = drain(catalog.catalog(), gateways, run_id=run_id_of(context))
+    if result.refused and set(result.refused) == set(gateways):  # nothing could go out: fail once, no retry (only another key helps)
+        raise dg.Failure("; ".join(result.refused.values()), allow_retries=False)
+    for account, why in result.refused.items():
+        context.log.warning(f"{why} (the changes of Stripe account {account} wait; the other accounts' went out)")
     for error in result.errors[:50]:
         context.log.warning(error)
     queues = Queues.read(catalog)
@@ -215,12 +219,13 @@ def outbox_sensor(context: dg.SensorEvaluationContext, catalog: CatalogResource,
     and a retried change must be able to launch another run. Nothing is launched while
     Stripe refuses the API key in use: the changes wait for a key it takes.
     """
-    ready = ready_count(catalog.engine())
+    engine = catalog.engine()
+    ready = ready_count(engine)
     if not ready:
         return dg.SkipReason("no change is ready in the outbox")
-    refused = stripe.refused(catalog)
-    if refused:
-        return dg.SkipReason(f"{ready} changes ready, but {refused}")
+    refused = {name: why for name, gateway in stripe.gateways().items() if (why := refusal(engine, gateway))}
+    if refused and not set(catalog.catalog().accounts_of(ready_products(engine)).values()) - set(refused):
+        return dg.SkipReason(f"{ready} changes ready, but {'; '.join(refused.values())}")
     if _in_progress(context, "drain_outbox"):
         return dg.SkipReason(f"{ready} changes ready; a drain is already running")
     return dg.RunRequest(tags={"recon/outbox_ready": str(ready)})

@@ -189,7 +189,7 @@ class Repairer:
         log.warning("dead letter: %s %s: %s", action.action, action.product_id, reason)
         payload = {"product_id": action.product_id, "action": action.action, "fields": list(action.fields), "lookup_key": action.lookup_key}
         with self.engine.begin() as conn:
-            record_dead_letter(conn, self.source, action.product_id, action.action, payload, reason, self.gateway.retry.max_attempts)
+            record_dead_letter(conn, self.source, action.product_id, action.action, payload, reason, self.gateway.retry.max_attempts, self.gateway.account)
 
     @staticmethod
     def _stripe_id(action: RepairAction) -> str:

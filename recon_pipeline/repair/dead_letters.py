@@ -19,10 +19,13 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def record_dead_letter(conn: Connection, source: str, product_id: str | None, action: str, payload: Mapping[str, Any], reason: str, attempts: int) -> None:
-    """Park something that could not be written, with Stripe's reason (in the caller's transaction)."""
+def record_dead_letter(
+    conn: Connection, source: str, product_id: str | None, action: str, payload: Mapping[str, Any], reason: str, attempts: int, account: str
+) -> None:
+    """Park something that could not be written in a Stripe account, with Stripe's reason (in the caller's transaction)."""
     conn.execute(
         insert(dead_letter).values(
+            account=account,
             source=str(source),
             product_id=product_id,
             action=action,

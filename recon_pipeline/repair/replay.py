@@ -35,14 +35,14 @@ def _policy_for(action: str) -> OrphanPolicy:
 def replay_dead_letters(catalog: Catalog, gateway: StripeGateway | Mapping[str, StripeGateway], ids: list[int] | None = None) -> list[Replayed]:
     """Replay open dead letters (all, or the given ids); one result per letter. `gateway`: the
     Stripe account, or each account's (by name): a letter is replayed in the account its product
-    is sold in (one the catalog no longer has, in the first)."""
+    is sold in (one the catalog no longer has, an orphan's, in the account it failed in)."""
     gateways = by_name(gateway)
     letters = list_dead_letters(catalog.engine, ids=ids)
     sold_in = catalog.accounts_of([letter["product_id"] for letter in letters])
     results = []
     for letter in letters:
         product_id = letter["product_id"]
-        account = sold_in.get(product_id, next(iter(gateways)))
+        account = sold_in.get(product_id, letter["account"])
         if account not in gateways:
             reason = f"product {product_id!r} is sold in the Stripe account {account!r}, which RECON_STRIPE_ACCOUNTS does not name"
             still_failing(catalog.engine, letter["id"], reason)

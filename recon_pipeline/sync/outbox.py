@@ -19,11 +19,11 @@ import datetime as dt
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import stripe
-from sqlalchemy import Engine, and_, func, or_, select, text, update
+from sqlalchemy import Engine, and_, func, or_, select, text, true, update
 
 from recon_pipeline.backoff import Backoff
 from recon_pipeline.catalog import Catalog
@@ -31,7 +31,7 @@ from recon_pipeline.catalog.schema import OutboxStatus, outbox
 from recon_pipeline.repair import WriteSource, converge
 from recon_pipeline.repair.dead_letters import record_dead_letter
 from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway, by_name, error_text
-from recon_pipeline.sync.credentials import record_refusal
+from recon_pipeline.sync.credentials import record_refusal, refusal
 
 CLAIM_LOCK = 727_274  # any constant: the advisory lock that serializes claims on PostgreSQL
 
@@ -62,6 +62,8 @@ class DrainResult:
     """Products whose push exhausted its attempts: in dead_letter."""
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    """Accounts whose API key Stripe refused, with why: their changes wait, untouched; the others went on."""
 
 
 def _now() -> dt.datetime:
@@ -72,9 +74,11 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
 
 
-def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, ready_by: dt.datetime | None = None) -> dict[str, list[int]]:
+def claim(
+    engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, ready_by: dt.datetime | None = None, skip: Iterable[str] = ()
+) -> dict[str, list[int]]:
     """Claim up to `limit` products with rows ready by `ready_by` (default now), or claimed by a
-    worker whose lease ran out (killed mid-push); returns {product_id: [outbox ids]}."""
+    worker whose lease ran out (killed mid-push), but those in `skip`; returns {product_id: [outbox ids]}."""
     now = _now()
     ready_by = ready_by or now
     expired = now - dt.timedelta(seconds=lease_s)
@@ -86,9 +90,10 @@ def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, 
         elif engine.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading
         busy = select(outbox.c.product_id).where(outbox.c.status == OutboxStatus.IN_FLIGHT, outbox.c.claimed_at >= expired)
+        skipped = outbox.c.product_id.not_in(list(skip)) if skip else true()
         candidates = conn.execute(
             select(outbox.c.id, outbox.c.product_id, outbox.c.attempts, outbox.c.status)
-            .where(ready, outbox.c.product_id.not_in(busy))
+            .where(ready, outbox.c.product_id.not_in(busy), skipped)
             .order_by(outbox.c.id)
             .limit(limit * 4)
             .with_for_update(skip_locked=True)
@@ -126,7 +131,7 @@ def push_products(gateway: StripeGateway, catalog: Catalog, product_ids: list[st
     }
 
 
-def _finish(engine: Engine, product_id: str, ids: list[int], error: str | None, policy: OutboxPolicy, result: DrainResult) -> None:
+def _finish(engine: Engine, product_id: str, ids: list[int], error: str | None, policy: OutboxPolicy, result: DrainResult, account: str) -> None:
     now = _now()
     with engine.begin() as conn:
         if error is None:
@@ -137,7 +142,7 @@ def _finish(engine: Engine, product_id: str, ids: list[int], error: str | None, 
         attempts = (conn.execute(select(func.max(outbox.c.attempts)).where(outbox.c.id.in_(ids))).scalar() or 0) + 1
         if attempts >= policy.max_attempts:
             conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(status=OutboxStatus.DEAD, attempts=attempts, last_error=error))
-            record_dead_letter(conn, WriteSource.OUTBOX, product_id, "push", {"outbox_ids": ids}, error, attempts)
+            record_dead_letter(conn, WriteSource.OUTBOX, product_id, "push", {"outbox_ids": ids}, error, attempts, account)
             result.dead += 1
         else:
             retry_at = now + dt.timedelta(seconds=policy.next_delay(attempts))
@@ -163,7 +168,9 @@ def drain(
     """Push every ready product, batch after batch, `concurrency` writes at a time, until none is ready (or the cap).
 
     `gateway`: the one Stripe account, or one gateway per account (by name): each product is
-    pushed to the account the catalog sells it in, and only there."""
+    pushed to the account the catalog sells it in, and only there. An account whose API key
+    Stripe refused (now, or before: `stripe_refusals`) is left alone: its changes wait, no
+    attempt counted, and the other accounts' go on (`result.refused` says which and why)."""
     gateways = by_name(gateway)
     engine = catalog.engine
     worker = worker or worker_id()
@@ -173,28 +180,42 @@ def drain(
     # What was ready when the drain began: a change backing off waits for the next drain.
     began = _now()
 
+    held: set[str] = set()  # products of refused accounts: handed back, and not claimed again in this drain
+
+    def hold(products: list[str]) -> None:
+        # No attempt is counted and nothing is dead-lettered: the changes wait for a key Stripe takes.
+        release_claims(engine, worker, products)
+        held.update(products)
+
     while max_products is None or result.pushed_products + result.retried + result.dead < max_products:
-        batch = claim(engine, worker, limit=batch_size, lease_s=policy.lease_s, ready_by=began)
+        batch = claim(engine, worker, limit=batch_size, lease_s=policy.lease_s, ready_by=began, skip=held)
         if not batch:
             break
         errors: dict[str, str | None] = {}
-        for account, products in by_account(catalog, list(batch), gateways).items():
+        grouped = by_account(catalog, list(batch), gateways)
+        sold_in = {product: account for account, products in grouped.items() for product in products}
+        for account, products in grouped.items():
             if account not in gateways:
                 errors.update({p: f"product {p!r} is sold in the Stripe account {account!r}, which RECON_STRIPE_ACCOUNTS does not name; add it there" for p in products})
+                continue
+            why = result.refused.get(account) or refusal(engine, gateways[account])
+            if why:
+                result.refused[account] = why
+                hold(products)
                 continue
             try:
                 errors.update(push_products(gateways[account], catalog, products, run_id, concurrency))
             except CredentialsRefused as refused:
-                # No attempt is counted and nothing is dead-lettered: the changes wait for a key Stripe takes.
-                release_claims(engine, worker)
                 record_refusal(engine, gateways[account], refused)
-                raise
+                result.refused[account] = str(refused)
+                hold(products)
             except stripe.StripeError as exc:
                 errors.update({p: error_text(exc) for p in products})
             except Exception as exc:  # a push must never leave its rows claimed forever
                 errors.update({p: f"{type(exc).__name__}: {exc}" for p in products})
         for product_id, ids in batch.items():
-            _finish(engine, product_id, ids, errors.get(product_id), policy, result)
+            if product_id not in held:
+                _finish(engine, product_id, ids, errors.get(product_id), policy, result, sold_in[product_id])
     result.seconds = time.perf_counter() - started
     return result
 
@@ -210,14 +231,13 @@ def by_account(catalog: Catalog, product_ids: list[str], gateways: Mapping[str, 
     return grouped
 
 
-def release_claims(engine: Engine, worker: str) -> int:
-    """Hand back a worker's own claims (after its drain was cut off), so they need not wait out the lease."""
+def release_claims(engine: Engine, worker: str, products: Iterable[str] | None = None) -> int:
+    """Hand back a worker's own claims (all, or those of `products`), so they need not wait out the lease."""
+    mine = and_(outbox.c.status == OutboxStatus.IN_FLIGHT, outbox.c.claimed_by == worker)
+    if products is not None:
+        mine = and_(mine, outbox.c.product_id.in_(list(products)))
     with engine.begin() as conn:
-        return conn.execute(
-            update(outbox)
-            .where(outbox.c.status == OutboxStatus.IN_FLIGHT, outbox.c.claimed_by == worker)
-            .values(status=OutboxStatus.PENDING, claimed_by=None)
-        ).rowcount
+        return conn.execute(update(outbox).where(mine).values(status=OutboxStatus.PENDING, claimed_by=None)).rowcount
 
 
 @dataclass
@@ -247,6 +267,13 @@ def backlog(engine: Engine) -> Backlog:
         delivered_last_minute=int(recent or 0),
         dead=int(counts.get(OutboxStatus.DEAD, 0)),
     )
+
+
+def ready_products(engine: Engine, limit: int = 1000) -> list[str]:
+    """Up to `limit` products with changes ready now (their accounts tell whether a drain could push any)."""
+    with engine.connect() as conn:
+        ready = select(outbox.c.product_id).where(outbox.c.status == OutboxStatus.PENDING, outbox.c.next_attempt_at <= _now()).distinct().limit(limit)
+        return list(conn.execute(ready).scalars())
 
 
 def ready_count(engine: Engine) -> int:

@@ -7,7 +7,9 @@ hands its own claims back at once (a worker killed outright leaves them to its l
 every push is idempotent, so pushing a product again is safe. Stripe being unreachable is
 not fatal either: pushes back off in the outbox, and inbox events wait, in order, for a pass
 that can fetch their prices. A key Stripe refuses (401/403) is: the worker says so and
-stops, since only another key can help; the changes wait in the outbox.
+stops, since only another key can help; the changes wait in the outbox. With several
+Stripe accounts, one account's refused key pauses only that account's changes (said once);
+the worker stops when no account is left.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def run_worker(
     totals = WorkerTotals()
     failures_in_a_row = 0
     stripe_failures_in_a_row = 0
+    refused_accounts: set[str] = set()
     while not stop.is_set():
         try:
             if failures_in_a_row:
@@ -72,6 +75,15 @@ def run_worker(
                 say(f"catalog database reachable again; {released} claimed changes handed back")
                 failures_in_a_row = 0
             pushed = drain(catalog, gateway, worker=name, concurrency=concurrency, batch_size=batch_size)
+            if pushed.refused and set(pushed.refused) == set(by_name(gateway)):  # no account left to push to: stop, as below
+                waiting = backlog(engine)
+                why = "; ".join(pushed.refused.values())
+                say(f"{why} ({waiting.depth + waiting.in_flight} changes wait in the outbox; nothing is lost)")
+                totals.refused = why
+                return totals
+            for account in sorted(set(pushed.refused) - refused_accounts):  # said once; the other accounts go on
+                say(f"{pushed.refused[account]} (the changes of Stripe account {account} wait in the outbox; the other accounts go on)")
+            refused_accounts |= set(pushed.refused)
             applied = applier.apply_pending()
         except CredentialsRefused as refused:
             record_refusal(engine, next(iter(by_name(gateway).values())), refused)  # by the refused key's own fingerprint, whichever account's it is

@@ -20,7 +20,7 @@ from recon_pipeline.runs import run_job
 from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.sync.outbox import drain
 from recon_pipeline.sync.webhooks import create_webhook_app
-from recon_pipeline.testing import AlertReceiver
+from recon_pipeline.testing import AlertReceiver, sensor_resources
 
 pytestmark = pytest.mark.postgres
 
@@ -51,7 +51,7 @@ def test_no_secret_reaches_logs_event_log_run_config_or_metadata(postgres_url, e
             run_job("reconcile_catalog", instance=instance),
             run_job("repair_catalog", {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}, instance=instance),
         ]
-        alert_sensor(dg.build_sensor_context(instance=instance, resources={"alerts": build_defs().resources["alerts"]}))
+        alert_sensor(dg.build_sensor_context(instance=instance, resources=sensor_resources(alerts=build_defs().resources["alerts"])))
         update_product(catalog, "sku_00001", name="Edited")
         drain(catalog, StripeGateway(secrets["api_key"], emulator.url, global_rate=None, endpoint_rate=None))
         with ServerThread(create_webhook_app(engine, secrets["webhook_secret"])) as hooks:
