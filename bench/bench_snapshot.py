@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from recon_pipeline.stripe_api import StripeGateway, fetch_prices_snapshot, fetch_products_snapshot
+from recon_pipeline.reconcile.snapshot import fetch_prices_snapshot, fetch_products_snapshot
+from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.testing import emulator_process
 
 PAGE = 100

@@ -21,14 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.engine import make_url
 
+from recon_pipeline.catalog.source import CatalogSource, CatalogSourceError
+from recon_pipeline.names import DEFAULT_ACCOUNT, SettingsError
 from recon_pipeline.policies import ConflictPolicy, Executor, OrphanPolicy
-
-if TYPE_CHECKING:
-    from recon_pipeline.catalog.source import CatalogSource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
@@ -88,22 +87,12 @@ KNOWN_VARIABLES = (
 FOREIGN_VARIABLES = ("RECON_TEST_POSTGRES_URL",)
 
 
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable and the fix."""
-
-
 def default_catalog_url() -> str:
     return f"sqlite:///{DATA_DIR / 'catalog.db'}"
 
 
 def emulator_url(port: int = EMULATOR_PORT) -> str:
     return f"http://{EMULATOR_HOST}:{port}"
-
-
-def _own_schema() -> CatalogSource:
-    from recon_pipeline.catalog.source import CatalogSource
-
-    return CatalogSource()
 
 
 def sdk_api_version() -> str:
@@ -113,7 +102,6 @@ def sdk_api_version() -> str:
     return str(stripe.api_version)
 
 
-DEFAULT_ACCOUNT = "default"
 ACCOUNT_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 
 
@@ -200,7 +188,7 @@ class Settings:
     """Everything the project is configured with. Secrets are kept out of `repr()`."""
 
     catalog_url: str = field(default_factory=default_catalog_url, repr=False)  # may carry a password
-    catalog_source: CatalogSource = field(default_factory=_own_schema)
+    catalog_source: CatalogSource = field(default_factory=CatalogSource)
     stripe_api_key: str = field(default=EMULATOR_API_KEY, repr=False)
     stripe_api_base: str = field(default_factory=emulator_url)
     global_rate: float = SANDBOX_GLOBAL_RATE
@@ -401,8 +389,6 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
 
 
 def _catalog_source(env: Mapping[str, str]) -> CatalogSource:
-    from recon_pipeline.catalog.source import CatalogSource, CatalogSourceError
-
     try:
         return CatalogSource.from_settings(
             *(_text(env, f"RECON_{kind}_{part}") for kind in ("CATALOG", "PRICES") for part in ("TABLE", "COLUMNS", "QUERY"))

@@ -15,6 +15,7 @@ from recon_pipeline.catalog.schema import audit, outbox, products
 from recon_pipeline.catalog.source import CatalogSource
 from recon_pipeline.policies import ConflictPolicy
 from recon_pipeline.reconcile import local_frame, local_price_frame
+from recon_pipeline.reconcile.frames import catalog_frames
 from recon_pipeline.runs import run_job
 from recon_pipeline.settings import Settings, SettingsError
 from recon_pipeline.sync.inbox import EventSource, InboxApplier, store_event
@@ -97,7 +98,7 @@ def test_a_users_price_table_is_read_through_its_column_mapping(users_database):
     source = CatalogSource.from_settings("shop_items", "id=sku,name=title,active=is_live", None, "shop_prices", PRICE_MAPPING, None)
     catalog = Catalog(make_engine(users_database), source)
     catalog.check_source()
-    _, prices = catalog.valid_frames()
+    _, prices = catalog_frames(catalog)
     prices = prices.set_index("lookup_key")
     assert prices.index.tolist() == ["a1_monthly", "a1_yearly", "a3_old", "a3_seats"]
     assert prices.loc["a3_seats", "tiers"] == '[{"flat_amount":"","unit_amount":"500","up_to":"10"},{"flat_amount":"","unit_amount":"400","up_to":"inf"}]'
@@ -108,7 +109,7 @@ def test_a_users_price_table_is_read_through_its_column_mapping(users_database):
 def test_a_users_prices_are_read_through_a_query(users_database):
     prices_query = "SELECT code AS lookup_key, sku AS product_id, curr AS currency, cents AS unit_amount, every AS recurring_interval FROM shop_prices WHERE scheme = 'per_unit'"
     source = CatalogSource.from_settings("shop_items", "id=sku,name=title", None, None, None, prices_query)
-    _, prices = Catalog(make_engine(users_database), source).valid_frames()
+    _, prices = catalog_frames(Catalog(make_engine(users_database), source))
     assert prices["lookup_key"].tolist() == ["a1_monthly", "a1_yearly", "a3_old"] and prices["active"].all()
 
 
@@ -119,7 +120,7 @@ def test_a_users_catalog_is_read_through_a_query(users_database):
     assert catalog.rows()["id"].tolist() == ["A-1", "A-3"]
     assert catalog.rows(ids=["A-3", "nope"])["id"].tolist() == ["A-3"]
     # The fields the query leaves out take their defaults, all the way to the canonical frames.
-    frame, prices = catalog.valid_frames()
+    frame, prices = catalog_frames(catalog)
     assert frame["product_id"].tolist() == ["A-1", "A-3"] and (frame["description"] == "").all()
     assert prices["recurring_interval"].tolist() == ["", ""] and prices["lookup_key"].tolist() == ["A-1:default", "A-3:default"]
 
@@ -127,7 +128,7 @@ def test_a_users_catalog_is_read_through_a_query(users_database):
 def test_the_readmes_catalog_query_reads_as_written(users_database):
     """RECON_CATALOG_QUERY as the README shows it (its table's columns renamed to this test's)."""
     query = "SELECT sku AS id, title AS name, price_cents AS unit_amount, 'usd' AS currency FROM shop_items WHERE NOT is_live = 0"
-    frame, prices = Catalog(make_engine(users_database), CatalogSource.from_settings(None, None, query)).valid_frames()
+    frame, prices = catalog_frames(Catalog(make_engine(users_database), CatalogSource.from_settings(None, None, query)))
     assert frame["product_id"].tolist() == ["A-1", "A-3"] and frame["active"].all()
     assert prices["currency"].tolist() == ["usd", "usd"]
 

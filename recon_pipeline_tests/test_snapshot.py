@@ -7,7 +7,8 @@ import time
 import httpx
 import pytest
 
-from recon_pipeline.stripe_api import StripeGateway, fetch_prices_snapshot, fetch_products_snapshot
+from recon_pipeline.reconcile.snapshot import fetch_prices_snapshot, fetch_products_snapshot
+from recon_pipeline.stripe_api import StripeGateway
 
 
 def load(emulator, products: list[dict]) -> set[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
-from recon_pipeline.settings import SettingsError
+from recon_pipeline.names import SettingsError
 
 SCHEMES = "sqlite:///path/catalog.db, postgresql+psycopg2://USER@HOST:5432/DATABASE or mysql+pymysql://USER@HOST:3306/DATABASE"
 

@@ -21,7 +21,7 @@ from recon_pipeline.catalog.limits import (
     MAX_UNIT_LABEL,
     check_metadata,
 )
-from recon_pipeline.settings import DEFAULT_ACCOUNT
+from recon_pipeline.names import DEFAULT_ACCOUNT
 
 
 class InvalidProduct(ValueError):

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, delete, insert, select, text
 from recon_pipeline.catalog.prices import PRICE_COLUMNS, CatalogPrice, InvalidPrice, validate_price
 from recon_pipeline.catalog.products import PRODUCT_COLUMNS, CatalogProduct, InvalidProduct, validate_product
 from recon_pipeline.catalog.schema import quarantine
-from recon_pipeline.settings import DEFAULT_ACCOUNT
+from recon_pipeline.names import DEFAULT_ACCOUNT
 
 PRODUCT, PRICE = "product", "price"
 

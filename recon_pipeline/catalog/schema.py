@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.mysql import LONGBLOB
 
-from recon_pipeline.settings import DEFAULT_ACCOUNT
+from recon_pipeline.names import DEFAULT_ACCOUNT
 
 metadata = MetaData()
 

@@ -29,7 +29,7 @@ from sqlalchemy.sql.elements import TextClause
 from recon_pipeline.catalog.prices import PRICE_COLUMNS
 from recon_pipeline.catalog.products import PRODUCT_COLUMNS
 from recon_pipeline.catalog.schema import prices, products
-from recon_pipeline.settings import DEFAULT_ACCOUNT, SettingsError
+from recon_pipeline.names import DEFAULT_ACCOUNT, SettingsError
 
 # One price per product in the product table itself (release 0.1.0's shape): it becomes `<id>:default`.
 LEGACY_PRICE_FIELDS = ("unit_amount", "currency", "recurring_interval")

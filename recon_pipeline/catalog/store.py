@@ -22,7 +22,7 @@ from recon_pipeline.catalog.quarantine import sold_in
 from recon_pipeline.catalog.schema import prices as price_table
 from recon_pipeline.catalog.schema import products
 from recon_pipeline.catalog.source import DEFAULTS, PRICE_DEFAULTS, PRICE_FIELDS, CatalogSource, CatalogSourceError
-from recon_pipeline.settings import SettingsError
+from recon_pipeline.names import SettingsError
 
 
 def make_engine(url: str) -> Engine:
@@ -235,22 +235,6 @@ class Catalog:
     def row(self, conn: Connection, product_id: str) -> RowMapping | None:
         """One product's row, read through the source inside the caller's transaction."""
         return conn.execute(self.source.select([product_id])).mappings().first()
-
-    def valid_frames(self, ids: Iterable[str] | None = None, account: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """The canonical frames of the products and prices that can be synced (all, or the given
-        products; of one Stripe account, or of every one).
-
-        Every reader that compares or pushes catalog state uses this, so a bad row is skipped
-        the same way everywhere (local_products and local_prices also record why, in `quarantine`).
-        """
-        from recon_pipeline.catalog.quarantine import split_valid, split_valid_prices
-        from recon_pipeline.reconcile.frames import local_frame, local_price_frame
-
-        wanted = None if ids is None else [str(i) for i in ids]
-        rows, price_rows = of_account(self.rows(wanted), self.price_rows(wanted), account)
-        product_rows, _ = split_valid(rows)
-        price_rows, _ = split_valid_prices(price_rows, set(product_rows["id"].astype(str)))
-        return local_frame(product_rows), local_price_frame(price_rows)
 
     def sold_elsewhere(self, account: str) -> set[str]:
         """The ids of the products sold in another Stripe account than `account`: in that account's

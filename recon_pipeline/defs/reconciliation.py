@@ -26,9 +26,9 @@ from recon_pipeline.defs import account_of, chosen_dagster_mechanisms, per_accou
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.progress import Progress
 from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, diff_catalog, local_frame, local_price_frame, summarize_drift
+from recon_pipeline.reconcile.snapshot import Snapshot, fetch_prices_snapshot, fetch_products_snapshot
 from recon_pipeline.repair.converge import not_sold_elsewhere
 from recon_pipeline.settings import DEFAULT_ACCOUNT, Settings
-from recon_pipeline.stripe_api import Snapshot, fetch_prices_snapshot, fetch_products_snapshot
 from recon_pipeline.sync.credentials import refusal
 
 GROUP = "reconciliation"

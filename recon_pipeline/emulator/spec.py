@@ -22,8 +22,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
-from recon_pipeline.catalog.currencies import ISO_4217
 from recon_pipeline.emulator import errors
+from recon_pipeline.emulator.currencies import ISO_4217
 
 VENDORED = Path(__file__).resolve().parent / "stripe_openapi"
 SPEC_FILE = VENDORED / "spec3-2026-08-26-products-prices.json"

@@ -32,7 +32,10 @@ from typing import Any
 
 import pandas as pd
 
+from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.prices import IMMUTABLE_FIELDS, MUTABLE_FIELDS
+from recon_pipeline.catalog.quarantine import split_valid, split_valid_prices
+from recon_pipeline.catalog.store import of_account
 
 TEXT_DTYPE = pd.StringDtype("pyarrow")
 # The product fields the catalog owns (repair's update_product writes them), and its default
@@ -375,3 +378,17 @@ def stripe_price_frame(prices: Iterable[Mapping[str, Any]], prefix: str = "") ->
     frame = pd.DataFrame.from_records([_price_record(p, prefix) for p in prices], columns=[*PRICE_FRAME_COLUMNS, *STRIPE_PRICE_EXTRA_COLUMNS])
     frame["active"] = frame["active"].astype(bool)
     return _typed(frame, (*PRICE_TEXT_COLUMNS, "price_id", "replaced_by"))
+
+
+def catalog_frames(catalog: Catalog, ids: Iterable[str] | None = None, account: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The canonical frames of the catalog's products and prices that can be synced (all, or the
+    given products; of one Stripe account, or of every one).
+
+    Every reader that compares or pushes catalog state uses this, so a bad row is skipped
+    the same way everywhere (local_products and local_prices also record why, in `quarantine`).
+    """
+    wanted = None if ids is None else [str(i) for i in ids]
+    rows, price_rows = of_account(catalog.rows(wanted), catalog.price_rows(wanted), account)
+    product_rows, _ = split_valid(rows)
+    price_rows, _ = split_valid_prices(price_rows, set(product_rows["id"].astype(str)))
+    return local_frame(product_rows), local_price_frame(price_rows)

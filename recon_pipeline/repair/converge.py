@@ -26,10 +26,11 @@ from recon_pipeline.catalog import Catalog
 from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.progress import Progress
 from recon_pipeline.reconcile import ORPHAN_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE, diff_catalog, empty_drift
-from recon_pipeline.reconcile.frames import stripe_product_id
+from recon_pipeline.reconcile.frames import catalog_frames, stripe_product_id
+from recon_pipeline.reconcile.snapshot import fetch_prices_of, fetch_prices_snapshot, fetch_products_by_id, fetch_products_snapshot
 from recon_pipeline.repair.apply import Repairer, RepairResult, WriteSource
 from recon_pipeline.repair.plan import REPORT_ORPHAN, REPORT_PRICE_ORPHAN, RepairPlan, plan_repairs
-from recon_pipeline.stripe_api import StripeGateway, fetch_prices_of, fetch_prices_snapshot, fetch_products_by_id, fetch_products_snapshot
+from recon_pipeline.stripe_api import StripeGateway
 
 
 @dataclass
@@ -51,13 +52,13 @@ def read_sides(catalog: Catalog, gateway: StripeGateway, ids: Iterable[str] | No
     paged concurrently), or the given products (and the prices of theirs the catalog owns:
     see `fetch_prices_of`). The catalog side is the products sold in that account."""
     if ids is None:
-        local, local_prices = catalog.valid_frames(account=gateway.account)
+        local, local_prices = catalog_frames(catalog, account=gateway.account)
         stripe, stripe_prices = not_sold_elsewhere(fetch_products_snapshot(gateway).frame, fetch_prices_snapshot(gateway).frame, catalog.sold_elsewhere(gateway.account))
         return Sides(local, stripe, local_prices, stripe_prices)
     # Only the account's own products: one sold in another account is never read or written here.
     elsewhere = {p for p, account in catalog.accounts_of(set(ids)).items() if account != gateway.account}
     wanted = sorted(set(ids) - elsewhere)
-    local, local_prices = catalog.valid_frames(wanted, account=gateway.account)
+    local, local_prices = catalog_frames(catalog, wanted, account=gateway.account)
     keys = local_prices.groupby("product_id")["lookup_key"].agg(set).to_dict() if len(local_prices) else {}
     stripe = fetch_products_by_id(gateway, [stripe_product_id(i) for i in wanted])
     # A product not in Stripe has no prices there: only the prices of those that are are read.

@@ -2,7 +2,6 @@
 
 from recon_pipeline.stripe_api.client import CredentialsRefused, RetryPolicy, StripeGateway, by_name, error_text, idempotency_key, should_retry
 from recon_pipeline.stripe_api.ratelimit import FileBudget, LocalBudget, RateLimiter, SqlBudget, budget_for, endpoint_key
-from recon_pipeline.stripe_api.snapshot import Snapshot, fetch_prices_of, fetch_prices_snapshot, fetch_products_by_id, fetch_products_snapshot
 
 __all__ = [
     "CredentialsRefused",
@@ -10,17 +9,12 @@ __all__ = [
     "LocalBudget",
     "RateLimiter",
     "RetryPolicy",
-    "Snapshot",
     "SqlBudget",
     "StripeGateway",
     "budget_for",
     "by_name",
     "endpoint_key",
     "error_text",
-    "fetch_prices_of",
-    "fetch_prices_snapshot",
-    "fetch_products_by_id",
-    "fetch_products_snapshot",
     "idempotency_key",
     "should_retry",
 ]

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import stripe
 
 from recon_pipeline.backoff import Backoff, retry_after_seconds
-from recon_pipeline.settings import DEFAULT_ACCOUNT, SettingsError
+from recon_pipeline.names import DEFAULT_ACCOUNT, SettingsError
 from recon_pipeline.stripe_api.ratelimit import Budget, RateLimiter, budget_for, endpoint_key
 
 if TYPE_CHECKING:

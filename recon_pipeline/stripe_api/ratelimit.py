@@ -39,7 +39,7 @@ from sqlalchemy import Engine, create_engine, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from recon_pipeline.catalog.schema import rate_budget
-from recon_pipeline.settings import DEFAULT_ACCOUNT
+from recon_pipeline.names import DEFAULT_ACCOUNT
 
 # A slot further ahead than this is a leftover (a clock that jumped, a rate lowered since):
 # the bucket starts afresh rather than making everyone wait for it.

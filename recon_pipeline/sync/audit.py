@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 
 from recon_pipeline.catalog.schema import audit
-from recon_pipeline.settings import SettingsError
+from recon_pipeline.names import SettingsError
 
 _AGO = re.compile(r"^(\d+)\s*([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from recon_pipeline.catalog.schema import stripe_refusals
-from recon_pipeline.settings import DEFAULT_ACCOUNT
+from recon_pipeline.names import DEFAULT_ACCOUNT
 from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway
 
 

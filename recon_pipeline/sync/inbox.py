@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.changes import adopt_from_stripe, adopt_prices, enqueue, take_from_stripe, take_price_from_stripe
 from recon_pipeline.catalog.schema import InboxStatus, inbox, prices, stripe_seen, sync_ledger
+from recon_pipeline.names import DEFAULT_ACCOUNT
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
 from recon_pipeline.reconcile.frames import (
     COMPARED_FIELDS,
@@ -55,7 +56,6 @@ from recon_pipeline.reconcile.frames import (
     stripe_price_frame,
 )
 from recon_pipeline.repair.plan import desired_from_row, price_from_row
-from recon_pipeline.settings import DEFAULT_ACCOUNT
 from recon_pipeline.stripe_api import StripeGateway, by_name, error_text
 from recon_pipeline.sync import audit as audit_trail
 

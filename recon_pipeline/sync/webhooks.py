@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from recon_pipeline.settings import DEFAULT_ACCOUNT
+from recon_pipeline.names import DEFAULT_ACCOUNT
 from recon_pipeline.sync.inbox import EventSource, MalformedEvent, other_version, parse_event, store_event
 
 log = logging.getLogger(__name__)

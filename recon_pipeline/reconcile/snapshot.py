@@ -34,7 +34,7 @@ import pandas as pd
 import stripe
 
 from recon_pipeline.reconcile.frames import stripe_frame, stripe_price_frame
-from recon_pipeline.stripe_api.client import StripeGateway, error_text
+from recon_pipeline.stripe_api import StripeGateway, error_text
 
 PAGE = 100
 PAGES_PER_WINDOW = 5
