@@ -202,7 +202,7 @@ class Settings:
     price_orphan_policy: OrphanPolicy = OrphanPolicy.REPORT
     conflict_policy: ConflictPolicy = ConflictPolicy.LOCAL_WINS
     max_outbox_lag_s: float = 300.0
-    events_poll_interval_s: float = 300.0  # how often stripe_events_poller asks for a poll of /v1/events (in an apply_inbox run)
+    events_poll_interval_s: float = 60.0  # how often stripe_events_poller asks for a poll of /v1/events (in an apply_inbox run)
     drift_history_days: float = 90.0  # how long drift_history keeps a row
     webhook_secret: str | None = field(default=None, repr=False)
     alert_webhook_url: str | None = field(default=None, repr=False)
@@ -323,7 +323,7 @@ class Settings:
             price_orphan_policy=_choice(env, "RECON_PRICE_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
             conflict_policy=_choice(env, "RECON_CONFLICT_POLICY", ConflictPolicy, ConflictPolicy.LOCAL_WINS),
             max_outbox_lag_s=_positive(env, "RECON_MAX_OUTBOX_LAG_S", 300.0, "seconds"),
-            events_poll_interval_s=_positive(env, "RECON_EVENTS_POLL_INTERVAL_S", 300.0, "seconds"),
+            events_poll_interval_s=_positive(env, "RECON_EVENTS_POLL_INTERVAL_S", 60.0, "seconds"),
             drift_history_days=_positive(env, "RECON_DRIFT_HISTORY_DAYS", 90.0, "days"),
             webhook_secret=webhook_secret,
             alert_webhook_url=alert_url,

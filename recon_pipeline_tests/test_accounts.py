@@ -91,7 +91,7 @@ def test_each_account_is_reconciled_and_repaired_on_its_own_and_no_write_crosses
     assert all(len(full_drift(catalog, gateways[name])) == 0 for name in ("us", "eu"))
 
     # An edit in the eu account's dashboard: drift there, none in us.
-    gateways["eu"].request("post", "/v1/products/eu_1", {"name": "edited in the dashboard"})
+    gateways["eu"].request("post", "/v1/products/eu_1", {"name": "edited in the dashboard"}, idempotency_key="test-edit-eu_1")
     eu_drift, us_drift = full_drift(catalog, gateways["eu"]), full_drift(catalog, gateways["us"])
     assert list(eu_drift["product_id"]) == ["eu_1"] and list(eu_drift["field"]) == ["name"] and len(us_drift) == 0
 
@@ -234,7 +234,7 @@ def test_each_accounts_events_are_polled_and_applied_in_that_account_only(emulat
     InboxApplier(catalog, ConflictPolicy.LOCAL_WINS, gateways).apply_pending()
 
     # A dashboard edit in eu, the connected account: its event says so, and is filed under eu.
-    gateways["eu"].request("post", "/v1/products/eu_1", {"name": "edited in the eu dashboard"})
+    gateways["eu"].request("post", "/v1/products/eu_1", {"name": "edited in the eu dashboard"}, idempotency_key="test-edit-eu_1-again")
     polled = {name: poll_events(catalog.engine, gateway, cursors[name]) for name, gateway in gateways.items()}
     assert polled["eu"].stored == 1 and polled["us"].stored == 0
     with catalog.engine.connect() as conn:
@@ -333,8 +333,8 @@ def test_a_product_sold_in_another_account_is_no_orphan_there_and_an_adopted_one
     for name in ("us", "eu"):
         converge(catalog, gateways[name])
     # us_0 also exists in eu's Stripe (it moved accounts, say); "stray" is eu's alone.
-    gateways["eu"].request("post", "/v1/products", {"id": "us_0", "name": "us_0 in eu"})
-    gateways["eu"].request("post", "/v1/products", {"id": "stray", "name": "Stray"})
+    gateways["eu"].request("post", "/v1/products", {"id": "us_0", "name": "us_0 in eu"}, idempotency_key="test-create-us_0-in-eu")
+    gateways["eu"].request("post", "/v1/products", {"id": "stray", "name": "Stray"}, idempotency_key="test-create-stray")
     drift = full_drift(catalog, gateways["eu"])
     assert list(drift["product_id"]) == ["stray"] and list(drift["kind"]) == ["orphan_in_stripe"]
     converge(catalog, gateways["eu"], orphan_policy=OrphanPolicy.ADOPT)

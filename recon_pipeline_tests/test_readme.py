@@ -147,7 +147,7 @@ def test_readme_try_it_live(shell: Shell, checkout: Path):
         wait_until(lambda: product("sku_00001")["name"] == "Renamed in the catalog", timeout=90, interval=1, what="the catalog edit in Stripe (outbox_sensor)")
         catalog_name = Catalog.open(f"sqlite:///{checkout / 'data' / 'catalog.db'}").rows(["sku_00002"])["name"][0]
         assert shell.run(curl).returncode == 0 and product("sku_00002")["name"] == "Renamed in Stripe"
-        wait_until(lambda: product("sku_00002")["name"] == catalog_name, timeout=120, interval=1, what="local_wins putting the catalog's name back (poller, apply, push)")
+        wait_until(lambda: product("sku_00002")["name"] == catalog_name, timeout=180, interval=1, what="local_wins putting the catalog's name back (poll run, apply, push)")
         trail = shell.run(audit)
         assert trail.returncode == 0 and "name: " in trail.stdout and "'Renamed in Stripe'" in trail.stdout and "conflict_local_wins" in trail.stdout
     finally:

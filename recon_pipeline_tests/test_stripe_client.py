@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+import httpx
 import pytest
 import stripe
 
@@ -103,7 +104,7 @@ def test_stripe_should_retry_header_decides_over_the_status():
 
 def test_writes_replay_with_the_same_idempotency_key(emulator):
     client = gateway(emulator)
-    client.request("post", "/v1/products", {"id": "p", "name": "P"})
+    client.request("post", "/v1/products", {"id": "p", "name": "P"}, idempotency_key="test-create-p")
     key = idempotency_key("POST /v1/prices", "p", {"unit_amount": 100})
     first = client.request("post", "/v1/prices", {"product": "p", "unit_amount": 100, "currency": "usd"}, idempotency_key=key)
     again = client.request("post", "/v1/prices", {"product": "p", "unit_amount": 100, "currency": "usd"}, idempotency_key=key)
@@ -121,3 +122,11 @@ def test_the_api_key_never_appears_in_errors_logs_or_repr(emulator, caplog):
     assert secret not in str(error.value) and secret not in repr(error.value)
     assert secret not in repr(client)
     assert secret not in caplog.text
+
+
+def test_a_write_without_an_idempotency_key_is_refused_before_it_is_sent(emulator):
+    client = StripeGateway("sk_test_keys", emulator.url, global_rate=None, endpoint_rate=None)
+    with pytest.raises(ValueError, match="POST /v1/products without an idempotency key"):
+        client.request("post", "/v1/products", {"id": "p", "name": "P"})
+    assert httpx.get(f"{emulator.url}/_emulator/stats").json()["requests"] == 0  # nothing reached Stripe
+    assert client.request("get", "/v1/products")["data"] == []  # reads need none

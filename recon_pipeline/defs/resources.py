@@ -147,7 +147,7 @@ class ReconPolicy(dg.ConfigurableResource):
     price_orphan_policy: str = OrphanPolicy.REPORT.value
     conflict_policy: str = ConflictPolicy.LOCAL_WINS.value
     max_outbox_lag_s: float = 300.0
-    events_poll_interval_s: float = 300.0
+    events_poll_interval_s: float = 60.0
     drift_history_days: float = 90.0
 
     def orphans(self, override: str | None = None) -> OrphanPolicy:

@@ -182,7 +182,11 @@ class StripeGateway:
             self._stats[name] += amount
 
     def request(self, method: str, path: str, params: Mapping[str, Any] | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
-        """One API call, as a plain dict; retried as described in the module docstring."""
+        """One API call, as a plain dict; retried as described in the module docstring. A write
+        (anything but GET) must carry a deterministic idempotency key: without one a retry could
+        write twice, so it is refused before anything is sent."""
+        if method.lower() != "get" and not idempotency_key:
+            raise ValueError(f"{method.upper()} {path} without an idempotency key: every write to Stripe carries one (see repair/apply.py's keys)")
         endpoint = endpoint_key(method, path)
         params = dict(params or {})
         if idempotency_key:
