@@ -2,7 +2,7 @@
 
 The package is layered, each layer importing only those below it (a test holds it to that):
 
-    names, policies, backoff, progress          shared names and small rules
+    names, fields, policies, backoff, progress  shared names, the field registry, small rules
     catalog                                     the catalog database: tables, rows, migrations
     settings                                    the environment, read once into one object
     stripe_api                                  the one Stripe client (rate budget, retries, idempotency)

@@ -15,7 +15,7 @@ import recon_pipeline
 
 PACKAGE = Path(recon_pipeline.__file__).parent
 LAYERS = (
-    ("names", "policies", "backoff", "progress"),
+    ("names", "fields", "policies", "backoff", "progress"),
     ("catalog",),
     ("settings",),
     ("stripe_api",),
@@ -80,6 +80,15 @@ def test_the_logic_never_imports_the_dagster_layer_nor_dagster():
 
 def test_the_emulator_imports_nothing_of_the_pipeline():
     assert [f"{a} -> {b}" for a, b in imports() if _unit(a) == "emulator" and _unit(b) != "emulator"] == []
+
+
+def test_each_field_and_its_rules_are_written_once_in_the_registry():
+    from recon_pipeline import fields
+
+    assert set(fields.PRICE_COMPARED_FIELDS) == {*fields.IMMUTABLE_FIELDS, *fields.MUTABLE_FIELDS}
+    assert fields.price_attributes()["recurring"] == ("recurring_interval", "recurring_interval_count", "recurring_usage_type")
+    spelled = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py") if "IMMUTABLE_FIELDS = " in path.read_text() or "KEPT_WHEN_EMPTY = " in path.read_text()]
+    assert spelled == ["fields.py"]
 
 
 if __name__ == "__main__":

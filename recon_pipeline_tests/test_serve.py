@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -121,3 +122,43 @@ def test_serve_refuses_a_busy_port_and_a_missing_catalog_database_before_startin
         )  # fmt: skip
     assert done.returncode == 2 and f"port {port} on 127.0.0.1 is in use" in done.stderr and f"--port {port + 1}" in done.stderr
     assert "Traceback" not in done.stderr + missing.stderr
+
+
+def _ours(home: Path) -> list[str]:
+    """Processes started for this DAGSTER_HOME (every child inherits it), as `pid args`."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"DAGSTER_HOME={home}".encode() + b"\0" in environ.read_bytes():
+                command = (environ.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{environ.parent.name} {command[:120]}")
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def test_ctrl_c_on_dev_and_serve_returns_within_10_s_and_leaves_no_process_five_times_in_a_row(tmp_path: Path, dagster_postgres_url, catalog_database, emulator):
+    """`recon-pipeline dev` and `recon-pipeline serve` (what `make dev` and `make serve` run), side
+    by side: up, then Ctrl-C; each returns 0 within 10 s, with nothing of it left, and prints no
+    Supersession or Beta warning."""
+    for round_ in range(5):
+        started = []
+        for command, extra in (("dev", {}), ("serve", {"DAGSTER_POSTGRES_URL": dagster_postgres_url})):
+            home, port = tmp_path / f"{command}{round_}", free_port("127.0.0.1")
+            env = environment_for_children(DAGSTER_HOME=str(home), RECON_CATALOG_URL=catalog_database, STRIPE_API_BASE=emulator.url, **extra)
+            env.pop("STRIPE_API_KEY", None)
+            log = tmp_path / f"{command}{round_}.log"
+            argv = [sys.executable, "-m", "recon_pipeline.cli", command, "--port", str(port), "--emulator-port", str(free_port("127.0.0.1"))]
+            started.append((command, home, log, port, subprocess.Popen(argv, env=env, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)))
+        for command, _, _, port, _ in started:
+            url = f"http://127.0.0.1:{port}/server_info"
+            wait_until(lambda url=url: answers(url), timeout=90, interval=0.5, what=f"{command} to serve")  # type: ignore[misc]
+        for command, home, log, _, process in started:
+            begun = time.monotonic()
+            process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            assert process.wait(timeout=30) == 0, log.read_text()[-2000:]
+            took = time.monotonic() - begun
+            assert took < 10, f"{command}, round {round_ + 1}: Ctrl-C took {took:.1f} s"
+            assert _ours(home) == [], f"{command}, round {round_ + 1}: left behind"
+            said = log.read_text()
+            assert "SupersessionWarning" not in said and "BetaWarning" not in said and "Traceback" not in said, said[-2000:]

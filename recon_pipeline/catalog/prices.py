@@ -77,23 +77,6 @@ class CatalogPrice:
 
 
 PRICE_COLUMNS = tuple(f.name for f in fields(CatalogPrice))
-# Terms Stripe never changes on a price: a change to one of them is a new price.
-IMMUTABLE_FIELDS = (
-    "product_id",
-    "currency",
-    "unit_amount",
-    "billing_scheme",
-    "tiers_mode",
-    "tiers",
-    "recurring_interval",
-    "recurring_interval_count",
-    "recurring_usage_type",
-    "transform_quantity",
-    "custom_unit_amount",
-)
-# Changed in place on the price: active, nickname, metadata, currency_options, and
-# tax_behavior while Stripe's is still `unspecified`.
-MUTABLE_FIELDS = ("active", "nickname", "metadata", "currency_options", "tax_behavior")
 
 
 def _decimal(value: Any) -> Decimal | None:

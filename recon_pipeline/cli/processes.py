@@ -25,6 +25,7 @@ import httpx
 from recon_pipeline.settings import DATA_DIR, EMULATOR_HOST, EMULATOR_PORT, PROJECT_ROOT, Settings, SettingsError, emulator_url
 
 EMULATOR_STATE = DATA_DIR / "stripe-emulator.db"
+STOP_GRACE_S = 5.0  # how long children get to stop on their own after Ctrl-C, before the rest is killed
 
 
 def dagster_home(configured: Path | None, default: Path, config: Path) -> Path:
@@ -141,16 +142,31 @@ class Supervisor:
         return status
 
     def stop(self) -> None:
-        """Each child asked to stop (SIGTERM: dagster shuts its servers down as on Ctrl-C), then
-        whatever is left of its process group (a code server it started) is stopped too."""
+        """Each child asked to stop (SIGTERM: dagster shuts its servers down as on Ctrl-C) and
+        given a few seconds; then whatever is left of each child's process group (a code server
+        that ignores SIGTERM, as they can for minutes) is killed, so Ctrl-C returns within
+        seconds and leaves no process behind."""
         for child in reversed(self.children):
             if child.poll() is None:
                 child.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
         for child in self.children:
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for child in self.children:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pid, signal.SIGTERM)
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        gone_by = time.monotonic() + 2.0
+        while any(_group_alive(child.pid) for child in self.children) and time.monotonic() < gone_by:
+            time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -33,21 +33,30 @@ def _ready_to_serve(settings: Settings, host: str, port: int, command: str) -> N
     open_catalog(settings).check_source()
 
 
+def _webserver_and_daemon(supervisor: Supervisor, args: argparse.Namespace, env: dict[str, str]) -> None:
+    """dagster-webserver and dagster-daemon on the project's workspace: what `dagster dev` runs
+    (which Dagster 1.13 supersedes), each a child the supervisor stops on Ctrl-C."""
+    bin_dir = Path(sys.executable).parent
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    supervisor.start([str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", args.host, "-p", str(args.port)], env)
+    supervisor.start([str(bin_dir / "dagster-daemon"), "run", "-w", workspace], env)
+
+
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    """`dagster dev` on the project's workspace, with the emulator unless a Stripe key is set."""
+    """The Dagster UI and daemon on the project's workspace, with the emulator unless a Stripe key is set."""
     _ready_to_serve(settings, args.host, args.port, "dev")
     home = instance_home(settings)
     env = environment_for_children(DAGSTER_HOME=str(home))
     supervisor = Supervisor()
     if settings.uses_emulator:
         env["STRIPE_API_BASE"] = supervisor.start_emulator(args.emulator_port, env)
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
-    supervisor.start([sys.executable, "-m", "dagster", "dev", "-w", workspace, "-h", args.host, "-p", str(args.port)], env)
+    _webserver_and_daemon(supervisor, args, env)
+    print(f"dev: the UI on http://{args.host}:{args.port}, the daemon, DAGSTER_HOME={home}; Ctrl-C stops them all", flush=True)
     return supervisor.wait()
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """dagster-webserver and dagster-daemon on the production instance (not `dagster dev`)."""
+    """dagster-webserver and dagster-daemon on the production instance (PostgreSQL storage)."""
     if not settings.dagster_postgres_url:
         raise SettingsError("DAGSTER_POSTGRES_URL is not set; set it to postgresql://USER:PASSWORD@HOST:5432/DATABASE for Dagster's storage.")
     _ready_to_serve(settings, args.host, args.port, "serve")
@@ -56,10 +65,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     supervisor = Supervisor()
     if settings.uses_emulator and "STRIPE_API_BASE" not in settings.set_in_env:
         env["STRIPE_API_BASE"] = supervisor.start_emulator(args.emulator_port, env)
-    bin_dir = Path(sys.executable).parent
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
-    supervisor.start([str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", args.host, "-p", str(args.port)], env)
-    supervisor.start([str(bin_dir / "dagster-daemon"), "run", "-w", workspace], env)
+    _webserver_and_daemon(supervisor, args, env)
     print(f"serving: webserver http://{args.host}:{args.port}, daemon, DAGSTER_HOME={home}", flush=True)
     return supervisor.wait()
 

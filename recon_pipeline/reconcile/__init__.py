@@ -1,5 +1,6 @@
 """Reconciliation logic: canonical frames of both sides and the drift between them (no Dagster)."""
 
+from recon_pipeline.fields import COMPARED_FIELDS, PRICE_COMPARED_FIELDS
 from recon_pipeline.reconcile.diff import (
     DRIFT_COLUMNS,
     DRIFT_KINDS,
@@ -16,9 +17,7 @@ from recon_pipeline.reconcile.diff import (
     syncable_defaults,
 )
 from recon_pipeline.reconcile.frames import (
-    COMPARED_FIELDS,
     FRAME_COLUMNS,
-    PRICE_COMPARED_FIELDS,
     canonical_metadata,
     local_frame,
     local_price_frame,

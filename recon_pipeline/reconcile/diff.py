@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recon_pipeline.reconcile.frames import COMPARED_FIELDS, PRICE_COMPARED_FIELDS
+from recon_pipeline.fields import COMPARED_FIELDS, KEPT_WHEN_EMPTY, PRICE_COMPARED_FIELDS
 
 MISSING_IN_STRIPE = "missing_in_stripe"
 ORPHAN_IN_STRIPE = "orphan_in_stripe"
@@ -43,9 +43,6 @@ PRICE_ORPHAN_IN_STRIPE = "price_orphan_in_stripe"
 PRICE_FIELD_MISMATCH = "price_field_mismatch"
 DRIFT_KINDS = (MISSING_IN_STRIPE, ORPHAN_IN_STRIPE, FIELD_MISMATCH, PRICE_MISSING_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE, PRICE_FIELD_MISMATCH)
 DRIFT_COLUMNS = ("product_id", "lookup_key", "kind", "field", "local_value", "stripe_value")
-# Fields Stripe cannot unset once set (a product's default price and statement descriptor, a
-# price's nickname): the catalog leaving one empty does not choose, and is no drift.
-KEPT_WHEN_EMPTY = ("default_price", "statement_descriptor", "nickname")
 
 
 class DuplicateProductIds(ValueError):

@@ -33,28 +33,11 @@ from typing import Any
 import pandas as pd
 
 from recon_pipeline.catalog import Catalog
-from recon_pipeline.catalog.prices import IMMUTABLE_FIELDS, MUTABLE_FIELDS
 from recon_pipeline.catalog.quarantine import split_valid, split_valid_prices
 from recon_pipeline.catalog.store import of_account
+from recon_pipeline.fields import COMPARED_FIELDS, PRICE_COMPARED_FIELDS  # the registry: `_price_record` builds a price in PRICE_COMPARED_FIELDS' order
 
 TEXT_DTYPE = pd.StringDtype("pyarrow")
-# The product fields the catalog owns (repair's update_product writes them), and its default
-# price, which set_default_price writes.
-PRODUCT_FIELDS = (
-    "name",
-    "description",
-    "active",
-    "metadata",
-    "marketing_features",
-    "images",
-    "package_dimensions",
-    "shippable",
-    "statement_descriptor",
-    "tax_code",
-    "unit_label",
-    "url",
-)
-COMPARED_FIELDS = (*PRODUCT_FIELDS, "default_price")
 FRAME_COLUMNS = ("product_id", *COMPARED_FIELDS)
 # Kept beside the compared fields of the Stripe side, for repair and for the UI.
 STRIPE_EXTRA_COLUMNS = ("stripe_id", "default_price_id", "created", "updated")
@@ -63,26 +46,6 @@ STRIPE_EXTRA_COLUMNS = ("stripe_id", "default_price_id", "created", "updated")
 LOCAL_EXTRA_COLUMNS = ("updated_at",)
 TEXT_COLUMNS = tuple(c for c in FRAME_COLUMNS if c != "active")
 
-# Every immutable term and every mutable field of a price, in the order `_price_record` builds them.
-PRICE_COMPARED_FIELDS = (
-    "product_id",
-    "active",
-    "currency",
-    "unit_amount",
-    "billing_scheme",
-    "tiers_mode",
-    "tiers",
-    "recurring_interval",
-    "recurring_interval_count",
-    "recurring_usage_type",
-    "transform_quantity",
-    "currency_options",
-    "custom_unit_amount",
-    "tax_behavior",
-    "nickname",
-    "metadata",
-)
-assert set(PRICE_COMPARED_FIELDS) == {*IMMUTABLE_FIELDS, *MUTABLE_FIELDS}
 PRICE_FRAME_COLUMNS = ("lookup_key", *PRICE_COMPARED_FIELDS)
 # The Stripe price's id, when it was created, and the lookup key of the price that replaced
 # it (metadata `recon_replaced_by`, written by repair before it moves the key).

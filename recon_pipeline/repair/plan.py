@@ -29,7 +29,8 @@ from typing import Any
 import pandas as pd
 
 from recon_pipeline.catalog import CatalogProduct
-from recon_pipeline.catalog.prices import IMMUTABLE_FIELDS, CatalogPrice
+from recon_pipeline.catalog.prices import CatalogPrice
+from recon_pipeline.fields import IMMUTABLE_FIELDS, PRODUCT_FIELDS
 from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.reconcile import (
     FIELD_MISMATCH,
@@ -40,7 +41,6 @@ from recon_pipeline.reconcile import (
     PRICE_ORPHAN_IN_STRIPE,
     syncable_defaults,
 )
-from recon_pipeline.reconcile.frames import PRODUCT_FIELDS
 
 # Action names, in the order they are applied to one product.
 CREATE_PRODUCT = "create_product"

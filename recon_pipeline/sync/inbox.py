@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.changes import adopt_from_stripe, adopt_prices, enqueue, take_from_stripe, take_price_from_stripe
 from recon_pipeline.catalog.schema import InboxStatus, inbox, prices, stripe_seen, sync_ledger
+from recon_pipeline.fields import price_attributes
 from recon_pipeline.names import DEFAULT_ACCOUNT
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
 from recon_pipeline.reconcile.frames import (
@@ -66,11 +67,7 @@ PRICE_EVENTS = ("price.created", "price.updated", "price.deleted")
 # Every event type the catalog listens to (webhook endpoints, the poller, backfills).
 EVENT_TYPES = [*PRODUCT_EVENTS, *PRICE_EVENTS]
 # What a changed attribute of a Stripe price (previous_attributes) is among the price fields.
-PRICE_ATTRIBUTES = {
-    "unit_amount_decimal": ("unit_amount",),
-    "recurring": ("recurring_interval", "recurring_interval_count", "recurring_usage_type"),
-    "product": ("product_id",),
-}
+PRICE_ATTRIBUTES = price_attributes()
 
 
 class EventSource(StrEnum):
