@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -142,23 +143,32 @@ def test_ctrl_c_on_dev_and_serve_returns_within_10_s_and_leaves_no_process_five_
     by side: up, then Ctrl-C; each returns 0 within 10 s, with nothing of it left, and prints no
     Supersession or Beta warning."""
     for round_ in range(5):
-        started = []
-        for command, extra in (("dev", {}), ("serve", {"DAGSTER_POSTGRES_URL": dagster_postgres_url})):
-            home, port = tmp_path / f"{command}{round_}", free_port("127.0.0.1")
-            env = environment_for_children(DAGSTER_HOME=str(home), RECON_CATALOG_URL=catalog_database, STRIPE_API_BASE=emulator.url, **extra)
-            env.pop("STRIPE_API_KEY", None)
-            log = tmp_path / f"{command}{round_}.log"
-            argv = [sys.executable, "-m", "recon_pipeline.cli", command, "--port", str(port), "--emulator-port", str(free_port("127.0.0.1"))]
-            started.append((command, home, log, port, subprocess.Popen(argv, env=env, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)))
-        for command, _, _, port, _ in started:
-            url = f"http://127.0.0.1:{port}/server_info"
-            wait_until(lambda url=url: answers(url), timeout=90, interval=0.5, what=f"{command} to serve")  # type: ignore[misc]
-        for command, home, log, _, process in started:
-            begun = time.monotonic()
-            process.send_signal(signal.SIGINT)  # what Ctrl-C sends
-            assert process.wait(timeout=30) == 0, log.read_text()[-2000:]
-            took = time.monotonic() - begun
-            assert took < 10, f"{command}, round {round_ + 1}: Ctrl-C took {took:.1f} s"
-            assert _ours(home) == [], f"{command}, round {round_ + 1}: left behind"
-            said = log.read_text()
-            assert "SupersessionWarning" not in said and "BetaWarning" not in said and "Traceback" not in said, said[-2000:]
+        started: list[tuple[str, Path, Path, int, subprocess.Popen]] = []
+        try:
+            _one_round(round_, started, tmp_path, dagster_postgres_url, catalog_database, emulator.url)
+        finally:  # a failed round leaves nothing running either
+            for _, _, _, _, process in started:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+def _one_round(round_: int, started: list, tmp_path: Path, dagster_postgres_url: str, catalog_database: str, stripe_url: str) -> None:
+    for command, extra in (("dev", {}), ("serve", {"DAGSTER_POSTGRES_URL": dagster_postgres_url})):
+        home, port = tmp_path / f"{command}{round_}", free_port("127.0.0.1")
+        env = environment_for_children(DAGSTER_HOME=str(home), RECON_CATALOG_URL=catalog_database, STRIPE_API_BASE=stripe_url, **extra)
+        env.pop("STRIPE_API_KEY", None)
+        log = tmp_path / f"{command}{round_}.log"
+        argv = [sys.executable, "-m", "recon_pipeline.cli", command, "--port", str(port), "--emulator-port", str(free_port("127.0.0.1"))]
+        started.append((command, home, log, port, subprocess.Popen(argv, env=env, start_new_session=True, stdout=log.open("w"), stderr=subprocess.STDOUT)))
+    for command, _, _, port, _ in started:
+        url = f"http://127.0.0.1:{port}/server_info"
+        wait_until(lambda url=url: answers(url), timeout=90, interval=0.5, what=f"{command} to serve")  # type: ignore[misc]
+    for command, home, log, _, process in started:
+        begun = time.monotonic()
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert process.wait(timeout=30) == 0, log.read_text()[-2000:]
+        took = time.monotonic() - begun
+        assert took < 10, f"{command}, round {round_ + 1}: Ctrl-C took {took:.1f} s"
+        assert _ours(home) == [], f"{command}, round {round_ + 1}: left behind"
+        said = log.read_text()
+        assert "SupersessionWarning" not in said and "BetaWarning" not in said and "Traceback" not in said, said[-2000:]

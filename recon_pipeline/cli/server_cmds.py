@@ -33,9 +33,14 @@ def _ready_to_serve(settings: Settings, host: str, port: int, command: str) -> N
     open_catalog(settings).check_source()
 
 
-def _webserver_and_daemon(supervisor: Supervisor, args: argparse.Namespace, env: dict[str, str]) -> None:
+def _webserver_and_daemon(supervisor: Supervisor, args: argparse.Namespace, env: dict[str, str], home: Path) -> None:
     """dagster-webserver and dagster-daemon on the project's workspace: what `dagster dev` runs
-    (which Dagster 1.13 supersedes), each a child the supervisor stops on Ctrl-C."""
+    (which Dagster 1.13 supersedes), each a child the supervisor stops on Ctrl-C. The instance's
+    storage is created here first: on a new DAGSTER_HOME the two would race to create it."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)):
+        pass
     bin_dir = Path(sys.executable).parent
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     supervisor.start([str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", args.host, "-p", str(args.port)], env)
@@ -50,7 +55,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     supervisor = Supervisor()
     if settings.uses_emulator:
         env["STRIPE_API_BASE"] = supervisor.start_emulator(args.emulator_port, env)
-    _webserver_and_daemon(supervisor, args, env)
+    _webserver_and_daemon(supervisor, args, env, home)
     print(f"dev: the UI on http://{args.host}:{args.port}, the daemon, DAGSTER_HOME={home}; Ctrl-C stops them all", flush=True)
     return supervisor.wait()
 
@@ -65,7 +70,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     supervisor = Supervisor()
     if settings.uses_emulator and "STRIPE_API_BASE" not in settings.set_in_env:
         env["STRIPE_API_BASE"] = supervisor.start_emulator(args.emulator_port, env)
-    _webserver_and_daemon(supervisor, args, env)
+    _webserver_and_daemon(supervisor, args, env, home)
     print(f"serving: webserver http://{args.host}:{args.port}, daemon, DAGSTER_HOME={home}", flush=True)
     return supervisor.wait()
 
