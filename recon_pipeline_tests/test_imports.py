@@ -91,6 +91,17 @@ def test_each_field_and_its_rules_are_written_once_in_the_registry():
     assert spelled == ["fields.py"]
 
 
+def test_the_emulators_request_handling_is_split_by_concern():
+    import inspect
+
+    from recon_pipeline.emulator import app
+
+    concerns = [app.authenticate, app.negotiate_version, app.inject_faults, app.Idempotency.begin, app.Api.execute]
+    assert all(len(inspect.getsource(concern).splitlines()) <= 30 for concern in concerns)
+    assert len(inspect.getsource(app.Api.handle).splitlines()) <= 35  # the order of the concerns, nothing else
+    assert len(inspect.getsource(app.create_app).splitlines()) <= 45  # the routes, nothing else
+
+
 if __name__ == "__main__":
     for (importer, imported), count in sorted(graph().items(), key=lambda item: (RANK.get(item[0][0], -1), item[0])):
         print(f"{importer:>12} -> {imported:<12} {count:3}")

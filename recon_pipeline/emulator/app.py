@@ -8,18 +8,24 @@ refused (4xx), and replayed for 24 hours of the account's clock. Injected latenc
 request with an idempotency key still in flight gets Stripe's 409 `idempotency_key_in_use`.
 A dropped connection (fault `drop_rate`) cuts the response either before the work or after
 it, when the write has happened and only its answer is lost.
+
+Each concern is one piece below: `authenticate`, `negotiate_version`, `inject_faults`,
+`Idempotency`, and `Api.execute` (validation, then the account's work); `Api.handle` runs them
+in that order, `create_app` only lists the routes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
 import re
 import secrets
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -76,8 +82,6 @@ def api_key_of(header: str) -> str:
     if header.lower().startswith("bearer "):
         return header[7:].strip()
     if header.lower().startswith("basic "):
-        import base64
-
         try:
             return base64.b64decode(header[6:]).decode().split(":", 1)[0]
         except ValueError:
@@ -85,7 +89,8 @@ def api_key_of(header: str) -> str:
     return ""
 
 
-def _check_auth(request: Request) -> None:
+def authenticate(request: Request) -> None:
+    """Auth: a test secret key, Bearer or Basic, as Stripe's 401s say it."""
     key = api_key_of(request.headers.get("authorization", ""))
     if not key:
         raise errors.StripeApiError(
@@ -96,113 +101,179 @@ def _check_auth(request: Request) -> None:
         raise errors.StripeApiError(401, f"Invalid API Key provided: {key[:8]}{'*' * 4}{key[-4:]}")
 
 
-def create_app(state: EmulatorState | None = None, faults: Faults | None = None, validate_responses: bool = False, connected_id: str | None = None) -> Starlette:
-    """The emulator. With `validate_responses`, every body it answers is checked against the
-    vendored spec and each difference kept in `app.state.problems` (the tests assert none)."""
-    state = state if state is not None else EmulatorState()
-    problems: list[str] | None = [] if validate_responses else None
-    faults = faults if faults is not None else Faults()
-    deliverer = Deliverer(state)
-    account = Account(state, on_event=deliverer.schedule, connected_id=connected_id)
-    stats: Counter = Counter()
-    in_flight: set[str] = set()
+def negotiate_version(request: Request) -> None:
+    """Version: a Stripe-Version header must name a version the emulator answers as (400 otherwise)."""
+    version = request.headers.get("stripe-version")
+    if version is not None:
+        check_version(version)
 
-    async def params_of(request: Request) -> dict[str, Any]:
-        pairs = parse_qsl(request.url.query, keep_blank_values=True)
-        if request.method in ("POST", "DELETE"):
+
+def inject_faults(faults: Faults, request: Request, unit: str) -> str | None:
+    """Faults, in Stripe's order: outage (503), rate limits (429), failure (500), a refused path
+    (400); returns where a dropped connection cuts the answer ("before" or "after" the work), if it does."""
+    if faults.outage:
+        raise errors.StripeApiError(503, "Stripe is temporarily unavailable (emulated outage).", type_="api_error", headers={"Stripe-Should-Retry": "true"})
+    if not faults.admit(unit):
+        extra = {"Retry-After": str(faults.retry_after)} if faults.retry_after else {}
+        raise errors.StripeApiError(429, RATE_LIMIT_MESSAGE, code="rate_limit", headers=extra)
+    if faults.should_fail():
+        raise errors.StripeApiError(500, "An unknown error occurred (emulated failure).", type_="api_error")
+    if request.method == "POST" and any(request.url.path.startswith(p) for p in faults.refuse_paths or []):
+        raise errors.StripeApiError(400, "This object cannot be changed (refused by the emulator's fault injection).", code="resource_refused")
+    return faults.drop_point()
+
+
+async def form_params(request: Request) -> dict[str, Any]:
+    """The request's parameters: its query string, and for a write its form body, decoded as Stripe nests them."""
+    pairs = parse_qsl(request.url.query, keep_blank_values=True)
+    if request.method in ("POST", "DELETE"):
+        try:
+            body = (await request.body()).decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.StripeApiError(400, "Invalid request: the body is not valid UTF-8 form data.") from None
+        pairs += parse_qsl(body, keep_blank_values=True)
+    return decode(pairs)
+
+
+@dataclass
+class Idempotency:
+    """Stripe's idempotency keys: a key replays the first result of its request (same parameters
+    only), another request with a key still in flight gets 409, and only executed requests (2xx,
+    5xx) are remembered, never refused ones (4xx)."""
+
+    state: EmulatorState
+    in_flight: set[str] = field(default_factory=set)
+
+    def begin(self, request: Request, raw: Mapping[str, Any], headers: dict[str, str]) -> tuple[str | None, str, Response | None]:
+        """(the key, the request's fingerprint, the replayed answer if the key has one)."""
+        key = request.headers.get("idempotency-key") if request.method in ("POST", "DELETE") else None
+        if not key:
+            return None, "", None
+        fingerprint = hashlib.sha256(json.dumps([request.method, request.url.path, raw], sort_keys=True).encode()).hexdigest()
+        stored = self.state.idempotent_result(key)
+        if stored is not None:
+            if stored[0] != fingerprint:
+                raise errors.StripeApiError(
+                    400,
+                    "Keys for idempotent requests can only be used with the same parameters they were first used with. "
+                    f"Try using a key other than '{key}' if you meant to execute a different request.",
+                    type_="idempotency_error",
+                )
+            replayed = Response(stored[2], status_code=stored[1], media_type="application/json", headers={**headers, "Idempotent-Replayed": "true", "Idempotency-Key": key})
+            return key, fingerprint, replayed
+        if key in self.in_flight:
+            raise errors.StripeApiError(409, IN_FLIGHT_MESSAGE, type_="idempotency_error", code="idempotency_key_in_use")
+        headers["Idempotency-Key"] = key
+        self.in_flight.add(key)
+        return key, fingerprint, None
+
+    def remember(self, key: str | None, fingerprint: str, status: int, body: Any) -> None:
+        if key and not 400 <= status < 500:
+            self.state.remember(key, fingerprint, status, json.dumps(body))
+
+    def end(self, key: str | None) -> None:
+        if key:
+            self.in_flight.discard(key)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One of Stripe's routes: the spec's path, the kind of object, and the work (validation and dispatch)."""
+
+    method: str
+    template: str
+    kind: str
+    handler: Callable[..., Any]
+    listed: bool = False
+    reveals: tuple[str, ...] = ()
+
+    @property
+    def unit(self) -> str:
+        """What Stripe rate-limits and the stats count: `GET /v1/products/{id}`."""
+        return f"{self.method} {re.sub(r'{[^}]+}', '{id}', self.template)}"
+
+
+class Api:
+    """Requests to Stripe's routes, one concern after the other (see the module docstring):
+    `authenticate`, `negotiate_version`, `inject_faults`, `Idempotency`, then `execute`
+    (validation against the spec, then the account's work)."""
+
+    def __init__(self, state: EmulatorState, faults: Faults, account: Account, problems: list[str] | None):
+        self.state, self.faults, self.account, self.problems = state, faults, account, problems
+        self.stats: Counter = Counter()
+        self.idempotency = Idempotency(state)
+
+    def route(self, operation: Operation) -> Route:
+        async def endpoint(request: Request) -> Response | ASGIApp:
+            return await self.handle(request, operation)
+
+        return Route(operation.template, endpoint, methods=[operation.method])
+
+    async def handle(self, request: Request, operation: Operation) -> Response | ASGIApp:
+        request_id = "req_" + secrets.token_hex(7)
+        headers = {"Request-Id": request_id, "Stripe-Version": request.headers.get("stripe-version") or API_VERSION}
+        self.stats["requests"] += 1
+        self.stats[operation.unit] += 1
+        try:
+            authenticate(request)
+            negotiate_version(request)
+            drop = inject_faults(self.faults, request, operation.unit)
+            if drop == "before":
+                return self._dropped()
+            raw = await form_params(request)
+            key, fingerprint, replayed = self.idempotency.begin(request, raw, headers)
+            if replayed is not None:
+                self.stats[f"status_{replayed.status_code}"] += 1
+                return replayed
             try:
-                body = (await request.body()).decode("utf-8")
-            except UnicodeDecodeError:
-                raise errors.StripeApiError(400, "Invalid request: the body is not valid UTF-8 form data.") from None
-            pairs += parse_qsl(body, keep_blank_values=True)
-        return decode(pairs)
+                await self._latency()
+                status, body = self.execute(request, operation, raw, {"id": request_id, "idempotency_key": key})
+                self.idempotency.remember(key, fingerprint, status, body)
+            finally:
+                self.idempotency.end(key)
+            if drop == "after":
+                return self._dropped()
+            return self.answer(operation, status, body, headers)
+        except errors.StripeApiError as error:
+            return self.answer(operation, error.status, error.body(), {**headers, **error.headers})
 
-    def answer(method: str, template: str, status: int, body: Any, headers: dict[str, str]) -> Response:
-        stats[f"status_{status}"] += 1
-        if problems is not None:
-            problems.extend(f"{method} {template} {status}: {problem}" for problem in response_problems(method, template, status, body))
+    def execute(self, request: Request, operation: Operation, raw: dict[str, Any], meta: dict[str, Any]) -> tuple[int, Any]:
+        """Validation (parameters and expansions, by the spec), then the work, under the state's lock."""
+        with self.state.lock:
+            try:
+                params = check_params(request.method, operation.template, raw)
+                expand = self.account.check_expand(operation.kind, params.pop("expand", []), operation.listed)
+                result = operation.handler(request.path_params, params, meta)
+                return 200, self.render(result, expand, request.url.path, operation.reveals)
+            except errors.StripeApiError as error:
+                return error.status, error.body()
+
+    def render(self, result: Any, expand: list[str], url: str, reveals: tuple[str, ...]) -> Any:
+        if isinstance(result, Page):
+            return {"object": "list", "data": [self.account.render(obj, expand) for obj in result.data], "has_more": result.has_more, "url": url}
+        return {**self.account.render(result, expand), **{name: result[name] for name in reveals}}
+
+    def answer(self, operation: Operation, status: int, body: Any, headers: dict[str, str]) -> Response:
+        self.stats[f"status_{status}"] += 1
+        if self.problems is not None:
+            self.problems.extend(f"{operation.method} {operation.template} {status}: {problem}" for problem in response_problems(operation.method, operation.template, status, body))
         return _json(status, body, headers)
 
-    def api(method: str, template: str, kind: str, handler: Callable[..., Any], listed: bool = False, reveals: tuple[str, ...] = ()) -> Route:
-        """A route of `template` (the spec's path), its parameters checked by the spec."""
-        unit = f"{method.upper()} {re.sub(r'{[^}]+}', '{id}', template)}"  # what Stripe rate-limits and the stats count: GET /v1/products/{id}
+    async def _latency(self) -> None:
+        """Injected latency is the time the work takes (an idempotency key stays in flight meanwhile)."""
+        delay = self.faults.delay_s()
+        if delay:
+            self.stats["slow"] += delay > self.faults.latency_ms / 1000
+            await asyncio.sleep(delay)
 
-        async def endpoint(request: Request) -> Response | ASGIApp:
-            request_id = "req_" + secrets.token_hex(7)
-            version = request.headers.get("stripe-version")
-            headers = {"Request-Id": request_id, "Stripe-Version": version or API_VERSION}
-            key = unit
-            stats["requests"] += 1
-            stats[key] += 1
-            try:
-                _check_auth(request)
-                if version is not None:
-                    check_version(version)
-                if faults.outage:
-                    raise errors.StripeApiError(503, "Stripe is temporarily unavailable (emulated outage).", type_="api_error", headers={"Stripe-Should-Retry": "true"})
-                if not faults.admit(key):
-                    extra = {"Retry-After": str(faults.retry_after)} if faults.retry_after else {}
-                    raise errors.StripeApiError(429, RATE_LIMIT_MESSAGE, code="rate_limit", headers=extra)
-                if faults.should_fail():
-                    raise errors.StripeApiError(500, "An unknown error occurred (emulated failure).", type_="api_error")
-                if request.method == "POST" and any(request.url.path.startswith(p) for p in faults.refuse_paths or []):
-                    raise errors.StripeApiError(400, "This object cannot be changed (refused by the emulator's fault injection).", code="resource_refused")
-                drop = faults.drop_point()
-                if drop == "before":
-                    stats["dropped"] += 1
-                    return _drop_connection
-                raw = await params_of(request)
-                idem_key = request.headers.get("idempotency-key") if request.method in ("POST", "DELETE") else None
-                fingerprint = ""
-                if idem_key:
-                    fingerprint = hashlib.sha256(json.dumps([request.method, request.url.path, raw], sort_keys=True).encode()).hexdigest()
-                    stored = state.idempotent_result(idem_key)
-                    if stored is not None:
-                        if stored[0] != fingerprint:
-                            raise errors.StripeApiError(
-                                400,
-                                "Keys for idempotent requests can only be used with the same parameters they were first used with. "
-                                f"Try using a key other than '{idem_key}' if you meant to execute a different request.",
-                                type_="idempotency_error",
-                            )
-                        stats[f"status_{stored[1]}"] += 1
-                        return Response(stored[2], status_code=stored[1], media_type="application/json", headers={**headers, "Idempotent-Replayed": "true", "Idempotency-Key": idem_key})
-                    if idem_key in in_flight:
-                        raise errors.StripeApiError(409, IN_FLIGHT_MESSAGE, type_="idempotency_error", code="idempotency_key_in_use")
-                    headers["Idempotency-Key"] = idem_key
-                    in_flight.add(idem_key)
-                try:
-                    delay = faults.delay_s()
-                    if delay:
-                        stats["slow"] += delay > faults.latency_ms / 1000
-                        await asyncio.sleep(delay)
-                    meta = {"id": request_id, "idempotency_key": idem_key}
-                    with state.lock:
-                        try:
-                            params = check_params(request.method, template, raw)
-                            expand = account.check_expand(kind, params.pop("expand", []), listed)
-                            result = handler(request.path_params, params, meta)
-                            status, body = 200, render(result, expand, request.url.path, reveals)
-                        except errors.StripeApiError as error:
-                            status, body = error.status, error.body()
-                        # Stripe saves the result of a request that executed, not of one it refused (4xx).
-                        if idem_key and not 400 <= status < 500:
-                            state.remember(idem_key, fingerprint, status, json.dumps(body))
-                finally:
-                    in_flight.discard(idem_key)
-                if drop == "after":
-                    stats["dropped"] += 1
-                    return _drop_connection
-                return answer(request.method, template, status, body, headers)
-            except errors.StripeApiError as error:
-                return answer(request.method, template, error.status, error.body(), {**headers, **error.headers})
+    def _dropped(self) -> ASGIApp:
+        self.stats["dropped"] += 1
+        return _drop_connection
 
-        return Route(template, endpoint, methods=[method])
 
-    def render(result: Any, expand: list[str], url: str, reveals: tuple[str, ...]) -> Any:
-        if isinstance(result, Page):
-            return {"object": "list", "data": [account.render(obj, expand) for obj in result.data], "has_more": result.has_more, "url": url}
-        return {**account.render(result, expand), **{name: result[name] for name in reveals}}
+def admin_routes(api: Api, deliverer: Deliverer) -> list[Route]:
+    """The emulator's own routes under /_emulator/: faults, fixtures, stats, reset, clock, account."""
+    state, faults, account, stats, in_flight = api.state, api.faults, api.account, api.stats, api.idempotency.in_flight
 
     def admin_faults_get(request: Request) -> Response:
         return JSONResponse(faults.as_dict())
@@ -261,24 +332,7 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None,
                 return JSONResponse(error.body(), status_code=error.status)
         return JSONResponse({"api_version": account.api_version})
 
-    endpoints = Endpoints(account)
-    routes = [
-        api("POST", "/v1/products", "product", lambda pp, p, m: account.create_product(p, m)),
-        api("GET", "/v1/products", "product", lambda pp, p, m: account.list_products(p), listed=True),
-        api("GET", "/v1/products/{id}", "product", lambda pp, p, m: account.product(pp["id"])),
-        api("POST", "/v1/products/{id}", "product", lambda pp, p, m: account.update_product(pp["id"], p, m)),
-        api("DELETE", "/v1/products/{id}", "product", lambda pp, p, m: account.delete_product(pp["id"], m)),
-        api("POST", "/v1/prices", "price", lambda pp, p, m: account.create_price(p, m)),
-        api("GET", "/v1/prices", "price", lambda pp, p, m: account.list_prices(p), listed=True),
-        api("GET", "/v1/prices/{price}", "price", lambda pp, p, m: account.price(pp["price"])),
-        api("POST", "/v1/prices/{price}", "price", lambda pp, p, m: account.update_price(pp["price"], p, m)),
-        api("GET", "/v1/events", "event", lambda pp, p, m: account.list_events(p), listed=True),
-        api("GET", "/v1/events/{id}", "event", lambda pp, p, m: account.event(pp["id"])),
-        api("POST", "/v1/webhook_endpoints", "webhook_endpoint", lambda pp, p, m: endpoints.create(p), reveals=("secret",)),
-        api("GET", "/v1/webhook_endpoints", "webhook_endpoint", lambda pp, p, m: endpoints.list(p), listed=True),
-        api("GET", "/v1/webhook_endpoints/{webhook_endpoint}", "webhook_endpoint", lambda pp, p, m: endpoints.get(pp["webhook_endpoint"])),
-        api("POST", "/v1/webhook_endpoints/{webhook_endpoint}", "webhook_endpoint", lambda pp, p, m: endpoints.update(pp["webhook_endpoint"], p)),
-        api("DELETE", "/v1/webhook_endpoints/{webhook_endpoint}", "webhook_endpoint", lambda pp, p, m: endpoints.delete(pp["webhook_endpoint"])),
+    return [
         Route("/_emulator/faults", admin_faults_get, methods=["GET"]),
         Route("/_emulator/faults", admin_faults_post, methods=["POST"]),
         Route("/_emulator/fixtures", admin_fixtures, methods=["POST"]),
@@ -286,6 +340,40 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None,
         Route("/_emulator/reset", admin_reset, methods=["POST"]),
         Route("/_emulator/clock", admin_clock, methods=["GET", "POST"]),
         Route("/_emulator/account", admin_account, methods=["GET", "POST"]),
+    ]
+
+
+def create_app(state: EmulatorState | None = None, faults: Faults | None = None, validate_responses: bool = False, connected_id: str | None = None) -> Starlette:
+    """The emulator. With `validate_responses`, every body it answers is checked against the
+    vendored spec and each difference kept in `app.state.problems` (the tests assert none)."""
+    state = state if state is not None else EmulatorState()
+    problems: list[str] | None = [] if validate_responses else None
+    faults = faults if faults is not None else Faults()
+    deliverer = Deliverer(state)
+    account = Account(state, on_event=deliverer.schedule, connected_id=connected_id)
+    api = Api(state, faults, account, problems)
+    endpoints = Endpoints(account)
+    operations = [
+        Operation("POST", "/v1/products", "product", lambda pp, p, m: account.create_product(p, m)),
+        Operation("GET", "/v1/products", "product", lambda pp, p, m: account.list_products(p), listed=True),
+        Operation("GET", "/v1/products/{id}", "product", lambda pp, p, m: account.product(pp["id"])),
+        Operation("POST", "/v1/products/{id}", "product", lambda pp, p, m: account.update_product(pp["id"], p, m)),
+        Operation("DELETE", "/v1/products/{id}", "product", lambda pp, p, m: account.delete_product(pp["id"], m)),
+        Operation("POST", "/v1/prices", "price", lambda pp, p, m: account.create_price(p, m)),
+        Operation("GET", "/v1/prices", "price", lambda pp, p, m: account.list_prices(p), listed=True),
+        Operation("GET", "/v1/prices/{price}", "price", lambda pp, p, m: account.price(pp["price"])),
+        Operation("POST", "/v1/prices/{price}", "price", lambda pp, p, m: account.update_price(pp["price"], p, m)),
+        Operation("GET", "/v1/events", "event", lambda pp, p, m: account.list_events(p), listed=True),
+        Operation("GET", "/v1/events/{id}", "event", lambda pp, p, m: account.event(pp["id"])),
+        Operation("POST", "/v1/webhook_endpoints", "webhook_endpoint", lambda pp, p, m: endpoints.create(p), reveals=("secret",)),
+        Operation("GET", "/v1/webhook_endpoints", "webhook_endpoint", lambda pp, p, m: endpoints.list(p), listed=True),
+        Operation("GET", "/v1/webhook_endpoints/{webhook_endpoint}", "webhook_endpoint", lambda pp, p, m: endpoints.get(pp["webhook_endpoint"])),
+        Operation("POST", "/v1/webhook_endpoints/{webhook_endpoint}", "webhook_endpoint", lambda pp, p, m: endpoints.update(pp["webhook_endpoint"], p)),
+        Operation("DELETE", "/v1/webhook_endpoints/{webhook_endpoint}", "webhook_endpoint", lambda pp, p, m: endpoints.delete(pp["webhook_endpoint"])),
+    ]
+    routes = [
+        *(api.route(operation) for operation in operations),
+        *admin_routes(api, deliverer),
     ]
 
     async def not_found(request: Request, exc: Exception) -> Response:
