@@ -164,7 +164,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         verifies them: the hours' drift must be zero afterwards."""
         ids = sorted(set(hourly_drift["product_id"]))
         with stripe.calls(catalog, _account(context)) as gateway:
-            converged = converge(catalog.catalog(), gateway, ids, source=WriteSource.BACKFILL, run_id=run_id_of(context))
+            converged = converge(catalog.catalog(), gateway, ids, source=WriteSource.BACKFILL, run_id=run_id_of(context), say=context.log.info)
         result = converged.result
         remaining = converged.remaining
         hours = hourly_drift.groupby("product_id")["hour"].agg(lambda h: sorted(set(h))).to_dict()

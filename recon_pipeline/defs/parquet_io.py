@@ -15,7 +15,7 @@ import pandas as pd
 from upath import UPath
 
 
-class _ParquetFiles(dg.UPathIOManager):
+class ParquetFiles(dg.UPathIOManager):
     extension = ".parquet"
 
     def dump_to_path(self, context: dg.OutputContext, obj: pd.DataFrame, path: UPath) -> None:
@@ -40,6 +40,6 @@ class ParquetIOManager(dg.ConfigurableIOManagerFactory):
 
     base_dir: str = ""
 
-    def create_io_manager(self, context: dg.InitResourceContext) -> _ParquetFiles:
+    def create_io_manager(self, context: dg.InitResourceContext) -> ParquetFiles:
         base = self.base_dir or (context.instance.storage_directory() if context.instance else str(Path.cwd() / "storage"))
-        return _ParquetFiles(base_path=UPath(base))
+        return ParquetFiles(base_path=UPath(base))

@@ -87,7 +87,7 @@ def outbox_push(context: dg.AssetExecutionContext, catalog: CatalogResource, str
     Metadata plots the backlog: depth, oldest pending age, delivered per minute, dead rows.
     """
     with stripe.calls_each(catalog) as gateways:  # each product to the Stripe account it is sold in
-        result = drain(catalog.catalog(), gateways, run_id=run_id_of(context))
+        result = drain(catalog.catalog(), gateways, run_id=run_id_of(context), say=context.log.info)
     if result.refused and set(result.refused) == set(gateways):  # nothing could go out: fail once, no retry (only another key helps)
         raise dg.Failure("; ".join(result.refused.values()), allow_retries=False)
     for account, why in result.refused.items():

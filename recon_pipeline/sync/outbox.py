@@ -19,7 +19,7 @@ import datetime as dt
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import stripe
@@ -28,6 +28,7 @@ from sqlalchemy import Engine, and_, func, or_, select, text, true, update
 from recon_pipeline.backoff import Backoff
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.schema import OutboxStatus, outbox
+from recon_pipeline.progress import Progress
 from recon_pipeline.repair import WriteSource, converge
 from recon_pipeline.repair.dead_letters import record_dead_letter
 from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway, by_name, error_text
@@ -164,8 +165,10 @@ def drain(
     max_products: int | None = None,
     run_id: str | None = None,
     batch_size: int = 100,
+    say: Callable[[str], None] | None = None,
 ) -> DrainResult:
     """Push every ready product, batch after batch, `concurrency` writes at a time, until none is ready (or the cap).
+    `say`: where progress goes (about every 10 s: products done of those ready at the start, rate, ETA).
 
     `gateway`: the one Stripe account, or one gateway per account (by name): each product is
     pushed to the account the catalog sells it in, and only there. An account whose API key
@@ -180,6 +183,7 @@ def drain(
     # What was ready when the drain began: a change backing off waits for the next drain.
     began = _now()
 
+    progress = Progress("outbox products pushed", ready_count(engine, products=True), say) if say else None
     held: set[str] = set()  # products of refused accounts: handed back, and not claimed again in this drain
 
     def hold(products: list[str]) -> None:
@@ -216,7 +220,11 @@ def drain(
         for product_id, ids in batch.items():
             if product_id not in held:
                 _finish(engine, product_id, ids, errors.get(product_id), policy, result, sold_in[product_id])
+        if progress:
+            progress.advance(len(batch) - len(held & set(batch)))
     result.seconds = time.perf_counter() - started
+    if progress and progress.done:
+        progress.say(progress.summary())
     return result
 
 
@@ -276,8 +284,9 @@ def ready_products(engine: Engine, limit: int = 1000) -> list[str]:
         return list(conn.execute(ready).scalars())
 
 
-def ready_count(engine: Engine) -> int:
-    """Changes pending and past their `next_attempt_at`: what a drain would push now."""
+def ready_count(engine: Engine, products: bool = False) -> int:
+    """Changes (or, with `products`, the products they are of) pending and past their `next_attempt_at`: what a drain would push now."""
     with engine.connect() as conn:
-        ready = select(func.count()).where(outbox.c.status == OutboxStatus.PENDING, outbox.c.next_attempt_at <= _now())
+        counted = func.count(outbox.c.product_id.distinct()) if products else func.count()
+        ready = select(counted).where(outbox.c.status == OutboxStatus.PENDING, outbox.c.next_attempt_at <= _now())
         return conn.execute(ready).scalar_one()
