@@ -1,7 +1,7 @@
 """The processes the CLI starts: the emulator, Dagster's servers, and their supervision.
 
 `dev` and `serve` both start a few long-running children (the emulator when no Stripe key
-is set, then `dagster dev`, or `dagster-webserver` and `dagster-daemon`) and must stop
+is set, then `dagster-webserver` and `dagster-daemon`) and must stop
 them all, cleanly, on Ctrl-C or SIGTERM, or as soon as one of them dies: `Supervisor`
 does that, once for both.
 """
