@@ -415,3 +415,21 @@ def test_a_refused_key_pauses_only_its_own_accounts_outbox(emulator, two_account
     assert httpx.get(f"{emulator.url}/_emulator/stats").json()["requests"] == refused_requests  # the refused key is not tried again
     fixed = drain(catalog, gateways)  # a key Stripe takes: us_2 goes out
     assert fixed.pushed_products == 1 and not fixed.refused and _names(emulator, "acct_us")["us_2"] == "us_2 v1"
+
+
+def test_a_partition_run_reads_the_catalogs_rows_once(emulator, two_accounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_home: Path):
+    """local_products reads the rows; local_prices and catalog_drift ask only for ids and accounts."""
+    import dagster as dg
+
+    from recon_pipeline.catalog import Catalog
+    from recon_pipeline.runs import run_job
+
+    _deployed(monkeypatch, emulator, tmp_path)
+    reads: list[str] = []
+    rows, narrow = Catalog.rows, Catalog.product_accounts
+    monkeypatch.setattr(Catalog, "rows", lambda self, ids=None: reads.append("rows" if ids is None else "some rows") or rows(self, ids))
+    monkeypatch.setattr(Catalog, "product_accounts", lambda self: reads.append("ids and accounts") or narrow(self))
+    result = run_job("reconcile_catalog", instance=dg.DagsterInstance.get(), settings=Settings.from_env(), partition_key="eu")
+    assert result.success is False and len(result.asset_value("catalog_drift")) > 0  # eu was never pushed: drift, read from one read
+    assert reads.count("rows") == 1, reads
+    assert reads.count("ids and accounts") == 2

@@ -73,8 +73,8 @@ class Rows:
             return f"your query (RECON_{self.kind}_QUERY)"
         return f"your table {self.table!r} ({self.columns_setting})"
 
-    def select(self, where: str, ids: list[str] | None) -> Select | TextClause:
-        """A query returning our field names as columns, rows with `where` in `ids` (None: all)."""
+    def select(self, where: str, ids: list[str] | None, only: tuple[str, ...] | None = None) -> Select | TextClause:
+        """A query returning our field names as columns (those `only`, from a table), rows with `where` in `ids` (None: all)."""
         if self.query:
             sql = f"SELECT * FROM ({self.query}) catalog_source"
             if ids is not None:
@@ -87,6 +87,7 @@ class Rows:
         picked = [
             source.c[self.columns[f]].label(f) if f in self.columns else (literal(self.defaults[f]).label(f) if self.defaults[f] is not None else literal_column("NULL").label(f))
             for f in self.fields
+            if only is None or f in only
         ]
         query = select(*picked).order_by(source.c[self.columns[self.key]])
         return query.where(source.c[self.columns[where]].in_(ids)) if ids is not None else query
@@ -170,13 +171,14 @@ class CatalogSource:
     ) -> CatalogSource:
         return cls(product_rows(table_name, columns, query), price_rows(prices_table, prices_columns, prices_query))
 
-    def select(self, ids: Iterable[str] | None = None) -> Select | TextClause:
-        """Products, with our field names as columns: all, or the given ids."""
+    def select(self, ids: Iterable[str] | None = None, only: tuple[str, ...] | None = None) -> Select | TextClause:
+        """Products, with our field names as columns (`only` those, where the source can narrow): all, or the given ids."""
         wanted = None if ids is None else [str(i) for i in ids]
         if self.is_own_schema:
-            query = select(products).order_by(products.c.id)
+            columns = products.c if only is None else [products.c[name] for name in only]
+            query = select(*columns).order_by(products.c.id)
             return query.where(products.c.id.in_(wanted)) if wanted is not None else query
-        return self.products.select("id", wanted)
+        return self.products.select("id", wanted, only)
 
     def select_prices(self, product_ids: Iterable[str] | None = None) -> Select | TextClause | None:
         """Prices of the given products (None: all), or None when prices come from the product rows."""

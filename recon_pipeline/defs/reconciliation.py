@@ -187,7 +187,7 @@ def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, lo
     engine = catalog.engine()
     syncable = set(local_products["product_id"].astype(str))
     if account_of(context) is not None:  # the whole catalog's quarantine, then this account's prices
-        syncable = set(catalog.catalog().rows()["id"].dropna().astype(str)) - quarantined_ids(engine)
+        syncable = set(catalog.catalog().product_accounts()["id"]) - quarantined_ids(engine)  # ids only: local_products read the rows
     rows, bad = split_valid_prices(catalog.catalog().price_rows(), syncable)
     record(engine, bad, PRICE)
     rows = rows[rows["product_id"].astype(str).isin(set(local_products["product_id"].astype(str)))].reset_index(drop=True)
