@@ -427,8 +427,17 @@ def test_a_partition_run_reads_the_catalogs_rows_once(emulator, two_accounts, tm
     _deployed(monkeypatch, emulator, tmp_path)
     reads: list[str] = []
     rows, narrow = Catalog.rows, Catalog.product_accounts
-    monkeypatch.setattr(Catalog, "rows", lambda self, ids=None: reads.append("rows" if ids is None else "some rows") or rows(self, ids))
-    monkeypatch.setattr(Catalog, "product_accounts", lambda self: reads.append("ids and accounts") or narrow(self))
+
+    def counted_rows(self, ids=None):
+        reads.append("rows" if ids is None else "some rows")
+        return rows(self, ids)
+
+    def counted_ids(self):
+        reads.append("ids and accounts")
+        return narrow(self)
+
+    monkeypatch.setattr(Catalog, "rows", counted_rows)
+    monkeypatch.setattr(Catalog, "product_accounts", counted_ids)
     result = run_job("reconcile_catalog", instance=dg.DagsterInstance.get(), settings=Settings.from_env(), partition_key="eu")
     assert result.success is False and len(result.asset_value("catalog_drift")) > 0  # eu was never pushed: drift, read from one read
     assert reads.count("rows") == 1, reads
