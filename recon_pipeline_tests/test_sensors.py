@@ -232,3 +232,17 @@ def test_two_catalogs_in_one_instance_never_alert_or_repair_each_other(tmp_path:
         assert [r.run_key for r in requested.run_requests or []] == [f"catalog_drift:{ours.run_id}"]
         alert_sensor(dg.build_sensor_context(instance=instance, cursor=checks.cursor, resources=resources))
         assert [(a["check"], a["run_id"]) for a in receiver.received] == [("drift_rate_below_threshold", ours.run_id)]
+
+
+def test_a_freshness_failure_from_before_the_first_reconciliation_is_dropped_once_one_comes(dagster_home):
+    from recon_pipeline.defs.reconciliation import FRESHNESS_CHECK, catalog_drift, drift_freshness_checks
+
+    with AlertReceiver() as receiver, dg.DagsterInstance.get() as instance:
+        checks_only = dg.AssetSelection.checks(FRESHNESS_CHECK)
+        dg.materialize([dg.AssetSpec(catalog_drift.key), *drift_freshness_checks], selection=checks_only, instance=instance)  # fails: never materialized
+        instance.report_runless_asset_event(dg.AssetMaterialization(catalog_drift.key))  # the schedule's first reconciliation, before the sensor looked
+        context = dg.build_sensor_context(instance=instance, resources=sensor_resources(alerts=AlertsResource(webhook_url=receiver.url)))
+        alert_sensor(context)
+        three_hours_ago = json.dumps({**json.loads(context.cursor), "since": time.time() - 3 * 3600})
+        alert_sensor(dg.build_sensor_context(instance=instance, cursor=three_hours_ago, resources=sensor_resources(alerts=AlertsResource(webhook_url=receiver.url))))
+        assert receiver.received == []

@@ -41,8 +41,8 @@ def _partition(run: dg.DagsterRun | None) -> str | None:
     return run.tags.get("dagster/partition") or ranged
 
 
-def _check_alerts(instance: dg.DagsterInstance, run_id: str, ui_url: str) -> list[dict]:
-    """An alert for each failed asset check evaluated in the run, in the order they were evaluated."""
+def _check_alerts(instance: dg.DagsterInstance, run_id: str, ui_url: str) -> list[tuple[float, dict]]:
+    """(when, the alert) for each failed asset check evaluated in the run, in the order they were evaluated."""
     run = instance.get_run_by_id(run_id)
     alerts = []
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
@@ -50,23 +50,32 @@ def _check_alerts(instance: dg.DagsterInstance, run_id: str, ui_url: str) -> lis
         if not isinstance(evaluation, dg.AssetCheckEvaluation) or evaluation.passed:
             continue
         alerts.append(
-            check_alert(
-                asset=evaluation.asset_key.to_user_string(),
-                check=evaluation.check_name,
-                severity=evaluation.severity.value,
-                description=evaluation.description,
-                metadata=evaluation.metadata,
-                run_id=run_id,
-                base_url=ui_url,
-                partition=_partition(run),
+            (
+                entry.timestamp,
+                check_alert(
+                    asset=evaluation.asset_key.to_user_string(),
+                    check=evaluation.check_name,
+                    severity=evaluation.severity.value,
+                    description=evaluation.description,
+                    metadata=evaluation.metadata,
+                    run_id=run_id,
+                    base_url=ui_url,
+                    partition=_partition(run),
+                ),
             )
         )
     return alerts
 
 
-def _never_reconciled(instance: dg.DagsterInstance, payload: dict) -> bool:
-    """A freshness failure of an asset never materialized: a fresh install, not yet late."""
-    return payload["check"] == FRESHNESS_CHECK.name and instance.get_latest_materialization_event(dg.AssetKey.from_user_string(payload["asset"])) is None
+def _materialized(instance: dg.DagsterInstance, asset: str, before: float | None = None) -> bool:
+    """Whether the asset was ever materialized (before a moment, if given)."""
+    records = dg.AssetRecordsFilter(asset_key=dg.AssetKey.from_user_string(asset), before_timestamp=before)
+    return bool(instance.fetch_materializations(records, limit=1).records)
+
+
+def _before_first_reconciliation(instance: dg.DagsterInstance, payload: dict, at: float) -> bool:
+    """A freshness failure evaluated before the asset's first materialization: a fresh install, not (yet) late."""
+    return payload["check"] == FRESHNESS_CHECK.name and not _materialized(instance, payload["asset"], before=at)
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -78,7 +87,7 @@ def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource, ca
     (a failed WARN check does not fail its run), of runs made against this catalog. A webhook that does not take an alert gets it
     again next tick. Without ALERT_WEBHOOK_URL it only logs the alerts. On a fresh install,
     catalog_drift's freshness check fails at once ("never materialized"): that alert is held
-    until two hours after this sensor started, and dropped if a reconciliation comes first. Failed runs are
+    until two hours after this sensor started, and dropped once a reconciliation comes. Failed runs are
     `run_failure_alert_sensor`'s.
     """
     state = json.loads(context.cursor) if context.cursor else {}
@@ -99,7 +108,7 @@ def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource, ca
 
     held = []
     for payload in state.get("held", []):
-        if not _never_reconciled(context.instance, payload):
+        if _materialized(context.instance, payload["asset"]):
             continue  # reconciled since: the alert is moot
         if time.time() - state["since"] > DRIFT_FRESHNESS.total_seconds() and deliver(payload):
             continue
@@ -116,10 +125,10 @@ def alert_sensor(context: dg.SensorEvaluationContext, alerts: AlertsResource, ca
             recent = state.get(status.name) or entry.timestamp >= time.time() - FIRST_LOOKBACK_S
             recent = recent and catalog.made(context.instance.get_run_by_id(entry.run_id))  # another catalog's run is not ours to alert
             delivered = set(state.get("delivered", {}).get(entry.run_id, []))
-            for payload in _check_alerts(context.instance, entry.run_id, alerts.ui_url) if recent else []:
+            for at, payload in _check_alerts(context.instance, entry.run_id, alerts.ui_url) if recent else []:
                 if payload["dedup_key"] in delivered:
                     continue
-                if _never_reconciled(context.instance, payload):
+                if _before_first_reconciliation(context.instance, payload, at):
                     state["held"].append(payload)
                 elif not deliver(payload):
                     stuck = True
