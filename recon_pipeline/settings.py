@@ -69,6 +69,7 @@ KNOWN_VARIABLES = (
     "RECON_STRIPE_API_VERSION",
     "RECON_MAX_DRIFT_RATE",
     "RECON_MAX_REPAIR_SHARE",
+    "RECON_BREAKER_FLOOR",
     "RECON_ORPHAN_POLICY",
     "RECON_PRICE_ORPHAN_POLICY",
     "RECON_CONFLICT_POLICY",
@@ -198,6 +199,7 @@ class Settings:
     accounts: tuple[StripeAccount, ...] = (StripeAccount(),)  # RECON_STRIPE_ACCOUNTS; one, `default`, unless it is set
     max_drift_rate: float = 0.01
     max_repair_share: float = 0.10
+    breaker_floor: int = 25  # the breaker holds a repair only above this many objects too (and above the share)
     orphan_policy: OrphanPolicy = OrphanPolicy.REPORT
     price_orphan_policy: OrphanPolicy = OrphanPolicy.REPORT
     conflict_policy: ConflictPolicy = ConflictPolicy.LOCAL_WINS
@@ -319,6 +321,7 @@ class Settings:
             accounts=_accounts(env, emulator=api_key == EMULATOR_API_KEY),
             max_drift_rate=_fraction(env, "RECON_MAX_DRIFT_RATE", 0.01),
             max_repair_share=_fraction(env, "RECON_MAX_REPAIR_SHARE", 0.10),
+            breaker_floor=_count(env, "RECON_BREAKER_FLOOR", 25, "objects (products and prices) a repair may write whatever the share"),
             orphan_policy=_choice(env, "RECON_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
             price_orphan_policy=_choice(env, "RECON_PRICE_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
             conflict_policy=_choice(env, "RECON_CONFLICT_POLICY", ConflictPolicy, ConflictPolicy.LOCAL_WINS),
@@ -419,6 +422,15 @@ def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 <= value <= 1:
         raise SettingsError(f"{name}={raw!r} must be a fraction between 0 and 1, e.g. {default:g} for {default:.0%}.")
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int, what: str) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise SettingsError(f"{name}={raw!r} must be a whole number, 0 or more: the {what}, e.g. {default}.")
+    return int(raw)
 
 
 Choice = TypeVar("Choice", bound=StrEnum)

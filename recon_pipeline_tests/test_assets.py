@@ -146,6 +146,24 @@ def test_stripe_snapshot_lists_every_product_and_price_active_and_archived_and_s
     assert len(checks) == 4 and all(check.passed for check in checks.values())
 
 
+def test_a_routine_edit_of_a_small_catalog_is_under_the_breakers_floor_and_repaired(catalog_url, emulator):
+    """Five products, one renamed: 20 % of the catalog (over the 10 % share) but one object, under the floor of 25."""
+    products = [CatalogProduct(id=f"p{i}", name="Renamed" if i == 0 else f"P{i}") for i in range(5)]
+    upsert_products(Catalog.open(catalog_url).engine, products)
+    local = catalog_rows(*products)
+    remote = stripe_products_of(*({"id": f"p{i}", "name": f"P{i}"} for i in range(5)))
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [{"id": f"p{i}", "name": f"P{i}", "created": 1_700_000_000} for i in range(5)]}).raise_for_status()
+    drift = pd.DataFrame({"product_id": ["p0"], "lookup_key": None, "kind": "field_mismatch", "field": "name", "local_value": "Renamed", "stripe_value": "P0"})
+    resources = {
+        "catalog": CatalogResource(url=catalog_url),
+        "stripe": StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000),
+        "policy": ReconPolicy(),  # 10 % share, floor 25 (RECON_BREAKER_FLOOR's default)
+    }
+    output, checks = run(catalog_repair, resources, RepairConfig().model_dump(), catalog_drift=drift, local_products=local, stripe_products=remote, **NO_PRICES)
+    assert checks["mass_drift_breaker"].passed and values(checks["mass_drift_breaker"].metadata)["floor"] == 25
+    assert list(output.value["status"]) == ["applied"] and not values(output.metadata)["breaker_tripped"]
+
+
 def test_catalog_repair_above_the_breakers_share_plans_but_writes_nothing(catalog_url, emulator):
     local = catalog_rows(*(CatalogProduct(id=f"new_{i}", name=f"New {i}") for i in range(3)), CatalogProduct(id="kept", name="Kept"))
     remote = stripe_products_of({"id": "kept", "name": "Kept"})
@@ -153,10 +171,10 @@ def test_catalog_repair_above_the_breakers_share_plans_but_writes_nothing(catalo
     resources = {
         "catalog": CatalogResource(url=catalog_url),
         "stripe": StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000),
-        "policy": ReconPolicy(max_repair_share=0.5),
+        "policy": ReconPolicy(max_repair_share=0.5, breaker_floor=2),
     }
     output, checks = run(catalog_repair, resources, RepairConfig().model_dump(), catalog_drift=drift, local_products=local, stripe_products=remote, **NO_PRICES)
-    assert not checks["mass_drift_breaker"].passed and "3 of 4 products and prices would be written" in (checks["mass_drift_breaker"].description or "")
+    assert not checks["mass_drift_breaker"].passed and "3 of 4 products and prices would be written (75.0% > 50%, and more than 2)" in (checks["mass_drift_breaker"].description or "")
     assert set(output.value["status"]) == {"dry_run"} and values(output.metadata)["breaker_tripped"]
     assert httpx.get(f"{emulator.url}/_emulator/stats").json()["endpoints"].get("POST /v1/products", 0) == 0
 

@@ -43,6 +43,7 @@ def test_the_api_key_is_not_in_the_settings_repr():
         ({"RECON_STRIPE_ENDPOINT_RATE_LIMIT": "0"}, "RECON_STRIPE_ENDPOINT_RATE_LIMIT='0' must be greater than 0"),
         ({"RECON_MAX_DRIFT_RATE": "5"}, "RECON_MAX_DRIFT_RATE='5' must be a fraction between 0 and 1"),
         ({"RECON_MAX_REPAIR_SHARE": "ten"}, "RECON_MAX_REPAIR_SHARE='ten' is not a number"),
+        ({"RECON_BREAKER_FLOOR": "many"}, "RECON_BREAKER_FLOOR='many' must be a whole number"),
         ({"RECON_ORPHAN_POLICY": "nuke"}, "RECON_ORPHAN_POLICY='nuke' is not one of report, archive, adopt"),
         ({"RECON_ORPHAN_POLICY": "archve"}, "did you mean 'archive'"),
         ({"RECON_CONFLICT_POLICY": "remote_wins"}, "RECON_CONFLICT_POLICY='remote_wins' is not one of local_wins"),

@@ -39,6 +39,8 @@ class RepairConfig(dg.Config):
     """What to do with unmanaged prices of catalog products (no lookup key the catalog owns): report, archive or adopt (unset: RECON_PRICE_ORPHAN_POLICY)."""
     max_write_share: float | None = None
     """Mass-drift breaker: refuse to repair when more than this share of the catalog would be written (unset: RECON_MAX_REPAIR_SHARE)."""
+    breaker_floor: int | None = None
+    """Mass-drift breaker: hold only when more than this many products and prices would be written too (unset: RECON_BREAKER_FLOOR, default 25)."""
     override_breaker: bool = False
     """Repair even above max_write_share (a deliberate, manual decision)."""
     concurrency: int = 8
@@ -64,7 +66,8 @@ def _check(name: str, passed: bool, description: str | None, severity=dg.AssetCh
             "mass_drift_breaker",
             asset="catalog_repair",
             blocking=True,
-            description="Planned writes stay under the breaker's share of the catalog; above it, repair writes nothing, "
+            description="Planned writes stay under the breaker's share of the catalog or under its floor (RECON_BREAKER_FLOOR "
+            "objects, default 25); above both, repair writes nothing, "
             "the run fails and waits for a person (`recon-pipeline repair --override-breaker`, or repair_catalog with "
             "override_breaker: true). Expected on the first sync of a new Stripe account.",
         ),
@@ -99,6 +102,7 @@ def catalog_repair(
     """
     started = time.perf_counter()
     share = policy.max_repair_share if config.max_write_share is None else config.max_write_share
+    floor = policy.breaker_floor if config.breaker_floor is None else config.breaker_floor
     with stripe.calls(catalog, account_of(context)) as gateway:  # with several accounts, this partition's
         before = dict(gateway.stats)
         try:
@@ -114,6 +118,7 @@ def catalog_repair(
                 concurrency=config.concurrency,
                 dry_run=config.dry_run,
                 max_write_share=None if config.override_breaker else share,
+                breaker_floor=floor,
                 say=context.log.info,
             )
         except CatalogReadOnly as error:
@@ -122,7 +127,7 @@ def catalog_repair(
     stats = {k: v - before.get(k, 0) for k, v in gateway.stats.items()}
     breaker_note = (
         f"{plan.objects_to_write} of {plan.catalog_size} products and prices would be written "
-        f"({plan.write_share:.1%} > {share:.0%}): refusing to auto-repair. If that is right (the first sync "
+        f"({plan.write_share:.1%} > {share:.0%}, and more than {floor}): refusing to auto-repair. If that is right (the first sync "
         "of a new Stripe account, a bulk import), run `recon-pipeline repair --override-breaker`."
     )
     if converged.breaker_tripped:
@@ -164,6 +169,8 @@ def catalog_repair(
         breaker_note if converged.breaker_tripped else None,
         planned_share=dg.MetadataValue.float(round(plan.write_share, 6)),
         threshold=dg.MetadataValue.float(share),
+        floor=dg.MetadataValue.int(floor),
+        objects_to_write=dg.MetadataValue.int(plan.objects_to_write),
         overridden=dg.MetadataValue.bool(config.override_breaker),
     )
     letters = open_dead_letters(catalog.engine())

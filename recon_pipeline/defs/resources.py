@@ -143,6 +143,7 @@ class ReconPolicy(dg.ConfigurableResource):
 
     max_drift_rate: float = 0.01
     max_repair_share: float = 0.10
+    breaker_floor: int = 25
     orphan_policy: str = OrphanPolicy.REPORT.value
     price_orphan_policy: str = OrphanPolicy.REPORT.value
     conflict_policy: str = ConflictPolicy.LOCAL_WINS.value
@@ -214,6 +215,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "policy": ReconPolicy(
             max_drift_rate=settings.max_drift_rate,
             max_repair_share=settings.max_repair_share,
+            breaker_floor=settings.breaker_floor,
             orphan_policy=settings.orphan_policy.value,
             price_orphan_policy=settings.price_orphan_policy.value,
             conflict_policy=settings.conflict_policy.value,

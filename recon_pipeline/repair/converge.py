@@ -122,6 +122,7 @@ def converge(
     concurrency: int = 8,
     dry_run: bool = False,
     max_write_share: float | None = None,
+    breaker_floor: int = 0,
     dead_letters: bool = True,
     verify: bool = True,
     say: Callable[[str], None] | None = None,
@@ -129,8 +130,9 @@ def converge(
     """Bring Stripe to the catalog for the given products (all, when `ids` is None).
 
     - `sides`/`drift`: what was already read (the repair asset's snapshots); else read now.
-    - `max_write_share`: the mass-drift breaker (products and prices written / in the
-      catalog); above it nothing is written (a dry run).
+    - `max_write_share`, `breaker_floor`: the mass-drift breaker: above that share of the
+      catalog (products and prices written / in the catalog) *and* above that many objects,
+      nothing is written (a dry run). The floor lets routine edits of a small catalog through.
     - `dead_letters`: park a product that fails in dead_letter (else just report it).
     - `verify`: re-read the written products afterwards; what still differs is `remaining`.
     - `say`: where progress goes (about every 10 s: actions done/total, rate, ETA; then a summary).
@@ -142,7 +144,7 @@ def converge(
     sides = sides if sides is not None else read_sides(catalog, gateway, ids)
     drift = sides.drift() if drift is None else drift
     plan = plan_repairs(drift, sides.local, sides.stripe, sides.local_prices, sides.stripe_prices, orphan_policy, price_orphan_policy)
-    tripped = max_write_share is not None and plan.write_share > max_write_share
+    tripped = max_write_share is not None and plan.write_share > max_write_share and plan.objects_to_write > breaker_floor
     repairer = Repairer(gateway, catalog, run_id, source)
     progress = Progress("repair actions", len(plan.actions), say or _silent)
     result = repairer.apply_plan(plan, concurrency, dry_run=dry_run or tripped, dead_letters=dead_letters, progress=progress.advance)
