@@ -296,3 +296,17 @@ def test_reconcile_exits_0_when_only_warn_checks_fail_and_says_so(tmp_path: Path
     assert done.returncode == 0, output
     assert "local_products.no_quarantined_rows" in done.stdout and "FAILED (WARN)" in done.stdout
     assert "only WARN checks failed (no_quarantined_rows): exit 0" in done.stdout
+
+
+def test_an_edit_that_fails_halfway_writes_nothing(tmp_path: Path):
+    """`edit p --name N --price 200 usd month`, where `p:default` exists but the product names no
+    default: the price add is refused, and the name, checked first, is not written either."""
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    catalog = Catalog.open(url)
+    price = CatalogPrice(lookup_key="p:default", product_id="p", currency="usd", unit_amount=100, recurring_interval="month")
+    replace_products(catalog.engine, [CatalogProduct(id="p", name="Before")], [price])
+    done = cli("edit", "p", "--name", "After", "--price", "200", "usd", "month", RECON_CATALOG_URL=url)
+    assert done.returncode == 2 and "'p:default' already exists" in said(done)
+    with catalog.engine.connect() as conn:
+        assert conn.execute(text("SELECT name FROM products WHERE id = 'p'")).scalar() == "Before"
+        assert conn.execute(select(outbox)).all() == []  # nothing queued

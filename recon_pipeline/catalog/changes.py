@@ -13,9 +13,10 @@ each function refuses it with CatalogReadOnly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
@@ -100,9 +101,20 @@ def _insert_price(conn: Connection, price: CatalogPrice, now: dt.datetime) -> No
     conn.execute(insert(prices).values(price.as_row(now)))
 
 
-def _change(catalog: Catalog, product_id: str, change: str, values: dict[str, Any]) -> bool:
+@contextlib.contextmanager
+def edits(catalog: Catalog, conn: Connection | None = None) -> Iterator[Connection]:
+    """One transaction for several edits (pass it as `conn=` to each): all of them, with their
+    outbox rows, are written, or none. Given `conn`, the caller's transaction is used."""
+    if conn is not None:
+        yield conn
+        return
+    with catalog.engine.begin() as own:
+        yield own
+
+
+def _change(catalog: Catalog, product_id: str, change: str, values: dict[str, Any], conn: Connection | None = None) -> bool:
     catalog.require_writable(f"changing product {product_id!r}")
-    with catalog.engine.begin() as conn:
+    with edits(catalog, conn) as conn:
         current = _current(conn, product_id)
         candidate = dataclasses.replace(current, **values)
         validate_product(candidate)
@@ -116,12 +128,12 @@ def _change(catalog: Catalog, product_id: str, change: str, values: dict[str, An
         return True
 
 
-def update_product(catalog: Catalog, product_id: str, **fields: Any) -> bool:
+def update_product(catalog: Catalog, product_id: str, conn: Connection | None = None, **fields: Any) -> bool:
     """Change any of the product's fields, and queue the change; False when nothing changed."""
     unknown = set(fields) - set(UPDATABLE)
     if unknown:
         raise InvalidProduct(f"cannot update {sorted(unknown)} of {product_id!r}: updatable fields are {', '.join(UPDATABLE)} (prices: add_price, change_price)")
-    return _change(catalog, product_id, "update", fields)
+    return _change(catalog, product_id, "update", fields, conn)
 
 
 def archive_product(catalog: Catalog, product_id: str) -> bool:
@@ -132,11 +144,11 @@ def archive_product(catalog: Catalog, product_id: str) -> bool:
 # -- prices ------------------------------------------------------------------------------
 
 
-def add_price(catalog: Catalog, price: CatalogPrice, default: bool = False) -> None:
+def add_price(catalog: Catalog, price: CatalogPrice, default: bool = False, conn: Connection | None = None) -> None:
     """Add a price to a catalog product (and make it the product's default), and queue it."""
     catalog.require_writable(f"adding price {price.lookup_key!r}")
     validate_price(price)
-    with catalog.engine.begin() as conn:
+    with edits(catalog, conn) as conn:
         _current(conn, price.product_id)
         now = _now()
         _insert_price(conn, price, now)
@@ -145,7 +157,7 @@ def add_price(catalog: Catalog, price: CatalogPrice, default: bool = False) -> N
         enqueue(conn, price.product_id, "add_price", {"lookup_key": price.lookup_key, "default": default})
 
 
-def change_price(catalog: Catalog, lookup_key: str, **fields: Any) -> bool:
+def change_price(catalog: Catalog, lookup_key: str, conn: Connection | None = None, **fields: Any) -> bool:
     """Change a price's fields and queue it; False when nothing changed.
 
     In Stripe, a change of terms (amount, currency, interval, tiers...) becomes a new price
@@ -157,7 +169,7 @@ def change_price(catalog: Catalog, lookup_key: str, **fields: Any) -> bool:
         raise InvalidPrice(f"cannot change {sorted(unknown)} of price {lookup_key!r}: fields are {', '.join(PRICE_UPDATABLE)}")
     if fields.get("currency"):
         fields["currency"] = fields["currency"].lower()
-    with catalog.engine.begin() as conn:
+    with edits(catalog, conn) as conn:
         current = _current_price(conn, lookup_key)
         candidate = dataclasses.replace(current, **fields)
         validate_price(candidate)
@@ -169,20 +181,20 @@ def change_price(catalog: Catalog, lookup_key: str, **fields: Any) -> bool:
         return True
 
 
-def archive_price(catalog: Catalog, lookup_key: str) -> bool:
+def archive_price(catalog: Catalog, lookup_key: str, conn: Connection | None = None) -> bool:
     """Archive a price (prices are archived, never deleted) and queue it."""
-    return change_price(catalog, lookup_key, active=False)
+    return change_price(catalog, lookup_key, conn, active=False)
 
 
-def set_default_price(catalog: Catalog, product_id: str, **terms: Any) -> bool:
+def set_default_price(catalog: Catalog, product_id: str, conn: Connection | None = None, **terms: Any) -> bool:
     """Set the terms of a product's default price: its default price changes (a new one in
     Stripe, under the same lookup key), or, with none yet, `<id>:default` is added as default."""
-    with catalog.engine.connect() as conn:
+    with edits(catalog, conn) as conn:
         key = _current(conn, product_id).default_price
-    if key is None:
-        add_price(catalog, CatalogPrice(lookup_key=default_lookup_key(product_id), product_id=product_id, **terms), default=True)
-        return True
-    return change_price(catalog, key, **terms)
+        if key is None:
+            add_price(catalog, CatalogPrice(lookup_key=default_lookup_key(product_id), product_id=product_id, **terms), default=True, conn=conn)
+            return True
+        return change_price(catalog, key, conn, **terms)
 
 
 # -- changes that come from Stripe: never queued back -----------------------------------------

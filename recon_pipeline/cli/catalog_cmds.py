@@ -45,7 +45,7 @@ def _terms(flag: str, values: list[str]) -> dict[str, object]:
 
 
 def cmd_edit(args: argparse.Namespace, settings: Settings) -> int:
-    from recon_pipeline.catalog.changes import add_price, archive_price, change_price, set_default_price, update_product
+    from recon_pipeline.catalog.changes import add_price, archive_price, change_price, edits, set_default_price, update_product
 
     fields: dict[str, object] = {k: v for k, v in (("name", args.name), ("description", args.description), ("default_price", args.default_price)) if v is not None}
     if args.active is not None:
@@ -65,17 +65,18 @@ def cmd_edit(args: argparse.Namespace, settings: Settings) -> int:
         for key in (changing[0] if changing else None, args.archive_price):
             if key is not None:
                 _require_price_of(catalog, key, args.product_id)
-        if added:
-            add_price(catalog, CatalogPrice(lookup_key=added[0], product_id=args.product_id, **added[1]))  # type: ignore[arg-type]
-            changed = True
-        if fields:
-            changed |= update_product(catalog, args.product_id, **fields)
-        if default_terms:
-            changed |= set_default_price(catalog, args.product_id, **default_terms)
-        if changing:
-            changed |= change_price(catalog, changing[0], **changing[1])
-        if args.archive_price:
-            changed |= archive_price(catalog, args.archive_price)
+        with edits(catalog) as conn:  # all of them, with their outbox rows, or none
+            if added:
+                add_price(catalog, CatalogPrice(lookup_key=added[0], product_id=args.product_id, **added[1]), conn=conn)  # type: ignore[arg-type]
+                changed = True
+            if fields:
+                changed |= update_product(catalog, args.product_id, conn, **fields)
+            if default_terms:
+                changed |= set_default_price(catalog, args.product_id, conn, **default_terms)
+            if changing:
+                changed |= change_price(catalog, changing[0], conn, **changing[1])
+            if args.archive_price:
+                changed |= archive_price(catalog, args.archive_price, conn)
     except (InvalidProduct, InvalidPrice) as error:
         print(f"recon-pipeline: {error}", file=sys.stderr)
         return 2
