@@ -179,8 +179,12 @@ def test_the_audit_trail_is_readable_by_product_and_since(tmp_path: Path):
     url = str(catalog.engine.url)
     done = cli("audit", "sku_1", "--since", "1h", RECON_CATALOG_URL=url)
     lines = said(done).splitlines()
-    assert "sku_1  name: 'Catalog name' -> 'Dashboard name'  by stripe  conflict_local_wins: product.updated changed an owned field; policy local_wins (evt_audit)" in lines[0]
-    assert lines[-1].startswith("1 audit entries of sku_1 since ")
+    assert 'sku_1  none -> {"name": "Catalog name", "prices": []}  by catalog  edited: create by api' in lines[0]
+    assert "sku_1  name: 'Catalog name' -> 'Dashboard name'  by stripe  conflict_local_wins: product.updated changed an owned field; policy local_wins (evt_audit)" in lines[1]
+    assert lines[-1].startswith("2 audit entries of sku_1 since ")
+    # A catalog edit by command is in the trail too.
+    assert cli("edit", "sku_1", "--name", "Edited", RECON_CATALOG_URL=url).returncode == 0
+    assert "sku_1  name: 'Catalog name' -> 'Edited'  by catalog  edited: update by command" in said(cli("audit", "sku_1", RECON_CATALOG_URL=url)).splitlines()[2]
     assert "0 audit entries" in said(cli("audit", "sku_other", RECON_CATALOG_URL=url))
     bad = cli("audit", "--since", "yesterday", RECON_CATALOG_URL=url)
     assert bad.returncode == 2 and "--since 'yesterday' is neither a date or time" in said(bad)

@@ -5,9 +5,13 @@ record that it must reach Stripe (`enqueue`), or not at all, so no change is los
 the database and the API, whatever crashes or outages happen. The outbox worker pushes it
 later, at a controlled rate, with retries.
 
+Each edit is audited too (actor `catalog`, by `catalog.writer`: `command` for
+recon-pipeline's commands, `api` for an application calling these functions), and holds
+the capture mark (`capture.quiet`), so capture triggers, where installed, do not queue it twice.
+
 Changes that come *from* Stripe (the inbox under `stripe_wins`/`latest_wins`, or an orphan
 adopted by repair) are written here too, without an outbox row: they must not be pushed
-back. A catalog the pipeline only reads (the user's own table or query) is never written:
+back (their writes hold the mark as `stripe`). A catalog the pipeline only reads (the user's own table or query) is never written:
 each function refuses it with CatalogReadOnly.
 """
 
@@ -21,6 +25,8 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from recon_pipeline.catalog.audit import record
+from recon_pipeline.catalog.capture import quiet
 from recon_pipeline.catalog.prices import PRICE_COLUMNS, CatalogPrice, InvalidPrice, default_lookup_key, validate_price
 from recon_pipeline.catalog.products import PRODUCT_COLUMNS, CatalogProduct, InvalidProduct, validate_product
 from recon_pipeline.catalog.schema import OutboxStatus, outbox, prices, products
@@ -34,9 +40,19 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def enqueue(conn: Connection, product_id: str, change: str, fields: Mapping[str, Any]) -> None:
-    """The one way a row enters the outbox: in the caller's transaction, ready at once."""
+def enqueue(conn: Connection, product_id: str, change: str, fields: Mapping[str, Any], edited_by: str | None = None) -> None:
+    """The one way a row enters the outbox from Python: in the caller's transaction, ready at once.
+
+    `edited_by`: who edited the catalog (`api`, `command`), audited here with each field's
+    before and after where the change has them; None when the caller audits (the inbox's reverts)."""
     now = _now()
+    if edited_by is not None:
+        reason = f"{change} by {edited_by}"
+        changed = {k: v for k, v in fields.items() if isinstance(v, Mapping) and set(v) == {"before", "after"}}
+        for name, values in changed.items():
+            record(conn, "catalog", product_id, name, values["before"], values["after"], "edited", reason, None)
+        if not changed:
+            record(conn, "catalog", product_id, None, None, _plain(fields), "edited", reason, None)
     conn.execute(
         insert(outbox).values(
             product_id=product_id,
@@ -48,6 +64,11 @@ def enqueue(conn: Connection, product_id: str, change: str, fields: Mapping[str,
             next_attempt_at=now,
         )
     )
+
+
+def _plain(fields: Mapping[str, Any]) -> Any:
+    """A change's details as JSON can hold them."""
+    return {k: v for k, v in fields.items() if isinstance(v, str | int | float | bool | list | None)}
 
 
 def _current(conn: Connection, product_id: str) -> CatalogProduct:
@@ -75,7 +96,7 @@ def _check_default(conn: Connection, product_id: str, key: str | None, adding: I
         raise InvalidProduct(f"product {product_id!r}: default_price={key!r} is not a price of this product; add the price first")
 
 
-def create_product(catalog: Catalog, product: CatalogProduct, with_prices: Iterable[CatalogPrice] = ()) -> None:
+def create_product(catalog: Catalog, product: CatalogProduct, with_prices: Iterable[CatalogPrice] = (), conn: Connection | None = None) -> None:
     """Add a product (and its prices) to the catalog and queue it for Stripe."""
     catalog.require_writable(f"creating product {product.id!r}")
     validate_product(product)
@@ -84,7 +105,7 @@ def create_product(catalog: Catalog, product: CatalogProduct, with_prices: Itera
         validate_price(price)
         if price.product_id != product.id:
             raise InvalidPrice(f"price {price.lookup_key!r}: product_id={price.product_id!r} is not {product.id!r}")
-    with catalog.engine.begin() as conn:
+    with edits(catalog, conn) as conn:
         if conn.execute(select(products.c.id).where(products.c.id == product.id)).first():
             raise InvalidProduct(f"product {product.id!r} already exists; use update_product")
         _check_default(conn, product.id, product.default_price, items)
@@ -92,7 +113,7 @@ def create_product(catalog: Catalog, product: CatalogProduct, with_prices: Itera
         conn.execute(insert(products).values(product.as_row(now)))
         for price in items:
             _insert_price(conn, price, now)
-        enqueue(conn, product.id, "create", {"name": product.name, "prices": [p.lookup_key for p in items]})
+        enqueue(conn, product.id, "create", {"name": product.name, "prices": [p.lookup_key for p in items]}, catalog.writer)
 
 
 def _insert_price(conn: Connection, price: CatalogPrice, now: dt.datetime) -> None:
@@ -106,9 +127,10 @@ def edits(catalog: Catalog, conn: Connection | None = None) -> Iterator[Connecti
     """One transaction for several edits (pass it as `conn=` to each): all of them, with their
     outbox rows, are written, or none. Given `conn`, the caller's transaction is used."""
     if conn is not None:
-        yield conn
+        with quiet(conn):
+            yield conn
         return
-    with catalog.engine.begin() as own:
+    with catalog.engine.begin() as own, quiet(own):
         yield own
 
 
@@ -124,7 +146,7 @@ def _change(catalog: Catalog, product_id: str, change: str, values: dict[str, An
         if before == values:
             return False  # nothing changes: nothing to push
         conn.execute(update(products).where(products.c.id == product_id).values(**values, updated_at=_now()))
-        enqueue(conn, product_id, change, {k: {"before": before[k], "after": v} for k, v in values.items()})
+        enqueue(conn, product_id, change, {k: {"before": before[k], "after": v} for k, v in values.items()}, catalog.writer)
         return True
 
 
@@ -154,7 +176,7 @@ def add_price(catalog: Catalog, price: CatalogPrice, default: bool = False, conn
         _insert_price(conn, price, now)
         if default:
             conn.execute(update(products).where(products.c.id == price.product_id).values(default_price=price.lookup_key, updated_at=now))
-        enqueue(conn, price.product_id, "add_price", {"lookup_key": price.lookup_key, "default": default})
+        enqueue(conn, price.product_id, "add_price", {"lookup_key": price.lookup_key, "default": default}, catalog.writer)
 
 
 def change_price(catalog: Catalog, lookup_key: str, conn: Connection | None = None, **fields: Any) -> bool:
@@ -177,7 +199,7 @@ def change_price(catalog: Catalog, lookup_key: str, conn: Connection | None = No
         if before == fields:
             return False
         conn.execute(update(prices).where(prices.c.lookup_key == lookup_key).values(**fields, updated_at=_now()))
-        enqueue(conn, current.product_id, "change_price", {"lookup_key": lookup_key, **{k: {"before": before[k], "after": v} for k, v in fields.items()}})
+        enqueue(conn, current.product_id, "change_price", {"lookup_key": lookup_key, **{k: {"before": before[k], "after": v} for k, v in fields.items()}}, catalog.writer)
         return True
 
 
@@ -203,13 +225,15 @@ def set_default_price(catalog: Catalog, product_id: str, conn: Connection | None
 def take_from_stripe(catalog: Catalog, conn: Connection, product_id: str, values: Mapping[str, Any]) -> None:
     """Write Stripe's values of some fields into a catalog product, in the caller's transaction."""
     catalog.require_writable(f"taking Stripe's values of {sorted(values)} for {product_id!r}")
-    conn.execute(update(products).where(products.c.id == product_id).values(**values, updated_at=_now()))
+    with quiet(conn, "stripe"):
+        conn.execute(update(products).where(products.c.id == product_id).values(**values, updated_at=_now()))
 
 
 def take_price_from_stripe(catalog: Catalog, conn: Connection, lookup_key: str, values: Mapping[str, Any]) -> None:
     """Write Stripe's values of some fields into a catalog price, in the caller's transaction."""
     catalog.require_writable(f"taking Stripe's values of {sorted(values)} for price {lookup_key!r}")
-    conn.execute(update(prices).where(prices.c.lookup_key == lookup_key).values(**values, updated_at=_now()))
+    with quiet(conn, "stripe"):
+        conn.execute(update(prices).where(prices.c.lookup_key == lookup_key).values(**values, updated_at=_now()))
 
 
 def adopt_from_stripe(catalog: Catalog, items: Iterable[CatalogProduct], conn: Connection | None = None) -> int:
@@ -218,9 +242,10 @@ def adopt_from_stripe(catalog: Catalog, items: Iterable[CatalogProduct], conn: C
     catalog.require_writable(f"adopting {', '.join(repr(i.id) for i in items[:3])}")
     if conn is None:
         return upsert_products(catalog.engine, items)
-    for item in items:
-        validate_product(item)
-        conn.execute(insert(products).values(item.as_row(_now())))
+    with quiet(conn, "stripe"):
+        for item in items:
+            validate_product(item)
+            conn.execute(insert(products).values(item.as_row(_now())))
     return len(items)
 
 
@@ -230,7 +255,8 @@ def adopt_prices(catalog: Catalog, items: Iterable[CatalogPrice], conn: Connecti
     catalog.require_writable(f"adopting prices {', '.join(repr(i.lookup_key) for i in items[:3])}")
     if conn is None:
         return upsert_prices(catalog.engine, items)
-    for item in items:
-        validate_price(item)
-        conn.execute(insert(prices).values(item.as_row(_now())))
+    with quiet(conn, "stripe"):
+        for item in items:
+            validate_price(item)
+            conn.execute(insert(prices).values(item.as_row(_now())))
     return len(items)

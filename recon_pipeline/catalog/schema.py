@@ -275,6 +275,16 @@ events_cursor = Table(
     _moment("polled_at"),
 )
 
+# While a row is here the capture triggers stay silent: the pipeline inserts one before its own
+# writes of catalog rows and deletes it before they commit, so only its own transaction sees it
+# (catalog/capture.py; uncommitted rows are invisible to every other transaction).
+capture_mark = Table(
+    "capture_mark",
+    metadata,
+    _serial(),
+    Column("writer", String(16), nullable=False, comment="pipeline | stripe: who writes in the transaction that holds it"),
+)
+
 # Every drift row ever found (each catalog_drift materialization appends its rows; kept
 # RECON_DRIFT_HISTORY_DAYS), so "what drifted, when, and for how long" is a SQL query.
 drift_history = Table(

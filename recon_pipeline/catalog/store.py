@@ -16,6 +16,7 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, RowMapping, Table, create_engine, delete, event
 from sqlalchemy.dialects import postgresql, sqlite
 
+from recon_pipeline.catalog.capture import quiet
 from recon_pipeline.catalog.prices import CatalogPrice, InvalidPrice, default_lookup_key, validate_price
 from recon_pipeline.catalog.products import CatalogProduct, validate_product
 from recon_pipeline.catalog.quarantine import sold_in
@@ -61,7 +62,7 @@ def replace_products(engine: Engine, items: Iterable[CatalogProduct], prices: It
     """Make the catalog exactly these products and prices (demo and benchmark seeding)."""
     items, prices = list(items), list(prices)
     _check_products_of(prices, {item.id for item in items})
-    with engine.begin() as conn:
+    with engine.begin() as conn, quiet(conn):
         conn.execute(delete(price_table))
         conn.execute(delete(products))
     count = upsert_products(engine, items)
@@ -84,7 +85,7 @@ def _upsert(engine: Engine, table: Table, key: str, rows: list[dict[str, Any]]) 
         raise NotImplementedError(f"catalog writes support SQLite and PostgreSQL, not {dialect}")
     insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
     stmt = insert.on_conflict_do_update(index_elements=[table.c[key]], set_={c.name: insert.excluded[c.name] for c in table.columns if c.name != key})
-    with engine.begin() as conn:
+    with engine.begin() as conn, quiet(conn):
         for start in range(0, len(rows), 1000):
             conn.execute(stmt, rows[start : start + 1000])
     return len(rows)
@@ -125,6 +126,8 @@ class Catalog:
 
     engine: Engine
     source: CatalogSource = field(default_factory=CatalogSource)
+    writer: str = "api"
+    """Who edits through it, as the audit trail names them: `api` (an application), `command` (recon-pipeline's commands)."""
 
     @classmethod
     def open(cls, url: str, source: CatalogSource | None = None, read_only: bool = False) -> Catalog:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 
 from recon_pipeline.catalog import Catalog, CatalogPrice, InvalidPrice, InvalidProduct
@@ -14,18 +15,40 @@ from recon_pipeline.stripe_api import StripeGateway
 
 
 def open_catalog(settings: Settings, read_only: bool = False) -> Catalog:
-    """The catalog the settings name; `read_only` for commands that only look (they create nothing)."""
-    return Catalog.open(settings.catalog_url, settings.catalog_source, read_only=read_only)
+    """The catalog the settings name; `read_only` for commands that only look (they create nothing).
+    Its edits are audited as made by `command`."""
+    return dataclasses.replace(Catalog.open(settings.catalog_url, settings.catalog_source, read_only=read_only), writer="command")
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from recon_pipeline.catalog import capture
     from recon_pipeline.catalog.migrate import current
+    from recon_pipeline.catalog.store import make_engine
 
+    if args.print_sql:
+        if args.capture is None:
+            raise SettingsError("--print-sql goes with --capture (the SQL that installs capture) or --no-capture (the SQL that removes it).")
+        dialect = make_engine(settings.catalog_url).dialect.name
+        statements = (capture.install_statements if args.capture else capture.remove_statements)(dialect, settings.catalog_source)
+        print(capture.script(dialect, statements), end="")
+        return 0
     catalog = open_catalog(settings)
     catalog.check_source()
     revisions = ", ".join(sorted(current(catalog.engine)))
     print(f"catalog schema ready at {shown(settings.catalog_url)} (revisions {revisions}); products are read from {settings.catalog_source.describe()}")
     print(f"Stripe API version of every request: {settings.stripe_api_version} (RECON_STRIPE_API_VERSION)")
+    if args.capture:
+        tables = ", ".join(t.table for t in capture.install(catalog.engine, settings.catalog_source))
+        print(f"capture installed on {tables}: every insert, update and delete is queued in the outbox as it commits")
+        left = capture.uncaptured_prices(settings.catalog_source)
+        if left:
+            print(f"not captured: {left}")
+    elif args.capture is False:
+        capture.remove(catalog.engine, settings.catalog_source)
+        print("capture removed: changes written outside recon-pipeline wait for the hourly reconciliation")
+    else:
+        triggers = capture.installed(catalog.engine)
+        print(f"capture: {len(triggers)} triggers installed ({', '.join(triggers)})" if triggers else "capture: not installed (recon-pipeline init --capture)")
     return 0
 
 
@@ -132,7 +155,7 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from recon_pipeline.sync.audit import parse_since, trail
+    from recon_pipeline.catalog.audit import parse_since, trail
 
     since = parse_since(args.since) if args.since else None
     catalog = open_catalog(settings, read_only=True)
@@ -145,7 +168,12 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    commands.add_parser("init", help="create or upgrade the catalog schema (idempotent)").set_defaults(func=cmd_init)
+    init = commands.add_parser("init", help="create or upgrade the catalog schema (idempotent); install or remove capture")
+    capture = init.add_mutually_exclusive_group()
+    capture.add_argument("--capture", action="store_true", default=None, help="install triggers that queue every change of the catalog's tables, whoever writes it")
+    capture.add_argument("--no-capture", dest="capture", action="store_false", help="remove those triggers")
+    init.add_argument("--print-sql", action="store_true", help="print the SQL of --capture or --no-capture for a DBA to run, and change nothing")
+    init.set_defaults(func=cmd_init)
 
     edit = commands.add_parser("edit", help="change a catalog product; the change and its outbox row commit together")
     edit.add_argument("product_id", help="the catalog id of the product")

@@ -9,7 +9,7 @@
 from recon_pipeline.policies import OrphanPolicy
 from recon_pipeline.repair.apply import APPLIED, DEAD_LETTER, DRY_RUN, REPORTED, Repairer, RepairResult, WriteSource
 from recon_pipeline.repair.converge import Converged, Sides, converge, full_drift, read_sides
-from recon_pipeline.repair.plan import ACTION_ORDER, RepairPlan, plan_repairs
+from recon_pipeline.repair.plan import ACTION_ORDER, Deleted, RepairPlan, plan_repairs
 
 __all__ = [
     "ACTION_ORDER",
@@ -18,6 +18,7 @@ __all__ = [
     "DRY_RUN",
     "REPORTED",
     "Converged",
+    "Deleted",
     "OrphanPolicy",
     "RepairPlan",
     "RepairResult",

@@ -29,7 +29,7 @@ from recon_pipeline.reconcile import ORPHAN_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE, d
 from recon_pipeline.reconcile.frames import catalog_frames, stripe_product_id
 from recon_pipeline.reconcile.snapshot import fetch_prices_of, fetch_prices_snapshot, fetch_products_by_id, fetch_products_snapshot
 from recon_pipeline.repair.apply import Repairer, RepairResult, WriteSource
-from recon_pipeline.repair.plan import REPORT_ORPHAN, REPORT_PRICE_ORPHAN, RepairPlan, plan_repairs
+from recon_pipeline.repair.plan import REPORT_ORPHAN, REPORT_PRICE_ORPHAN, Deleted, RepairPlan, plan_repairs
 from recon_pipeline.stripe_api import StripeGateway
 
 
@@ -126,6 +126,7 @@ def converge(
     dead_letters: bool = True,
     verify: bool = True,
     say: Callable[[str], None] | None = None,
+    deleted: Deleted | None = None,
 ) -> Converged:
     """Bring Stripe to the catalog for the given products (all, when `ids` is None).
 
@@ -136,6 +137,7 @@ def converge(
     - `dead_letters`: park a product that fails in dead_letter (else just report it).
     - `verify`: re-read the written products afterwards; what still differs is `remaining`.
     - `say`: where progress goes (about every 10 s: actions done/total, rate, ETA; then a summary).
+    - `deleted`: what the catalog deleted (captured deletes): archived in Stripe whatever the orphan policies.
     """
     orphan_policy, price_orphan_policy = OrphanPolicy(orphan_policy), OrphanPolicy(price_orphan_policy)
     for name, policy in (("orphan_policy", orphan_policy), ("price_orphan_policy", price_orphan_policy)):
@@ -143,7 +145,7 @@ def converge(
             catalog.require_writable(f"{name} 'adopt'")
     sides = sides if sides is not None else read_sides(catalog, gateway, ids)
     drift = sides.drift() if drift is None else drift
-    plan = plan_repairs(drift, sides.local, sides.stripe, sides.local_prices, sides.stripe_prices, orphan_policy, price_orphan_policy)
+    plan = plan_repairs(drift, sides.local, sides.stripe, sides.local_prices, sides.stripe_prices, orphan_policy, price_orphan_policy, deleted)
     tripped = max_write_share is not None and plan.write_share > max_write_share and plan.objects_to_write > breaker_floor
     repairer = Repairer(gateway, catalog, run_id, source)
     progress = Progress("repair actions", len(plan.actions), say or _silent)

@@ -379,6 +379,14 @@ def _needs_replacement(fields: set[str], wanted: CatalogPrice, found: StripePric
     return "tax_behavior" in fields and found.tax_behavior != "unspecified"
 
 
+@dataclass(frozen=True)
+class Deleted:
+    """What the catalog deleted (capture saw the rows go): product ids, and prices' lookup keys."""
+
+    products: frozenset[str] = frozenset()
+    prices: frozenset[str] = frozenset()
+
+
 def plan_repairs(
     drift: pd.DataFrame,
     local: pd.DataFrame,
@@ -387,8 +395,13 @@ def plan_repairs(
     stripe_prices: pd.DataFrame,
     orphan_policy: OrphanPolicy = OrphanPolicy.REPORT,
     price_orphan_policy: OrphanPolicy = OrphanPolicy.REPORT,
+    deleted: Deleted | None = None,
 ) -> RepairPlan:
-    """The actions that bring Stripe to the catalog's state for every product in `drift`."""
+    """The actions that bring Stripe to the catalog's state for every product in `drift`.
+
+    `deleted`: products and prices the catalog deleted (captured deletes): the catalog's
+    own, so their Stripe objects are archived whatever the orphan policies say."""
+    deleted = deleted or Deleted()
     local = syncable_defaults(local, local_prices)
     local_by_id = local.set_index("product_id", drop=False)
     stripe_by_id = stripe.set_index("product_id", drop=False)
@@ -401,7 +414,8 @@ def plan_repairs(
     for product_id, rows in drift.groupby("product_id", sort=True):
         kinds = set(rows["kind"])
         if ORPHAN_IN_STRIPE in kinds:
-            actions.append(_orphan(product_id, stripe_by_id.loc[product_id], OrphanPolicy(orphan_policy)))
+            policy = OrphanPolicy.ARCHIVE if product_id in deleted.products else OrphanPolicy(orphan_policy)
+            actions.append(_orphan(product_id, stripe_by_id.loc[product_id], policy))
             continue
         desired = desired_from_row(local_by_id.loc[product_id])
         created = MISSING_IN_STRIPE in kinds
@@ -441,7 +455,7 @@ def plan_repairs(
                 if is_default:
                     default_moves_from.add(found.replaced_by)
                 continue
-            policy = OrphanPolicy(price_orphan_policy)
+            policy = OrphanPolicy.ARCHIVE if found.lookup_key and found.lookup_key in deleted.prices else OrphanPolicy(price_orphan_policy)
             moves = desired.default_price is not None and desired.default_price != found.lookup_key
             if policy is OrphanPolicy.ARCHIVE and found.active and (not is_default or moves):
                 product_actions.append(RepairAction(product_id, ARCHIVE_PRICE_ORPHAN, (), desired, state, found.lookup_key, None, found))

@@ -42,6 +42,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from recon_pipeline.catalog import Catalog
+from recon_pipeline.catalog import audit as audit_trail
 from recon_pipeline.catalog.changes import adopt_from_stripe, adopt_prices, enqueue, take_from_stripe, take_price_from_stripe
 from recon_pipeline.catalog.schema import InboxStatus, inbox, prices, stripe_seen, sync_ledger
 from recon_pipeline.fields import price_attributes
@@ -58,7 +59,6 @@ from recon_pipeline.reconcile.frames import (
 )
 from recon_pipeline.repair.plan import desired_from_row, price_from_row
 from recon_pipeline.stripe_api import StripeGateway, by_name, error_text
-from recon_pipeline.sync import audit as audit_trail
 
 OWNED_FIELDS = COMPARED_FIELDS
 PRICE_OWNED_FIELDS = PRICE_COMPARED_FIELDS

@@ -27,9 +27,10 @@ from sqlalchemy import Engine, and_, func, or_, select, text, true, update
 
 from recon_pipeline.backoff import Backoff
 from recon_pipeline.catalog import Catalog
+from recon_pipeline.catalog.capture import DELETE, DELETE_PRICE
 from recon_pipeline.catalog.schema import OutboxStatus, outbox
 from recon_pipeline.progress import Progress
-from recon_pipeline.repair import WriteSource, converge
+from recon_pipeline.repair import Deleted, WriteSource, converge
 from recon_pipeline.repair.dead_letters import record_dead_letter
 from recon_pipeline.stripe_api import CredentialsRefused, StripeGateway, by_name, error_text
 from recon_pipeline.sync.credentials import record_refusal, refusal
@@ -118,18 +119,33 @@ def claim(
     return claimed
 
 
-def push_products(gateway: StripeGateway, catalog: Catalog, product_ids: list[str], run_id: str | None = None, concurrency: int = 8) -> dict[str, str | None]:
+def push_products(
+    gateway: StripeGateway, catalog: Catalog, product_ids: list[str], run_id: str | None = None, concurrency: int = 8, deleted: Deleted | None = None
+) -> dict[str, str | None]:
     """Bring each product and its prices in Stripe to their current catalog state; returns {product_id: error or None}.
 
     Both sides are read once for the whole batch (Stripe: 100 products a request, and each
     product's prices). A push cut off midway converges on the next (see repair/apply.py).
+    `deleted`: what the catalog deleted (captured deletes): archived in Stripe.
     """
-    converged = converge(catalog, gateway, product_ids, source=WriteSource.OUTBOX, run_id=run_id, concurrency=concurrency, dead_letters=False, verify=False)
-    in_catalog = set(converged.sides.local["product_id"])
+    deleted = deleted or Deleted()
+    converged = converge(
+        catalog, gateway, product_ids, source=WriteSource.OUTBOX, run_id=run_id, concurrency=concurrency, dead_letters=False, verify=False, deleted=deleted
+    )
+    known = set(converged.sides.local["product_id"]) | deleted.products
     return {
-        p: converged.errors.get(p) if p in in_catalog or p in converged.errors else f"product {p!r} is not in the catalog (or is quarantined: see the quarantine table)"
+        p: converged.errors.get(p) if p in known or p in converged.errors else f"product {p!r} is not in the catalog (or is quarantined: see the quarantine table)"
         for p in product_ids
     }
+
+
+def deletions(engine: Engine, outbox_ids: Iterable[int]) -> Deleted:
+    """The deletes among these outbox rows (capture queues them): product ids, and prices' lookup keys."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.product_id, outbox.c.change, outbox.c.fields).where(outbox.c.id.in_(list(outbox_ids)), outbox.c.change.in_([DELETE, DELETE_PRICE]))).all()
+    products = frozenset(row.product_id for row in rows if row.change == DELETE)
+    prices = frozenset(str(row.fields["lookup_key"]) for row in rows if row.change == DELETE_PRICE and isinstance(row.fields, dict) and row.fields.get("lookup_key"))
+    return Deleted(products, prices)
 
 
 def _finish(engine: Engine, product_id: str, ids: list[int], error: str | None, policy: OutboxPolicy, result: DrainResult, account: str) -> None:
@@ -208,7 +224,8 @@ def drain(
                 hold(products)
                 continue
             try:
-                errors.update(push_products(gateways[account], catalog, products, run_id, concurrency))
+                deleted = deletions(engine, [i for p in products for i in batch[p]])
+                errors.update(push_products(gateways[account], catalog, products, run_id, concurrency, deleted))
             except CredentialsRefused as refused:
                 record_refusal(engine, gateways[account], refused)
                 result.refused[account] = str(refused)

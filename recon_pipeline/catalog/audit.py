@@ -1,7 +1,8 @@
 """The audit trail: every change applied to either side and every conflict decision.
 
-The inbox writes a row for each decision (`record`); `recon-pipeline audit` reads them
-(`trail`): who changed what, before and after, and why.
+Catalog edits (`changes.py`: by command or by the Python API), captured writes (the capture
+triggers, with the database user) and the inbox's decisions each write rows (`record`);
+`recon-pipeline audit` reads them (`trail`): who changed what, before and after, and why.
 """
 
 from __future__ import annotations

@@ -1,0 +1,34 @@
+"""Capture: the mark a transaction leaves while the pipeline itself writes catalog rows (issue 22).
+
+The capture triggers (`recon-pipeline init --capture`) turn every insert, update and delete
+of a product or price into an outbox row, except while a row of `capture_mark` is visible:
+the pipeline writes one at the start of its own writes and deletes it before they commit,
+so only its own transaction ever sees it, and neither its edits (queued already) nor
+Stripe's values written back are captured again.
+
+Revision ID: r0009
+Revises: r0008
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "r0009"
+down_revision = "r0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "capture_mark",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("writer", sa.String(length=16), nullable=False, comment="pipeline | stripe: who writes in the transaction that holds it"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("capture_mark")

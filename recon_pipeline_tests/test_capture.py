@@ -1,0 +1,220 @@
+"""Capture: changes written by any writer (here each database's own client, never Python) reach Stripe.
+
+`recon-pipeline init --capture` installs triggers on PostgreSQL, MariaDB and SQLite; the
+worker pushes the outbox rows they queue as it pushes any other.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from recon_pipeline.catalog import Catalog, make_engine
+from recon_pipeline.catalog import capture as capture_module
+from recon_pipeline.catalog.changes import take_from_stripe, update_product
+from recon_pipeline.catalog.schema import audit, outbox
+from recon_pipeline.testing import seed_priced
+from recon_pipeline_tests.conftest import ADMIN_URL, MARIADB_ADMIN_URL
+from recon_pipeline_tests.test_cli import cli, said
+
+KEY = ("sk_test_capture", "")
+
+
+@dataclass
+class Database:
+    """A database of the test's own, and its own client."""
+
+    kind: str
+    url: str
+    client: list[str]
+    true: str  # how its SQL spells a true boolean
+    now: str
+
+    def run(self, sql: str) -> str:
+        done = subprocess.run(self.client, input=sql, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
+        return done.stdout
+
+    def count(self, table: str = "outbox") -> int:
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "mariadb"])
+def database(request, tmp_path: Path) -> Iterator[Database]:
+    if request.param == "sqlite":
+        path = tmp_path / "catalog.db"
+        yield Database("sqlite", f"sqlite:///{path}", ["sqlite3", "-bail", str(path)], "1", "CURRENT_TIMESTAMP")
+        return
+    name = f"recon_capture_{uuid.uuid4().hex[:10]}"
+    admin_url = ADMIN_URL if request.param == "postgresql" else MARIADB_ADMIN_URL
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        if request.param == "postgresql":
+            yield Database("postgresql", url, ["psql", "-q", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", name], "true", "now()")
+        else:
+            yield Database("mariadb", url, ["mariadb", "-h", "127.0.0.1", "-u", "root", name], "1", "now()")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if request.param == "postgresql" else "")))
+        admin.dispose()
+
+
+def _stripe(emulator, path: str, **params) -> dict:
+    return httpx.get(f"{emulator.url}{path}", params=params, auth=KEY).json()
+
+
+def _price(emulator, lookup_key: str) -> dict:
+    found = _stripe(emulator, "/v1/prices", **{"lookup_keys[]": lookup_key})["data"]
+    if found:
+        return found[0]
+    archived = [p for p in _stripe(emulator, "/v1/prices", active="false", limit=100)["data"] if p["lookup_key"] == lookup_key]
+    return archived[0]
+
+
+def test_a_dba_installs_capture_from_the_printed_sql_and_every_write_by_the_databases_client_reaches_stripe(database: Database, emulator):
+    env = {"RECON_CATALOG_URL": database.url, "STRIPE_API_BASE": emulator.url}
+    assert "capture: not installed" in said(cli("init", **env))
+    printed = cli("init", "--capture", "--print-sql", **env)
+    assert printed.returncode == 0 and "recon_capture_products" in printed.stdout
+    database.run(printed.stdout)  # as a DBA would: the SQL through the database's own client
+    triggers = 2 if database.kind == "postgresql" else 6  # PostgreSQL: one per table, for all three operations
+    assert f"capture: {triggers} triggers installed" in said(cli("init", **env))
+    t, now = database.true, database.now
+
+    # A product and its price in one transaction: the worker creates both in Stripe.
+    database.run(
+        "BEGIN;\n"
+        f"INSERT INTO products (id, name, active, account, updated_at) VALUES ('cap-1', 'Captured', {t}, 'default', {now});\n"
+        f"INSERT INTO prices (lookup_key, product_id, active, currency, unit_amount, billing_scheme, recurring_interval, recurring_interval_count, updated_at) "
+        f"VALUES ('cap-1:monthly', 'cap-1', {t}, 'usd', 1500, 'per_unit', 'month', 1, {now});\n"
+        f"UPDATE products SET default_price = 'cap-1:monthly' WHERE id = 'cap-1';\n"
+        "COMMIT;\n"
+    )
+    assert database.count() == 3
+    assert cli("worker", "--once", **env).returncode == 0
+    product = _stripe(emulator, "/v1/products/cap-1", **{"expand[]": "default_price"})
+    assert (product["name"], product["default_price"]["lookup_key"], product["default_price"]["unit_amount"]) == ("Captured", "cap-1:monthly", 1500)
+
+    # A rolled-back transaction leaves nothing to push.
+    database.run("BEGIN;\nUPDATE products SET name = 'Never' WHERE id = 'cap-1';\nROLLBACK;\n")
+    assert database.count() == 3
+
+    # A new price inserted and the product pointed at it in one transaction, then the old price deleted.
+    database.run(
+        "BEGIN;\n"
+        f"INSERT INTO prices (lookup_key, product_id, active, currency, unit_amount, billing_scheme, updated_at) VALUES ('cap-1:once', 'cap-1', {t}, 'usd', 9900, 'per_unit', {now});\n"
+        "UPDATE products SET name = 'Captured v2', default_price = 'cap-1:once' WHERE id = 'cap-1';\n"
+        "COMMIT;\n"
+        "DELETE FROM prices WHERE lookup_key = 'cap-1:monthly';\n"
+    )
+    assert cli("worker", "--once", **env).returncode == 0
+    product = _stripe(emulator, "/v1/products/cap-1", **{"expand[]": "default_price"})
+    assert (product["name"], product["default_price"]["lookup_key"]) == ("Captured v2", "cap-1:once")
+    assert _price(emulator, "cap-1:monthly")["active"] is False  # what the catalog deleted is archived
+
+    # The product deleted: archived in Stripe. Every captured change is in the audit trail, with the database user.
+    database.run("DELETE FROM prices WHERE product_id = 'cap-1';\nDELETE FROM products WHERE id = 'cap-1';\n")
+    assert cli("worker", "--once", **env).returncode == 0
+    assert _stripe(emulator, "/v1/products/cap-1")["active"] is False
+    trail = said(cli("audit", "cap-1", **env))
+    user = {"sqlite": "by sqlite", "postgresql": "by postgres", "mariadb": "by root@"}[database.kind]
+    assert "insert of products" in trail and "delete of prices cap-1:monthly" in trail and user in trail
+    engine = make_engine(database.url)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox).where(outbox.c.status != "done")).scalar_one() == 0
+    engine.dispose()
+
+    # Removed, nothing is captured any more.
+    assert "capture removed" in said(cli("init", "--no-capture", **env))
+    database.run(f"INSERT INTO products (id, name, active, account, updated_at) VALUES ('cap-2', 'Not captured', {t}, 'default', {now});\n")
+    assert "capture: not installed" in said(cli("init", **env))
+
+
+def test_one_statement_updating_1000_rows_queues_1000_ordered_changes(database: Database):
+    env: dict[str, Any] = {"RECON_CATALOG_URL": database.url}
+    values = ",\n".join(f"('bulk-{i:04d}', 'Bulk {i}', {database.true}, 'default', {database.now})" for i in range(1000))
+    assert cli("init", **env).returncode == 0
+    database.run(f"INSERT INTO products (id, name, active, account, updated_at) VALUES\n{values};\n")
+    assert "capture installed on products, prices" in said(cli("init", "--capture", **env))
+    database.run("BEGIN;\nUPDATE products SET description = 'rolled back';\nROLLBACK;\n")
+    assert database.count() == 0
+    database.run("UPDATE products SET description = 'Bulk edit';\nUPDATE products SET description = 'Bulk edit';\n")  # the second changes nothing
+    engine = make_engine(database.url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(outbox.c.id, outbox.c.product_id, outbox.c.change).order_by(outbox.c.id)).all()
+    engine.dispose()
+    assert len(rows) == 1000 and {r.change for r in rows} == {"update"}
+    assert sorted(r.product_id for r in rows) == [f"bulk-{i:04d}" for i in range(1000)]
+    assert [r.id for r in rows] == list(range(rows[0].id, rows[0].id + 1000))  # in the order the rows were written
+    assert database.count("audit") == 1000
+
+
+def test_a_users_own_tables_are_captured_through_the_column_mapping(database: Database, emulator):
+    """The user's schema, their application's writes (here their database client), to Stripe."""
+    now = database.now
+    database.run(
+        "CREATE TABLE shop_items (sku VARCHAR(32) PRIMARY KEY, title VARCHAR(200) NOT NULL, is_live INTEGER NOT NULL, changed_at TIMESTAMP NULL);\n"
+        "CREATE TABLE shop_prices (code VARCHAR(64) PRIMARY KEY, sku VARCHAR(32) NOT NULL, curr VARCHAR(3) NOT NULL, cents INTEGER, every VARCHAR(8), live INTEGER NOT NULL);\n"
+    )
+    env: dict[str, Any] = {
+        "RECON_CATALOG_URL": database.url,
+        "STRIPE_API_BASE": emulator.url,
+        "RECON_CATALOG_TABLE": "shop_items",
+        "RECON_CATALOG_COLUMNS": "id=sku,name=title,active=is_live,updated_at=changed_at",
+        "RECON_PRICES_TABLE": "shop_prices",
+        "RECON_PRICES_COLUMNS": "lookup_key=code,product_id=sku,currency=curr,unit_amount=cents,recurring_interval=every,active=live",
+    }
+    assert "capture installed on shop_items, shop_prices" in said(cli("init", "--capture", **env))
+    database.run(
+        "BEGIN;\n"
+        f"INSERT INTO shop_items VALUES ('W-1', 'Widget', 1, {now});\n"
+        "INSERT INTO shop_prices VALUES ('w1_monthly', 'W-1', 'eur', 700, 'month', 1);\n"
+        "COMMIT;\n"
+        "UPDATE shop_items SET changed_at = NULL;\n"  # not a mapped field that syncs: no change
+    )
+    assert database.count() == 2
+    assert cli("worker", "--once", **env).returncode == 0
+    assert _stripe(emulator, "/v1/products/W-1")["name"] == "Widget"
+    assert (_price(emulator, "w1_monthly")["unit_amount"], _price(emulator, "w1_monthly")["currency"]) == (700, "eur")
+    database.run("UPDATE shop_items SET title = 'Widget Pro' WHERE sku = 'W-1';\nUPDATE shop_prices SET live = 0 WHERE code = 'w1_monthly';\n")
+    assert cli("worker", "--once", **env).returncode == 0
+    assert _stripe(emulator, "/v1/products/W-1")["name"] == "Widget Pro"
+    assert _price(emulator, "w1_monthly")["active"] is False
+
+
+def test_the_pipelines_own_writes_are_not_captured_again(catalog: Catalog):
+    """An edit through the Python API is queued once (by the API, with its audit rows), and
+    Stripe's values written back are not queued at all."""
+    seed_priced(catalog, ["own-1"])
+    capture_module.install(catalog.engine, catalog.source)
+    assert update_product(catalog, "own-1", name="Renamed")
+    with catalog.engine.begin() as conn:
+        take_from_stripe(catalog, conn, "own-1", {"description": "From Stripe"})
+    with catalog.engine.connect() as conn:
+        assert conn.execute(select(outbox.c.change, outbox.c.fields)).all() == [("update", {"name": {"before": "own-1 v0", "after": "Renamed"}})]
+        assert conn.execute(select(audit.c.field, audit.c.after, audit.c.decision, audit.c.reason)).all() == [("name", "Renamed", "edited", "update by api")]
+        assert conn.execute(text("SELECT count(*) FROM capture_mark")).scalar_one() == 0
+    assert catalog.rows(["own-1"])["description"].tolist() == ["From Stripe"]
+
+
+def test_capture_on_a_query_source_is_refused_saying_the_hourly_path_remains(tmp_path: Path):
+    env: dict[str, Any] = {"RECON_CATALOG_URL": f"sqlite:///{tmp_path / 'c.db'}", "RECON_CATALOG_QUERY": "SELECT id, name FROM items"}
+    done = cli("init", "--capture", "--print-sql", **env)
+    assert done.returncode == 2
+    assert "RECON_CATALOG_QUERY is a query: with a query only the hourly reconciliation runs" in said(done)
