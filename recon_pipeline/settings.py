@@ -56,6 +56,7 @@ KNOWN_VARIABLES = (
     "RECON_CATALOG_TABLE",
     "RECON_CATALOG_COLUMNS",
     "RECON_CATALOG_QUERY",
+    "RECON_CATALOG_WRITABLE",
     "RECON_PRICES_TABLE",
     "RECON_PRICES_COLUMNS",
     "RECON_PRICES_QUERY",
@@ -308,10 +309,14 @@ class Settings:
                 "(dagster-postgres takes a plain postgresql:// URL, without +psycopg2)."
             )
         home = _text(env, "DAGSTER_HOME")
+        catalog_source = _catalog_source(env)
+        conflict_policy = _choice(env, "RECON_CONFLICT_POLICY", ConflictPolicy, ConflictPolicy.LOCAL_WINS)
+        price_orphan_policy = _choice(env, "RECON_PRICE_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT)
+        _policies_fit_the_catalog(catalog_source, conflict_policy, price_orphan_policy)
 
         return cls(
             catalog_url=catalog_url,
-            catalog_source=_catalog_source(env),
+            catalog_source=catalog_source,
             stripe_api_key=api_key,
             stripe_api_base=api_base,
             global_rate=_positive(env, "RECON_STRIPE_RATE_LIMIT", global_rate_for(api_key)),
@@ -323,8 +328,8 @@ class Settings:
             max_repair_share=_fraction(env, "RECON_MAX_REPAIR_SHARE", 0.10),
             breaker_floor=_count(env, "RECON_BREAKER_FLOOR", 25, "objects (products and prices) a repair may write whatever the share"),
             orphan_policy=_choice(env, "RECON_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
-            price_orphan_policy=_choice(env, "RECON_PRICE_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
-            conflict_policy=_choice(env, "RECON_CONFLICT_POLICY", ConflictPolicy, ConflictPolicy.LOCAL_WINS),
+            price_orphan_policy=price_orphan_policy,
+            conflict_policy=conflict_policy,
             max_outbox_lag_s=_positive(env, "RECON_MAX_OUTBOX_LAG_S", 300.0, "seconds"),
             events_poll_interval_s=_positive(env, "RECON_EVENTS_POLL_INTERVAL_S", 60.0, "seconds"),
             drift_history_days=_positive(env, "RECON_DRIFT_HISTORY_DAYS", 90.0, "days"),
@@ -393,11 +398,39 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
 
 def _catalog_source(env: Mapping[str, str]) -> CatalogSource:
     try:
-        return CatalogSource.from_settings(
-            *(_text(env, f"RECON_{kind}_{part}") for kind in ("CATALOG", "PRICES") for part in ("TABLE", "COLUMNS", "QUERY"))
+        table, columns, query, prices_table, prices_columns, prices_query = (
+            _text(env, f"RECON_{kind}_{part}") for kind in ("CATALOG", "PRICES") for part in ("TABLE", "COLUMNS", "QUERY")
         )
+        return CatalogSource.from_settings(table, columns, query, prices_table, prices_columns, prices_query, writable=_flag(env, "RECON_CATALOG_WRITABLE"))
     except CatalogSourceError as error:
         raise SettingsError(str(error)) from None
+
+
+def _policies_fit_the_catalog(source: CatalogSource, conflict: ConflictPolicy, price_orphans: OrphanPolicy) -> None:
+    """A policy that writes into the user's own catalog needs it writable (said by every command and at load)."""
+    if source.is_own_schema:
+        return
+    if conflict.writes_catalog and not source.writable:
+        what = "your query" if source.query else f"your table {source.table!r}"
+        fix = (
+            "map your tables instead (RECON_CATALOG_TABLE and RECON_CATALOG_COLUMNS) and set RECON_CATALOG_WRITABLE=true"
+            if source.query
+            else "set RECON_CATALOG_WRITABLE=true to let Stripe's edits be written into its mapped columns"
+        )
+        raise SettingsError(f"RECON_CONFLICT_POLICY={conflict.value} writes Stripe's edits into the catalog, which is {what} and read-only: {fix}, or use local_wins.")
+    if price_orphans is OrphanPolicy.ADOPT:
+        raise SettingsError(
+            "RECON_PRICE_ORPHAN_POLICY=adopt inserts Stripe's prices into the catalog, and the pipeline never inserts rows into your own tables; use report (or archive)."
+        )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = _text(env, name)
+    if raw is None:
+        return False
+    if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(f"{name}={raw!r} is not true or false.")
+    return raw.lower() in ("true", "1", "yes")
 
 
 def _number(env: Mapping[str, str], name: str, default: float, hint: str) -> tuple[float, str | None]:

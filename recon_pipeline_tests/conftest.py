@@ -7,11 +7,14 @@ Tests that need a Dagster instance, a server process or minutes of faults are ma
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.testing import POSTGRES_ADMIN_URL, database_url, temporary_database
@@ -89,6 +92,54 @@ def empty_database(request, tmp_path: Path) -> Iterator[str]:
     finally:
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        admin.dispose()
+
+
+@dataclass
+class Database:
+    """A database of the test's own, and its own client."""
+
+    kind: str
+    url: str
+    client: list[str]
+    true: str  # how its SQL spells a true boolean
+    now: str
+
+    def run(self, sql: str) -> str:
+        done = subprocess.run(self.client, input=sql, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "ERROR" not in done.stderr, done.stderr
+        return done.stdout
+
+    def count(self, table: str = "outbox") -> int:
+        engine = create_engine(self.url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "mariadb"])
+def database(request, tmp_path: Path) -> Iterator[Database]:
+    """A database of this test's own (SQLite, PostgreSQL, MariaDB) with its own client, for tests that write as any writer would."""
+    if request.param == "sqlite":
+        path = tmp_path / "catalog.db"
+        yield Database("sqlite", f"sqlite:///{path}", ["sqlite3", "-bail", str(path)], "1", "CURRENT_TIMESTAMP")
+        return
+    name = f"recon_capture_{uuid.uuid4().hex[:10]}"
+    admin_url = ADMIN_URL if request.param == "postgresql" else MARIADB_ADMIN_URL
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        if request.param == "postgresql":
+            yield Database("postgresql", url, ["psql", "-q", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", name], "true", "now()")
+        else:
+            yield Database("mariadb", url, ["mariadb", "-h", "127.0.0.1", "-u", "root", name], "1", "now()")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if request.param == "postgresql" else "")))
         admin.dispose()
 
 

@@ -190,7 +190,7 @@ def test_catalog_repair_refuses_to_adopt_into_a_users_own_table(tmp_path: Path, 
         "policy": ReconPolicy(),
     }
     empty = catalog_rows()
-    with pytest.raises(dg.Failure, match="orphan_policy 'adopt' would write into the catalog, but the catalog is your own table 'shop_items'"):
+    with pytest.raises(dg.Failure, match="orphan_policy 'adopt' would add or edit rows of the catalog, but the catalog is your own table 'shop_items'"):
         run(catalog_repair, resources, {"orphan_policy": "adopt"}, catalog_drift=empty.iloc[:0], local_products=empty, stripe_products=stripe_products_of(), **NO_PRICES)
 
 

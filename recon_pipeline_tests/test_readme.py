@@ -237,6 +237,26 @@ def test_readme_own_catalog_table(shell: Shell, shop: str):
     assert "price_missing_in_stripe 3" in found.stdout  # every row of shop_prices
 
 
+def test_readme_own_catalog_capture(shell: Shell, shop: str):
+    from recon_pipeline.emulator import EmulatorServer
+
+    fill = shop_database(shop)
+    *exports, init, write, worker, audit, print_sql = lines_of("own-catalog-capture", lambda line: fill(line).replace("-u root shop ", f"-u root {shop} "))
+    for line in exports:
+        assert shell.run(line).returncode == 0
+    with EmulatorServer(host="127.0.0.1", port=int(EMULATOR.rsplit(":", 1)[1])):  # the one the commands find running
+        ready = shell.run(init)
+        assert ready.returncode == 0 and "capture installed on shop_items, shop_prices" in ready.stdout
+        assert shell.run(write).returncode == 0
+        assert shell.run(worker).returncode == 0
+        assert product("A-1")["name"] == "Pro Plus"
+        prices = httpx.get(f"{EMULATOR}/v1/prices", params={"product": "A-1"}, auth=("sk_test_readme", ""), timeout=5).json()["data"]
+        assert sorted(p["lookup_key"] for p in prices) == ["pro_monthly", "pro_yearly"]
+    trail = shell.run(audit)
+    assert trail.returncode == 0 and "update of shop_items by root@" in trail.stdout
+    assert shell.run(print_sql).returncode == 0 and "CREATE TRIGGER recon_capture_shop_items_update" in (shell.cwd / "capture.sql").read_text()
+
+
 def test_readme_own_catalog_query(shell: Shell, shop: str):
     *exports, reconcile = lines_of("own-catalog-query", shop_database(shop))
     for line in exports:

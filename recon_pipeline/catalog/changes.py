@@ -11,8 +11,10 @@ the capture mark (`capture.quiet`), so capture triggers, where installed, do not
 
 Changes that come *from* Stripe (the inbox under `stripe_wins`/`latest_wins`, or an orphan
 adopted by repair) are written here too, without an outbox row: they must not be pushed
-back (their writes hold the mark as `stripe`). A catalog the pipeline only reads (the user's own table or query) is never written:
-each function refuses it with CatalogReadOnly.
+back (their writes hold the mark as `stripe`). Stripe's edits are written into the user's own
+tables too, when RECON_CATALOG_WRITABLE allows it (`Catalog.write_back`); every other function
+here needs our own tables. A catalog the pipeline only reads (the user's own table or query) is never written:
+each function refuses it with CatalogReadOnly, saying what to set.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def _check_default(conn: Connection, product_id: str, key: str | None, adding: I
 
 def create_product(catalog: Catalog, product: CatalogProduct, with_prices: Iterable[CatalogPrice] = (), conn: Connection | None = None) -> None:
     """Add a product (and its prices) to the catalog and queue it for Stripe."""
-    catalog.require_writable(f"creating product {product.id!r}")
+    catalog.require_own_tables(f"creating product {product.id!r}")
     validate_product(product)
     items = list(with_prices)
     for price in items:
@@ -135,7 +137,7 @@ def edits(catalog: Catalog, conn: Connection | None = None) -> Iterator[Connecti
 
 
 def _change(catalog: Catalog, product_id: str, change: str, values: dict[str, Any], conn: Connection | None = None) -> bool:
-    catalog.require_writable(f"changing product {product_id!r}")
+    catalog.require_own_tables(f"changing product {product_id!r}")
     with edits(catalog, conn) as conn:
         current = _current(conn, product_id)
         candidate = dataclasses.replace(current, **values)
@@ -168,7 +170,7 @@ def archive_product(catalog: Catalog, product_id: str) -> bool:
 
 def add_price(catalog: Catalog, price: CatalogPrice, default: bool = False, conn: Connection | None = None) -> None:
     """Add a price to a catalog product (and make it the product's default), and queue it."""
-    catalog.require_writable(f"adding price {price.lookup_key!r}")
+    catalog.require_own_tables(f"adding price {price.lookup_key!r}")
     validate_price(price)
     with edits(catalog, conn) as conn:
         _current(conn, price.product_id)
@@ -185,7 +187,7 @@ def change_price(catalog: Catalog, lookup_key: str, conn: Connection | None = No
     In Stripe, a change of terms (amount, currency, interval, tiers...) becomes a new price
     that takes the lookup key; the replaced price is archived. Nothing else is touched.
     """
-    catalog.require_writable(f"changing price {lookup_key!r}")
+    catalog.require_own_tables(f"changing price {lookup_key!r}")
     unknown = set(fields) - set(PRICE_UPDATABLE)
     if unknown:
         raise InvalidPrice(f"cannot change {sorted(unknown)} of price {lookup_key!r}: fields are {', '.join(PRICE_UPDATABLE)}")
@@ -226,20 +228,20 @@ def take_from_stripe(catalog: Catalog, conn: Connection, product_id: str, values
     """Write Stripe's values of some fields into a catalog product, in the caller's transaction."""
     catalog.require_writable(f"taking Stripe's values of {sorted(values)} for {product_id!r}")
     with quiet(conn, "stripe"):
-        conn.execute(update(products).where(products.c.id == product_id).values(**values, updated_at=_now()))
+        catalog.write_back(conn, "product", product_id, values)
 
 
 def take_price_from_stripe(catalog: Catalog, conn: Connection, lookup_key: str, values: Mapping[str, Any]) -> None:
     """Write Stripe's values of some fields into a catalog price, in the caller's transaction."""
     catalog.require_writable(f"taking Stripe's values of {sorted(values)} for price {lookup_key!r}")
     with quiet(conn, "stripe"):
-        conn.execute(update(prices).where(prices.c.lookup_key == lookup_key).values(**values, updated_at=_now()))
+        catalog.write_back(conn, "price", lookup_key, values)
 
 
 def adopt_from_stripe(catalog: Catalog, items: Iterable[CatalogProduct], conn: Connection | None = None) -> int:
     """Add products that exist only in Stripe to the catalog, as they are there."""
     items = list(items)
-    catalog.require_writable(f"adopting {', '.join(repr(i.id) for i in items[:3])}")
+    catalog.require_own_tables(f"adopting {', '.join(repr(i.id) for i in items[:3])}")
     if conn is None:
         return upsert_products(catalog.engine, items)
     with quiet(conn, "stripe"):
@@ -252,7 +254,7 @@ def adopt_from_stripe(catalog: Catalog, items: Iterable[CatalogProduct], conn: C
 def adopt_prices(catalog: Catalog, items: Iterable[CatalogPrice], conn: Connection | None = None) -> int:
     """Add prices that exist only in Stripe (on catalog products) to the catalog, as they are there."""
     items = list(items)
-    catalog.require_writable(f"adopting prices {', '.join(repr(i.lookup_key) for i in items[:3])}")
+    catalog.require_own_tables(f"adopting prices {', '.join(repr(i.lookup_key) for i in items[:3])}")
     if conn is None:
         return upsert_prices(catalog.engine, items)
     with quiet(conn, "stripe"):

@@ -12,8 +12,11 @@ our schema, by settings:
   currency and recurring_interval, as release 0.1.0's products did) needs no price
   source: each such price is the product's `<id>:default`.
 
-Reads only: the pipeline never writes to a user's table (our own durable tables, such as
-the outbox and the ledger, are created beside it).
+Read-only by default: the pipeline writes into a user's tables only with
+RECON_CATALOG_WRITABLE=true, and then only Stripe's edits (the inbox under `stripe_wins` or
+`latest_wins`), only into mapped columns of existing rows (`write_back`). It never inserts or
+deletes their rows. Our own durable tables, such as the outbox and the ledger, are created
+beside them.
 """
 
 from __future__ import annotations
@@ -130,10 +133,16 @@ class CatalogSource:
 
     products: Rows = field(default_factory=product_rows)
     prices: Rows = field(default_factory=price_rows)
+    writable: bool = False
+    """RECON_CATALOG_WRITABLE: Stripe's edits may be written into the user's tables (mapped columns only)."""
 
     def __post_init__(self) -> None:
         if self.prices.is_set and not self.products.is_set:
             raise CatalogSourceError("RECON_PRICES_TABLE/RECON_PRICES_QUERY is for your own catalog: set RECON_CATALOG_TABLE or RECON_CATALOG_QUERY too")
+        if self.writable and (self.products.query or self.prices.query):
+            raise CatalogSourceError(
+                "RECON_CATALOG_WRITABLE=true needs tables to write into, and a *_QUERY is a query: map your tables instead (RECON_CATALOG_TABLE/_COLUMNS, RECON_PRICES_TABLE/_COLUMNS)."
+            )
 
     @property
     def is_own_schema(self) -> bool:
@@ -168,8 +177,9 @@ class CatalogSource:
         prices_table: str | None = None,
         prices_columns: str | None = None,
         prices_query: str | None = None,
+        writable: bool = False,
     ) -> CatalogSource:
-        return cls(product_rows(table_name, columns, query), price_rows(prices_table, prices_columns, prices_query))
+        return cls(product_rows(table_name, columns, query), price_rows(prices_table, prices_columns, prices_query), writable)
 
     def select(self, ids: Iterable[str] | None = None, only: tuple[str, ...] | None = None) -> Select | TextClause:
         """Products, with our field names as columns (`only` those, where the source can narrow): all, or the given ids."""

@@ -7,13 +7,14 @@ whole with a message naming the value, and nothing is half-written.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, RowMapping, Table, create_engine, delete, event
+from sqlalchemy import Connection, DateTime, Engine, Integer, MetaData, RowMapping, String, Table, create_engine, delete, event, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from recon_pipeline.catalog.capture import quiet
@@ -121,7 +122,8 @@ class Catalog:
 
     Every reader and writer of catalog rows goes through this: the source says whether
     products come from our `products` table or from the user's own table or query
-    (`source.py`), and a catalog that is the user's own is never written.
+    (`source.py`); a catalog that is the user's own is only read, or, with
+    RECON_CATALOG_WRITABLE=true, takes Stripe's edits into its mapped columns (`write_back`).
     """
 
     engine: Engine
@@ -168,17 +170,49 @@ class Catalog:
 
     @property
     def writable(self) -> bool:
-        """Only our own `products` and `prices` tables are written; a user's table or query is read-only."""
-        return self.source.is_own_schema
+        """Whether Stripe's edits may be written into the catalog's rows: our own tables, or the
+        user's with RECON_CATALOG_WRITABLE=true (mapped columns of existing rows only)."""
+        return self.source.is_own_schema or self.source.writable
+
+    def _yours(self) -> str:
+        return f"your own {'query' if self.source.query else 'table ' + repr(self.source.table)} (RECON_CATALOG_TABLE / RECON_CATALOG_QUERY)"
 
     def require_writable(self, what: str) -> None:
-        """Raise CatalogReadOnly, saying what would have written, unless the catalog is ours."""
+        """Raise CatalogReadOnly, saying what would have written and what to set, unless Stripe's edits may be written."""
         if not self.writable:
+            fix = "set RECON_CATALOG_WRITABLE=true to allow it (mapped columns only)" if self.source.table else "a query cannot be written into"
+            raise CatalogReadOnly(f"{what} would write into the catalog, but the catalog is {self._yours()}, which the pipeline only reads; {fix}.")
+
+    def require_own_tables(self, what: str) -> None:
+        """Raise CatalogReadOnly unless the catalog is our own tables: the pipeline never inserts,
+        deletes or edits rows of the user's tables (only writes Stripe's edits back, when allowed)."""
+        if not self.source.is_own_schema:
             raise CatalogReadOnly(
-                f"{what} would write into the catalog, but the catalog is your own "
-                f"{'query' if self.source.query else 'table ' + repr(self.source.table)} "
-                "(RECON_CATALOG_TABLE / RECON_CATALOG_QUERY), which the pipeline only reads."
+                f"{what} would add or edit rows of the catalog, but the catalog is {self._yours()}, which only your application writes "
+                "(the pipeline only reads it, or with RECON_CATALOG_WRITABLE=true writes Stripe's edits back)."
             )
+
+    def write_back(self, conn: Connection, kind: str, key: str, values: Mapping[str, Any]) -> int:
+        """Write values (by our field names) into one product (`kind` "product", by id) or price
+        ("price", by lookup key) row, in the caller's transaction; returns the rows written.
+
+        Our own tables take every field. The user's take only the fields their mapping names,
+        converted to their columns' types (a boolean into an integer column, JSON into text),
+        and their mapped `updated_at` is set to now."""
+        now = dt.datetime.now(dt.UTC)
+        if self.source.is_own_schema:
+            table, column = (products, products.c.id) if kind == "product" else (price_table, price_table.c.lookup_key)
+            return conn.execute(update(table).where(column == key).values(**values, updated_at=now)).rowcount
+        rows = self.source.products if kind == "product" else self.source.prices
+        if rows.table is None:
+            return 0  # prices kept in the product rows (one per product): not written back
+        schema, _, name = rows.table.rpartition(".")
+        theirs = Table(name, MetaData(), schema=schema or None, autoload_with=conn)
+        wanted = {**values, "updated_at": now} if "updated_at" in rows.columns else dict(values)
+        mapped = {rows.columns[f]: _as_column_value(theirs.c[rows.columns[f]], v) for f, v in wanted.items() if f in rows.columns}
+        if not mapped:
+            return 0
+        return conn.execute(update(theirs).where(theirs.c[rows.columns[rows.key]] == key).values(mapped)).rowcount
 
     def _read(self, query, defaults: Mapping[str, Any]) -> pd.DataFrame:
         with self.engine.connect() as conn:
@@ -257,6 +291,17 @@ class Catalog:
         frame = self.rows([str(i) for i in ids])
         frame = frame[frame["id"].notna()]
         return dict(zip(frame["id"].astype(str), sold_in(frame), strict=True))
+
+
+def _as_column_value(column: Any, value: Any) -> Any:
+    """One of our values as the user's column holds it."""
+    if isinstance(value, bool) and isinstance(column.type, Integer):
+        return int(value)
+    if isinstance(value, dict | list) and isinstance(column.type, String):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dt.datetime) and isinstance(column.type, DateTime) and not column.type.timezone:
+        return value.replace(tzinfo=None)
+    return value
 
 
 def of_account(rows: pd.DataFrame, price_rows: pd.DataFrame, account: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -142,7 +142,7 @@ def converge(
     orphan_policy, price_orphan_policy = OrphanPolicy(orphan_policy), OrphanPolicy(price_orphan_policy)
     for name, policy in (("orphan_policy", orphan_policy), ("price_orphan_policy", price_orphan_policy)):
         if policy is OrphanPolicy.ADOPT:
-            catalog.require_writable(f"{name} 'adopt'")
+            catalog.require_own_tables(f"{name} 'adopt'")
     sides = sides if sides is not None else read_sides(catalog, gateway, ids)
     drift = sides.drift() if drift is None else drift
     plan = plan_repairs(drift, sides.local, sides.stripe, sides.local_prices, sides.stripe_prices, orphan_policy, price_orphan_policy, deleted)

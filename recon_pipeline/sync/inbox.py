@@ -248,7 +248,7 @@ class InboxApplier:
         if self.policy.writes_catalog:
             catalog.require_writable(f"RECON_CONFLICT_POLICY={self.policy.value} (use local_wins)")
         if self.price_orphan_policy is OrphanPolicy.ADOPT:
-            catalog.require_writable("RECON_PRICE_ORPHAN_POLICY=adopt (use report)")
+            catalog.require_own_tables("RECON_PRICE_ORPHAN_POLICY=adopt (use report)")
         # Each account's gateway (by name): an event's prices are fetched from the account it came from.
         self.gateways = by_name(gateway) if gateway is not None else {}
         self.gateway: StripeGateway | None = next(iter(self.gateways.values()), None)
@@ -454,7 +454,7 @@ class InboxApplier:
 
     def _unknown(self, conn, event, obj, default_key, result) -> None:
         product_id = obj["id"]
-        adopt = self.policy.writes_catalog
+        adopt = self.policy.writes_catalog and self.catalog.source.is_own_schema  # the user's own tables take no inserts from us
         if adopt:
             values = _stripe_values(obj, None)
             adopted = dataclasses.replace(desired_from_row(pd.Series(values)).as_catalog_product(product_id), account=self.account)
