@@ -84,3 +84,21 @@ def test_a_replacement_killed_after_any_write_converges_on_the_next_run(account,
     assert len(prices(emulator.url)) == 4  # one new price, no duplicate
     assert drift_rows(catalog, emulator.url) == 1  # still only the dashboard's price, reported
     assert_no_duplicates(emulator.url, unmanaged=unmanaged)
+
+
+def test_a_product_stripe_lost_after_its_create_is_created_again_with_a_key_of_its_own(tmp_path, emulator):
+    """Deleted in the dashboard minutes after repair created it: the next repair creates it
+    again, instead of sending the first create's key (Stripe would replay its answer for a day)."""
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
+    replace_products(catalog.engine, [CatalogProduct(id="gone", name="Gone soon")])
+    gateway = StripeGateway("sk_test_resume", emulator.url, global_rate=None, endpoint_rate=None, retry=RetryPolicy(1, 0.01, 0.01))
+    assert converge(catalog, gateway).remaining.empty
+    auth = ("sk_test_resume", "")
+    assert httpx.delete(f"{emulator.url}/v1/products/gone", auth=auth).json()["deleted"] is True
+    assert drift_rows(catalog, emulator.url) == 1
+    again = converge(catalog, gateway)
+    assert again.remaining.empty and drift_rows(catalog, emulator.url) == 0
+    assert httpx.get(f"{emulator.url}/v1/products/gone", auth=auth).json()["name"] == "Gone soon"
+    # A repair that read Stripe before the create (a stale plan) keeps the key: no second product.
+    assert converge(catalog, gateway, sides=again.sides).remaining.empty
+    assert_no_duplicates(emulator.url)

@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 import stripe
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.changes import adopt_from_stripe, adopt_prices
@@ -128,7 +128,7 @@ class Repairer:
         can arrive (webhook) before the response, and the inbox must already recognise it
         as our own echo.
         """
-        key = idempotency_key(f"{method} {path}", product_id, {**params, "_version": version})
+        key = self._fresh_key(method, path, idempotency_key(f"{method} {path}", product_id, {**params, "_version": version}))
         with self.engine.begin() as conn:
             inserted = conn.execute(
                 insert(sync_ledger).values(
@@ -157,6 +157,34 @@ class Repairer:
         finally:
             with self.engine.begin() as conn:
                 conn.execute(update(sync_ledger).where(sync_ledger.c.id == ledger_id).values(status=status, object_id=object_id, error=error))
+
+    def _fresh_key(self, method: str, path: str, key: str) -> str:
+        """The key, unless it is a create whose earlier success Stripe has since lost (the
+        product deleted in the dashboard): Stripe would replay that answer for 24 hours and
+        create nothing, so the create gets a key of its own, derived from the lost write's
+        ledger row (a retry of it derives the same). A create whose object still exists keeps
+        its key: a plan read before that create, replayed, makes no second object."""
+        if method.lower() != "post" or path not in ("/v1/products", "/v1/prices"):
+            return key
+        base = key
+        for _ in range(10):  # each turn: one more time the object was created and then lost
+            with self.engine.connect() as conn:
+                done = conn.execute(
+                    select(sync_ledger.c.id, sync_ledger.c.object_id).where(sync_ledger.c.idempotency_key == key, sync_ledger.c.status == 200).order_by(sync_ledger.c.id)
+                ).first()
+            if done is None or not done.object_id or self._exists(f"{path}/{done.object_id}"):
+                return key
+            key = f"{base}-after-{done.id}"
+        return key
+
+    def _exists(self, path: str) -> bool:
+        try:
+            found = self.gateway.request("get", path)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return False
+            raise
+        return not found.get("deleted")
 
     # -- actions --------------------------------------------------------------------------
     def apply(self, action: RepairAction) -> Outcome:
