@@ -94,11 +94,15 @@ def test_a_users_own_catalog_gets_no_products_table_of_ours(tmp_path: Path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["edit", "sku_1"], "nothing to change: give --name, --description, --active, --price, --add-price, --change-price, --archive-price or --default-price"),
+        (["edit", "sku_1"], "nothing to change: give --name, --description, --active, --metadata, --price, --add-price, --change-price, --price-json, --archive-price or --default-price"),
         (["edit", "sku_1", "--price", "1500"], "--price takes AMOUNT CURRENCY [INTERVAL], e.g. --price 1500 usd month; got '1500'"),
         (["edit", "sku_1", "--price", "1500", "usd", "month", "extra"], "got '1500 usd month extra'"),
         (["edit", "sku_1", "--price", "15.00", "usd"], "--price amount '15.00' must be a whole number"),
-        (["edit", "nope", "--name", "X"], "product 'nope' is not in the catalog; create it first"),
+        (["edit", "nope", "--name", "X"], "product 'nope' is not in the catalog; add it first: recon-pipeline catalog add nope --name ..."),
+        (["catalog", "add", "sku_2"], "recon-pipeline catalog add sku_2 needs --name"),
+        (["catalog", "add", "sku_1", "--name", "Again"], "product 'sku_1' already exists; use update_product"),
+        (["edit", "sku_1", "--nickname", "N"], "--nickname go with exactly one of --price, --add-price or --change-price"),
+        (["edit", "sku_1", "--add-price", "k", "100", "usd", "--tiers", "[nope"], "--tiers '[nope' is not JSON"),
         (["dead-letters", "list", "3"], "dead letter ids go with replay"),
     ],
 )

@@ -45,7 +45,7 @@ def readme_blocks() -> dict[str, list[str]]:
 
 
 def test_every_tested_block_has_a_test():
-    tested = {name.replace("-", "_") for name in readme_blocks()}
+    tested = {name.replace("-", "_") for name in readme_blocks()} | {"python_api"}
     tests = {name.removeprefix("test_readme_") for name in globals() if name.startswith("test_readme_")}
     assert tested == tests, f"blocks without a test: {sorted(tested - tests)}; tests without a block: {sorted(tests - tested)}"
 
@@ -255,6 +255,34 @@ def test_readme_own_catalog_capture(shell: Shell, shop: str):
     trail = shell.run(audit)
     assert trail.returncode == 0 and "update of shop_items by root@" in trail.stdout
     assert shell.run(print_sql).returncode == 0 and "CREATE TRIGGER recon_capture_shop_items_update" in (shell.cwd / "capture.sql").read_text()
+
+
+def test_readme_authoring(shell: Shell):
+    from recon_pipeline.emulator import EmulatorServer
+
+    add, load, worker, reconcile, export = lines_of("authoring")
+    with EmulatorServer(host="127.0.0.1", port=int(EMULATOR.rsplit(":", 1)[1])):  # the one the commands find running
+        assert "seats: added with 1 prices" in shell.run(add).stdout
+        assert "products created 3, changed 0; prices added 5" in shell.run(load).stdout
+        assert shell.run(worker).returncode == 0
+        seats = httpx.get(f"{EMULATOR}/v1/prices", params={"lookup_keys[]": "seats:default", "expand[]": "data.currency_options"}, auth=("sk_test_readme", ""), timeout=5).json()
+        assert [t["unit_amount"] for t in seats["data"][0]["currency_options"]["eur"]["tiers"]] == [1100, 800]
+        done = shell.run(reconcile)
+        assert done.returncode == 0 and "drift 0 rows" in done.stdout, done.stdout
+    assert shell.run(export).returncode == 0 and "team_seats" in (shell.cwd / "catalog-now.csv").read_text()
+
+
+def test_readme_python_api(shell: Shell):
+    """The README's Python example, run as written in a fresh checkout."""
+    code = re.search(r"<!-- tested-python: python-api -->\n```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert code is not None
+    (shell.cwd / "app.py").write_text(code.group(1))
+    assert shell.run("python app.py").returncode == 0
+    catalog = Catalog.open(f"sqlite:///{shell.cwd / 'data' / 'catalog.db'}")
+    assert catalog.rows(["sku_42"])["name"].tolist() == ["Widget Pro"]
+    assert dict(zip(*(catalog.price_rows(["sku_42"])[c].tolist() for c in ("lookup_key", "active")), strict=True)) == {"sku_42:monthly": True, "sku_42:yearly": False}
+    with catalog.engine.connect() as conn:
+        assert [row.change for row in conn.execute(text("SELECT change FROM outbox ORDER BY id"))] == ["create", "update", "add_price", "change_price"]
 
 
 def test_readme_own_catalog_query(shell: Shell, shop: str):

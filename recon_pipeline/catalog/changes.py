@@ -76,7 +76,7 @@ def _plain(fields: Mapping[str, Any]) -> Any:
 def _current(conn: Connection, product_id: str) -> CatalogProduct:
     row = conn.execute(select(products).where(products.c.id == product_id)).mappings().first()
     if row is None:
-        raise InvalidProduct(f"product {product_id!r} is not in the catalog; create it first")
+        raise InvalidProduct(f"product {product_id!r} is not in the catalog; add it first: recon-pipeline catalog add {product_id} --name ...")
     return CatalogProduct(**{k: row[k] for k in PRODUCT_COLUMNS if k != "updated_at"})
 
 
@@ -85,6 +85,11 @@ def _current_price(conn: Connection, lookup_key: str) -> CatalogPrice:
     if row is None:
         raise InvalidPrice(f"price {lookup_key!r} is not in the catalog; add it first (recon-pipeline edit PRODUCT --add-price ...)")
     return CatalogPrice(**{k: row[k] for k in PRICE_COLUMNS if k != "updated_at"})
+
+
+def price_owner(conn: Connection, lookup_key: str) -> str | None:
+    """The product a catalog price belongs to (None: no such price)."""
+    return conn.execute(select(prices.c.product_id).where(prices.c.lookup_key == lookup_key)).scalar()
 
 
 def _check_default(conn: Connection, product_id: str, key: str | None, adding: Iterable[CatalogPrice] = ()) -> None:
@@ -109,7 +114,7 @@ def create_product(catalog: Catalog, product: CatalogProduct, with_prices: Itera
             raise InvalidPrice(f"price {price.lookup_key!r}: product_id={price.product_id!r} is not {product.id!r}")
     with edits(catalog, conn) as conn:
         if conn.execute(select(products.c.id).where(products.c.id == product.id)).first():
-            raise InvalidProduct(f"product {product.id!r} already exists; use update_product")
+            raise InvalidProduct(f"product {product.id!r} already exists; use update_product (recon-pipeline catalog edit {product.id} ...)")
         _check_default(conn, product.id, product.default_price, items)
         now = _now()
         conn.execute(insert(products).values(product.as_row(now)))

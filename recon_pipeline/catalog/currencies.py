@@ -9,3 +9,14 @@ ISO_4217 = frozenset(
     szl thb tjs tmt tnd top try ttd twd tzs uah ugx usd uyu uzs ves vnd vuv wst xaf xcd xof xpf yer zar zmw
     zwl""".split()  # noqa: SIM905 (a block of codes reads better than a list of 170 strings)
 )
+
+# Currencies whose smallest unit is not a hundredth (Stripe's list): amounts in files are in
+# the currency's main unit, as Stripe's exports write them ("15.00"), and become these units.
+ZERO_DECIMAL = frozenset(["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"])
+THREE_DECIMAL = frozenset(["bhd", "jod", "kwd", "omr", "tnd"])
+
+
+def exponent(currency: str) -> int:
+    """How many decimal places the currency's main unit has in Stripe's amounts."""
+    code = currency.lower()
+    return 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2

@@ -26,6 +26,7 @@ import sys
 
 import stripe
 
+from recon_pipeline.catalog import InvalidPrice, InvalidProduct
 from recon_pipeline.cli import catalog_cmds, demo_cmds, run_cmds, server_cmds, sync_cmds
 from recon_pipeline.settings import Settings, SettingsError
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         for warning in settings.warnings:
             print(f"recon-pipeline: warning: {warning}", file=sys.stderr)
         return args.func(args, settings)
-    except SettingsError as error:
+    except (SettingsError, InvalidProduct, InvalidPrice) as error:  # bad usage, settings or values: said, nothing written
         print(f"recon-pipeline: {error}", file=sys.stderr)
         return 2
     except stripe.StripeError as error:  # after the client's retries: an outage, or a request Stripe refuses
