@@ -59,6 +59,7 @@ bench-smoke: setup
 	$(BIN)/python bench/bench_outbox.py --smoke
 	$(BIN)/python bench/bench_repair.py --smoke
 	$(BIN)/python bench/bench_sync_latency.py --smoke
+	$(BIN)/python bench/bench_capture.py --smoke
 	$(BIN)/python bench/drill_outage.py --smoke
 	$(BIN)/python bench/soak.py --smoke
 
