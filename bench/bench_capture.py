@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +30,7 @@ from pathlib import Path
 
 import httpx
 import stripe
-from bench_sync_latency import KEY, free_port, measure, percentiles, wait_http
+from bench_sync_latency import KEY, free_port, measure, named_in_stripe, percentiles, stop, wait_http
 from sqlalchemy import create_engine, select, text
 
 from recon_pipeline.catalog.schema import audit, outbox
@@ -100,13 +98,8 @@ def run(database: str, changes: int, rate: float, timeout: float) -> tuple[list[
             start("worker", "--interval", "0.1")
             time.sleep(1)
 
-            def in_stripe(pending: list[int]) -> list[int]:
-                query: list[tuple[str, str | int | float | bool | None]] = [("limit", "100"), *[("ids[]", ids[i]) for i in pending[:100]]]
-                listed = httpx.get(f"{api}/v1/products", params=query, headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
-                names = {p["id"]: p["name"] for p in listed}
-                return [i for i in pending[:100] if names.get(ids[i]) == f"{ids[i]} local"]
-
-            outbound = measure(lambda i: client(database, name, f"UPDATE shop_items SET title = '{ids[i]} local' WHERE sku = '{ids[i]}'"), in_stripe, changes, rate, timeout)
+            write = lambda i: client(database, name, f"UPDATE shop_items SET title = '{ids[i]} local' WHERE sku = '{ids[i]}'")
+            outbound = measure(write, lambda p: named_in_stripe(api, ids, p, "local"), changes, rate, timeout)
             engine = create_engine(url)
 
             def in_table(pending: list[int]) -> list[int]:
@@ -126,14 +119,7 @@ def run(database: str, changes: int, rate: float, timeout: float) -> tuple[list[
             assert echoes == [], "a write back was captured and queued back to Stripe"
             return outbound, inbound
         finally:
-            for proc in procs:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            stop(procs)
 
 
 def main() -> None:

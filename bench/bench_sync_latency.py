@@ -99,6 +99,26 @@ def measure(issue, visible, count: int, rate: float, timeout: float) -> list[flo
     return list(latency.values())
 
 
+def named_in_stripe(api: str, ids: list[str], pending: list[int], suffix: str) -> list[int]:
+    """Those of the pending changes whose product the emulator now names `<id> <suffix>` (up to 100 at a time)."""
+    query: list[tuple[str, str | int | float | bool | None]] = [("limit", "100"), *[("ids[]", ids[i]) for i in pending[:100]]]
+    listed = httpx.get(f"{api}/v1/products", params=query, headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
+    names = {p["id"]: p["name"] for p in listed}
+    return [i for i in pending[:100] if names.get(ids[i]) == f"{ids[i]} {suffix}"]
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Stop each process group: SIGTERM, then SIGKILL what is still there after 20 s."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--path", choices=["worker", "dagster"], default="worker")
@@ -147,13 +167,7 @@ def main() -> None:
             time.sleep(10)  # the daemon starts its sensors after the webserver
         time.sleep(1)
 
-        def stripe_names(pending: list[int]) -> list[int]:
-            query: list[tuple[str, str | int | float | bool | None]] = [("limit", "100"), *[("ids[]", ids[i]) for i in pending[:100]]]
-            listed = httpx.get(f"{api}/v1/products", params=query, headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
-            names = {p["id"]: p["name"] for p in listed}
-            return [i for i in pending[:100] if names.get(ids[i]) == f"{ids[i]} local"]
-
-        outbound = measure(lambda i: update_product(catalog, ids[i], name=f"{ids[i]} local"), stripe_names, n, args.rate, args.timeout)
+        outbound = measure(lambda i: update_product(catalog, ids[i], name=f"{ids[i]} local"), lambda p: named_in_stripe(api, ids, p, "local"), n, args.rate, args.timeout)
         print(f"{args.path}: catalog edit -> visible in Stripe: {percentiles(outbound)}")
 
         def catalog_names(pending: list[int]) -> list[int]:
@@ -164,14 +178,7 @@ def main() -> None:
         print(f"{args.path}: Stripe edit -> visible in the catalog: {percentiles(inbound)}")
         assert len(outbound) == len(inbound) == n, "a change did not arrive within the timeout"
     finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop(procs)
 
 
 if __name__ == "__main__":
