@@ -442,3 +442,23 @@ def test_a_partition_run_reads_the_catalogs_rows_once(emulator, two_accounts, tm
     assert result.success is False and len(result.asset_value("catalog_drift")) > 0  # eu was never pushed: drift, read from one read
     assert reads.count("rows") == 1, reads
     assert reads.count("ids and accounts") == 2
+
+
+def test_a_captured_delete_is_archived_in_the_account_the_product_was_sold_in(emulator, two_accounts):
+    """The row is gone, so the catalog cannot say the account: the captured delete does."""
+    import subprocess
+
+    from recon_pipeline.catalog import capture
+
+    catalog, gateways = two_accounts
+    for name in ("us", "eu"):
+        converge(catalog, gateways[name])
+    capture.install(catalog.engine, catalog.source)
+    before = _posts(emulator, "acct_us")
+    database = catalog.engine.url.database
+    subprocess.run(["sqlite3", str(database), "DELETE FROM prices WHERE product_id = 'eu_1'; DELETE FROM products WHERE id = 'eu_1';"], check=True)
+    result = drain(catalog, gateways)
+    assert result.pushed_products == 1 and not result.errors
+    archived = httpx.get(f"{emulator.url}/v1/products/eu_1", headers={"Authorization": "Bearer sk_test_platform", "Stripe-Account": "acct_eu"}).json()
+    assert archived["active"] is False
+    assert _posts(emulator, "acct_us") == before  # nothing written in the other account

@@ -50,6 +50,7 @@ class Target:
     product: str  # the column holding the product id
     lookup_key: str | None  # a price table's lookup key column
     columns: tuple[str, ...]  # an update changing none of these is no change
+    account: str | None = None  # a product table's column of the Stripe account it is sold in
 
     @property
     def name(self) -> str:
@@ -60,7 +61,7 @@ def targets(source: CatalogSource) -> list[Target]:
     """The tables capture triggers on for this catalog source; a query source has none."""
     if source.is_own_schema:
         return [
-            Target("product", "products", "id", None, tuple(c.name for c in product_table.columns if c.name != "updated_at")),
+            Target("product", "products", "id", None, tuple(c.name for c in product_table.columns if c.name != "updated_at"), "account"),
             Target("price", "prices", "product_id", "lookup_key", tuple(c.name for c in price_table.columns if c.name != "updated_at")),
         ]
     if source.products.query:
@@ -77,7 +78,8 @@ def targets(source: CatalogSource) -> list[Target]:
 def _mapped(kind: str, table: str | None, columns: Mapping[str, str], product: str, lookup_key: str | None) -> Target:
     assert table is not None
     watched = tuple(dict.fromkeys(column for field, column in columns.items() if field != "updated_at"))
-    return Target(kind, table, columns[product], columns[lookup_key] if lookup_key else None, watched)
+    account = columns.get("account") if kind == "product" else None
+    return Target(kind, table, columns[product], columns[lookup_key] if lookup_key else None, watched, account)
 
 
 def uncaptured_prices(source: CatalogSource) -> str | None:
@@ -140,6 +142,8 @@ def _enqueue(sql: _Sql, target: Target, row: str, operation: str, where: str | N
     change = operation if target.kind == "product" else sql.concat(operation, "'_price'")
     details = [("source", "'capture'"), ("operation", operation), ("table", _literal(target.table)), ("db_user", sql.user)]
     what = _literal(f" of {target.table}")
+    if target.account:
+        details.append(("account", sql.text_of(f"{row}.{_quote(sql.dialect, target.account)}")))
     if target.lookup_key:
         key = sql.text_of(f"{row}.{_quote(sql.dialect, target.lookup_key)}")
         details.append(("lookup_key", key))

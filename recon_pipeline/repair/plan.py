@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -385,6 +386,7 @@ class Deleted:
 
     products: frozenset[str] = frozenset()
     prices: frozenset[str] = frozenset()
+    accounts: Mapping[str, str] = field(default_factory=dict)  # a deleted product's Stripe account, where its row said
 
 
 def plan_repairs(

@@ -76,9 +76,7 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
 
 
-def claim(
-    engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, ready_by: dt.datetime | None = None, skip: Iterable[str] = ()
-) -> dict[str, list[int]]:
+def claim(engine: Engine, worker: str, limit: int = 50, lease_s: float = 120.0, ready_by: dt.datetime | None = None, skip: Iterable[str] = ()) -> dict[str, list[int]]:
     """Claim up to `limit` products with rows ready by `ready_by` (default now), or claimed by a
     worker whose lease ran out (killed mid-push), but those in `skip`; returns {product_id: [outbox ids]}."""
     now = _now()
@@ -108,20 +106,14 @@ def claim(
             .where(outbox.c.product_id.in_(product_ids), or_(outbox.c.status == OutboxStatus.PENDING, lease_ran_out))
             .values(status=OutboxStatus.IN_FLIGHT, claimed_by=worker, claimed_at=now)
         )
-        rows = conn.execute(
-            select(outbox.c.id, outbox.c.product_id).where(
-                outbox.c.product_id.in_(product_ids), outbox.c.status == OutboxStatus.IN_FLIGHT, outbox.c.claimed_by == worker
-            )
-        ).all()
+        rows = conn.execute(select(outbox.c.id, outbox.c.product_id).where(outbox.c.product_id.in_(product_ids), outbox.c.status == OutboxStatus.IN_FLIGHT, outbox.c.claimed_by == worker)).all()
     claimed: dict[str, list[int]] = {}
     for row in rows:
         claimed.setdefault(row.product_id, []).append(row.id)
     return claimed
 
 
-def push_products(
-    gateway: StripeGateway, catalog: Catalog, product_ids: list[str], run_id: str | None = None, concurrency: int = 8, deleted: Deleted | None = None
-) -> dict[str, str | None]:
+def push_products(gateway: StripeGateway, catalog: Catalog, product_ids: list[str], run_id: str | None = None, concurrency: int = 8, deleted: Deleted | None = None) -> dict[str, str | None]:
     """Bring each product and its prices in Stripe to their current catalog state; returns {product_id: error or None}.
 
     Both sides are read once for the whole batch (Stripe: 100 products a request, and each
@@ -129,23 +121,20 @@ def push_products(
     `deleted`: what the catalog deleted (captured deletes): archived in Stripe.
     """
     deleted = deleted or Deleted()
-    converged = converge(
-        catalog, gateway, product_ids, source=WriteSource.OUTBOX, run_id=run_id, concurrency=concurrency, dead_letters=False, verify=False, deleted=deleted
-    )
+    converged = converge(catalog, gateway, product_ids, source=WriteSource.OUTBOX, run_id=run_id, concurrency=concurrency, dead_letters=False, verify=False, deleted=deleted)
     known = set(converged.sides.local["product_id"]) | deleted.products
-    return {
-        p: converged.errors.get(p) if p in known or p in converged.errors else f"product {p!r} is not in the catalog (or is quarantined: see the quarantine table)"
-        for p in product_ids
-    }
+    return {p: converged.errors.get(p) if p in known or p in converged.errors else f"product {p!r} is not in the catalog (or is quarantined: see the quarantine table)" for p in product_ids}
 
 
 def deletions(engine: Engine, outbox_ids: Iterable[int]) -> Deleted:
-    """The deletes among these outbox rows (capture queues them): product ids, and prices' lookup keys."""
+    """The deletes among these outbox rows (capture queues them): product ids (with the Stripe
+    account each was sold in, where the table says it), and prices' lookup keys."""
     with engine.connect() as conn:
         rows = conn.execute(select(outbox.c.product_id, outbox.c.change, outbox.c.fields).where(outbox.c.id.in_(list(outbox_ids)), outbox.c.change.in_([DELETE, DELETE_PRICE]))).all()
     products = frozenset(row.product_id for row in rows if row.change == DELETE)
     prices = frozenset(str(row.fields["lookup_key"]) for row in rows if row.change == DELETE_PRICE and isinstance(row.fields, dict) and row.fields.get("lookup_key"))
-    return Deleted(products, prices)
+    accounts = {row.product_id: str(row.fields["account"]) for row in rows if row.change == DELETE and isinstance(row.fields, dict) and row.fields.get("account")}
+    return Deleted(products, prices, accounts)
 
 
 def _finish(engine: Engine, product_id: str, ids: list[int], error: str | None, policy: OutboxPolicy, result: DrainResult, account: str) -> None:
@@ -163,11 +152,7 @@ def _finish(engine: Engine, product_id: str, ids: list[int], error: str | None, 
             result.dead += 1
         else:
             retry_at = now + dt.timedelta(seconds=policy.next_delay(attempts))
-            conn.execute(
-                update(outbox)
-                .where(outbox.c.id.in_(ids))
-                .values(status=OutboxStatus.PENDING, attempts=attempts, next_attempt_at=retry_at, last_error=error, claimed_by=None)
-            )
+            conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(status=OutboxStatus.PENDING, attempts=attempts, next_attempt_at=retry_at, last_error=error, claimed_by=None))
             result.retried += 1
         result.errors.append(f"{product_id}: {error}")
 
@@ -212,7 +197,8 @@ def drain(
         if not batch:
             break
         errors: dict[str, str | None] = {}
-        grouped = by_account(catalog, list(batch), gateways)
+        deleted = deletions(engine, [i for ids in batch.values() for i in ids])
+        grouped = by_account(catalog, list(batch), gateways, deleted.accounts)
         sold_in = {product: account for account, products in grouped.items() for product in products}
         for account, products in grouped.items():
             if account not in gateways:
@@ -224,7 +210,6 @@ def drain(
                 hold(products)
                 continue
             try:
-                deleted = deletions(engine, [i for p in products for i in batch[p]])
                 errors.update(push_products(gateways[account], catalog, products, run_id, concurrency, deleted))
             except CredentialsRefused as refused:
                 record_refusal(engine, gateways[account], refused)
@@ -245,10 +230,11 @@ def drain(
     return result
 
 
-def by_account(catalog: Catalog, product_ids: list[str], gateways: Mapping[str, StripeGateway]) -> dict[str, list[str]]:
+def by_account(catalog: Catalog, product_ids: list[str], gateways: Mapping[str, StripeGateway], deleted_from: Mapping[str, str] | None = None) -> dict[str, list[str]]:
     """The products grouped by the Stripe account they are sold in; one the catalog no longer
-    has goes with the first account (its push then says it is not in the catalog)."""
-    accounts = catalog.accounts_of(product_ids)
+    has goes with the account its captured delete names (`deleted_from`), else with the first
+    account (its push then says it is not in the catalog)."""
+    accounts = {**(deleted_from or {}), **catalog.accounts_of(product_ids)}
     first = next(iter(gateways))
     grouped: dict[str, list[str]] = {}
     for product_id in product_ids:
@@ -280,9 +266,7 @@ def backlog(engine: Engine) -> Backlog:
     with engine.connect() as conn:
         counts: dict[str, int] = {status: count for status, count in conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))}
         oldest = conn.execute(select(func.min(outbox.c.created_at)).where(outbox.c.status.in_([OutboxStatus.PENDING, OutboxStatus.IN_FLIGHT]))).scalar()
-        recent = conn.execute(
-            select(func.count()).where(outbox.c.status == OutboxStatus.DONE, outbox.c.done_at >= now - dt.timedelta(minutes=1))
-        ).scalar()
+        recent = conn.execute(select(func.count()).where(outbox.c.status == OutboxStatus.DONE, outbox.c.done_at >= now - dt.timedelta(minutes=1))).scalar()
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=dt.UTC)
     return Backlog(
