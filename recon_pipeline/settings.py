@@ -144,10 +144,7 @@ def parse_accounts(raw: str | None, env: Mapping[str, str] | None, emulator: boo
         name, sep, target = (x.strip() for x in item.partition("="))
         if any(part.startswith(STRIPE_KEY_PREFIXES) for part in (name, target)):
             # Never echoed: it is a secret. The key belongs in a variable of its own.
-            raise SettingsError(
-                "RECON_STRIPE_ACCOUNTS holds what looks like a Stripe secret key; put each key in an environment variable of its own "
-                f"and name the variable here, {example}."
-            )
+            raise SettingsError(f"RECON_STRIPE_ACCOUNTS holds what looks like a Stripe secret key; put each key in an environment variable of its own and name the variable here, {example}.")
         if not sep or not name or not target:
             raise SettingsError(f"RECON_STRIPE_ACCOUNTS: {item!r} is not name=VARIABLE or name=acct_...; {example}.")
         if not ACCOUNT_NAME.fullmatch(name):
@@ -269,10 +266,7 @@ class Settings:
         env = os.environ if env is None else env
         catalog_url = _text(env, "RECON_CATALOG_URL") or default_catalog_url()
         if "://" not in catalog_url:
-            raise SettingsError(
-                f"RECON_CATALOG_URL={catalog_url!r} is not a SQLAlchemy URL; use e.g. "
-                "'sqlite:///data/catalog.db' or 'postgresql+psycopg2://postgres@127.0.0.1:5432/catalog'."
-            )
+            raise SettingsError(f"RECON_CATALOG_URL={catalog_url!r} is not a SQLAlchemy URL; use e.g. 'sqlite:///data/catalog.db' or 'postgresql+psycopg2://postgres@127.0.0.1:5432/catalog'.")
 
         api_key = _text(env, "STRIPE_API_KEY")
         api_base = _text(env, "STRIPE_API_BASE")
@@ -281,16 +275,10 @@ class Settings:
             api_key = EMULATOR_API_KEY
             api_base = api_base or emulator_url()
         elif not api_key.startswith(STRIPE_KEY_PREFIXES):
-            raise SettingsError(
-                "STRIPE_API_KEY does not look like a Stripe secret key (it must start with "
-                "sk_test_, sk_live_, rk_test_ or rk_live_); copy it from the Stripe dashboard."
-            )
+            raise SettingsError("STRIPE_API_KEY does not look like a Stripe secret key (it must start with sk_test_, sk_live_, rk_test_ or rk_live_); copy it from the Stripe dashboard.")
         api_base = (api_base or STRIPE_LIVE_BASE).rstrip("/")
         if not api_base.startswith(("http://", "https://")):
-            raise SettingsError(
-                f"STRIPE_API_BASE={api_base!r} must be an http(s) URL, e.g. {emulator_url()} "
-                f"for the bundled emulator or {STRIPE_LIVE_BASE}."
-            )
+            raise SettingsError(f"STRIPE_API_BASE={api_base!r} must be an http(s) URL, e.g. {emulator_url()} for the bundled emulator or {STRIPE_LIVE_BASE}.")
 
         webhook_secret = _text(env, "STRIPE_WEBHOOK_SECRET")
         if webhook_secret is not None and not webhook_secret.startswith("whsec_"):
@@ -304,15 +292,13 @@ class Settings:
             raise SettingsError(f"DAGSTER_UI_URL={ui_url!r} must be an http(s) URL, e.g. {DEFAULT_UI_URL}.")
         postgres_url = _text(env, "DAGSTER_POSTGRES_URL")
         if postgres_url is not None and not postgres_url.startswith(("postgresql://", "postgres://")):
-            raise SettingsError(
-                "DAGSTER_POSTGRES_URL must look like postgresql://USER:PASSWORD@HOST:5432/DATABASE "
-                "(dagster-postgres takes a plain postgresql:// URL, without +psycopg2)."
-            )
+            raise SettingsError("DAGSTER_POSTGRES_URL must look like postgresql://USER:PASSWORD@HOST:5432/DATABASE (dagster-postgres takes a plain postgresql:// URL, without +psycopg2).")
         home = _text(env, "DAGSTER_HOME")
         catalog_source = _catalog_source(env)
         conflict_policy = _choice(env, "RECON_CONFLICT_POLICY", ConflictPolicy, ConflictPolicy.LOCAL_WINS)
+        orphan_policy = _choice(env, "RECON_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT)
         price_orphan_policy = _choice(env, "RECON_PRICE_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT)
-        _policies_fit_the_catalog(catalog_source, conflict_policy, price_orphan_policy)
+        _policies_fit_the_catalog(catalog_source, conflict_policy, orphan_policy, price_orphan_policy)
 
         return cls(
             catalog_url=catalog_url,
@@ -327,7 +313,7 @@ class Settings:
             max_drift_rate=_fraction(env, "RECON_MAX_DRIFT_RATE", 0.01),
             max_repair_share=_fraction(env, "RECON_MAX_REPAIR_SHARE", 0.10),
             breaker_floor=_count(env, "RECON_BREAKER_FLOOR", 25, "objects (products and prices) a repair may write whatever the share"),
-            orphan_policy=_choice(env, "RECON_ORPHAN_POLICY", OrphanPolicy, OrphanPolicy.REPORT),
+            orphan_policy=orphan_policy,
             price_orphan_policy=price_orphan_policy,
             conflict_policy=conflict_policy,
             max_outbox_lag_s=_positive(env, "RECON_MAX_OUTBOX_LAG_S", 300.0, "seconds"),
@@ -383,8 +369,7 @@ def _api_version(env: Mapping[str, str]) -> str:
         return sdk_api_version()
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?", value):
         raise SettingsError(
-            f"RECON_STRIPE_API_VERSION={value!r} is not a Stripe API version; write it as Stripe names them, "
-            f"e.g. {sdk_api_version()!r} (the version of the installed stripe SDK, the default)."
+            f"RECON_STRIPE_API_VERSION={value!r} is not a Stripe API version; write it as Stripe names them, e.g. {sdk_api_version()!r} (the version of the installed stripe SDK, the default)."
         )
     return value
 
@@ -398,15 +383,13 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
 
 def _catalog_source(env: Mapping[str, str]) -> CatalogSource:
     try:
-        table, columns, query, prices_table, prices_columns, prices_query = (
-            _text(env, f"RECON_{kind}_{part}") for kind in ("CATALOG", "PRICES") for part in ("TABLE", "COLUMNS", "QUERY")
-        )
+        table, columns, query, prices_table, prices_columns, prices_query = (_text(env, f"RECON_{kind}_{part}") for kind in ("CATALOG", "PRICES") for part in ("TABLE", "COLUMNS", "QUERY"))
         return CatalogSource.from_settings(table, columns, query, prices_table, prices_columns, prices_query, writable=_flag(env, "RECON_CATALOG_WRITABLE"))
     except CatalogSourceError as error:
         raise SettingsError(str(error)) from None
 
 
-def _policies_fit_the_catalog(source: CatalogSource, conflict: ConflictPolicy, price_orphans: OrphanPolicy) -> None:
+def _policies_fit_the_catalog(source: CatalogSource, conflict: ConflictPolicy, orphans: OrphanPolicy, price_orphans: OrphanPolicy) -> None:
     """A policy that writes into the user's own catalog needs it writable (said by every command and at load)."""
     if source.is_own_schema:
         return
@@ -418,10 +401,9 @@ def _policies_fit_the_catalog(source: CatalogSource, conflict: ConflictPolicy, p
             else "set RECON_CATALOG_WRITABLE=true to let Stripe's edits be written into its mapped columns"
         )
         raise SettingsError(f"RECON_CONFLICT_POLICY={conflict.value} writes Stripe's edits into the catalog, which is {what} and read-only: {fix}, or use local_wins.")
-    if price_orphans is OrphanPolicy.ADOPT:
-        raise SettingsError(
-            "RECON_PRICE_ORPHAN_POLICY=adopt inserts Stripe's prices into the catalog, and the pipeline never inserts rows into your own tables; use report (or archive)."
-        )
+    for name, policy in (("RECON_ORPHAN_POLICY", orphans), ("RECON_PRICE_ORPHAN_POLICY", price_orphans)):
+        if policy is OrphanPolicy.ADOPT:
+            raise SettingsError(f"{name}=adopt inserts Stripe's objects into the catalog, and the pipeline never inserts rows into your own tables; use report (or archive).")
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -489,9 +471,7 @@ def _partition_start(env: Mapping[str, str]) -> str:
     try:
         dt.datetime.strptime(raw, PARTITION_FORMAT)
     except ValueError:
-        raise SettingsError(
-            f"RECON_PARTITIONS_START={raw!r} is not an hour in the form YYYY-MM-DD-HH:MM (UTC), e.g. {DEFAULT_PARTITIONS_START}."
-        ) from None
+        raise SettingsError(f"RECON_PARTITIONS_START={raw!r} is not an hour in the form YYYY-MM-DD-HH:MM (UTC), e.g. {DEFAULT_PARTITIONS_START}.") from None
     return raw
 
 

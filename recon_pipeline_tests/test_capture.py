@@ -6,6 +6,7 @@ worker pushes the outbox rows they queue as it pushes any other.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +167,60 @@ def test_capture_on_a_query_source_is_refused_saying_the_hourly_path_remains(tmp
     done = cli("init", "--capture", "--print-sql", **env)
     assert done.returncode == 2
     assert "RECON_CATALOG_QUERY is a query: with a query only the hourly reconciliation runs" in said(done)
+
+
+def test_the_pipelines_mark_blocks_no_other_writer_and_hides_nothing_of_theirs(database: Database):
+    """While the pipeline holds its mark in an open transaction, another writer's change (here a
+    case-only rename) is neither delayed nor missed; a row without its key is skipped, not refused."""
+    env: dict[str, Any] = {"RECON_CATALOG_URL": database.url}
+    assert cli("init", "--capture", **env).returncode == 0
+    t, now = database.true, database.now
+    database.run(f"INSERT INTO products (id, name, active, account, updated_at) VALUES ('a', 'widget', {t}, 'default', {now}), ('b', 'B', {t}, 'default', {now});\n")
+    queued = database.count()
+    catalog = Catalog.open(database.url)
+    if database.kind == "sqlite":  # one writer at a time: the other writer waits for the file, as SQLite always does
+        catalog.engine.dispose()
+        database.run("UPDATE products SET name = 'Widget' WHERE id = 'a';\n")
+        assert database.count() == queued + 1
+        return
+    wait = "SET lock_timeout = '3s';\n" if database.kind == "postgresql" else "SET SESSION innodb_lock_wait_timeout = 3;\n"
+    with catalog.engine.connect() as conn, conn.begin(), capture_module.quiet(conn):
+        conn.execute(text("UPDATE products SET description = 'by the pipeline' WHERE id = 'b'"))
+        started = time.monotonic()
+        database.run(f"{wait}UPDATE products SET name = 'Widget' WHERE id = 'a';\n")  # only the case differs
+        assert time.monotonic() - started < 3
+    catalog.engine.dispose()
+    engine = make_engine(database.url)
+    with engine.connect() as conn:
+        assert conn.execute(select(outbox.c.product_id).where(outbox.c.id > queued)).scalars().all() == ["a"]  # theirs, not ours
+    engine.dispose()
+
+
+def test_a_users_schema_elsewhere_and_rows_without_a_key(database: Database, emulator):
+    """PostgreSQL: the user's table in a schema of its own, written with another search_path; a
+    price row without a lookup key is not queued (the hourly run quarantines it) and the write
+    stands. Elsewhere: a table in another database is refused by name, not half-installed."""
+    if database.kind != "postgresql":  # MariaDB's other database, SQLite's attached one: no triggers of ours there
+        env: dict[str, Any] = {"RECON_CATALOG_URL": database.url, "RECON_CATALOG_TABLE": "other.items", "RECON_CATALOG_COLUMNS": "id=sku,name=title"}
+        done = cli("init", "--capture", "--print-sql", **env)  # refused before any SQL is printed
+        dialect = "mysql" if database.kind == "mariadb" else "sqlite"
+        assert done.returncode == 2 and f"capture on {dialect} needs the table in the catalog's own database: 'other.items'" in said(done)
+        return
+    database.run(
+        "CREATE SCHEMA shop;\n"
+        "CREATE TABLE shop.items (sku VARCHAR(32) PRIMARY KEY, title VARCHAR(200) NOT NULL);\n"
+        "CREATE TABLE shop.prices (code VARCHAR(64), sku VARCHAR(32) NOT NULL, cents INTEGER, curr VARCHAR(3));\n"
+    )
+    env = {
+        "RECON_CATALOG_URL": database.url,
+        "STRIPE_API_BASE": emulator.url,
+        "RECON_CATALOG_TABLE": "shop.items",
+        "RECON_CATALOG_COLUMNS": "id=sku,name=title",
+        "RECON_PRICES_TABLE": "shop.prices",
+        "RECON_PRICES_COLUMNS": "lookup_key=code,product_id=sku,unit_amount=cents,currency=curr",
+    }
+    assert "capture installed on shop.items, shop.prices" in said(cli("init", "--capture", **env))
+    database.run("SET search_path = shop;\nINSERT INTO items VALUES ('S-1', 'Schema item');\nINSERT INTO prices VALUES (NULL, 'S-1', 100, 'usd');\n")
+    assert database.count() == 1
+    assert cli("worker", "--once", **env).returncode == 0
+    assert _stripe(emulator, "/v1/products/S-1")["name"] == "Schema item"

@@ -122,3 +122,26 @@ def test_export_writes_what_import_reads(tmp_path: Path):
         unchanged = cli("catalog", "import", str(exported), RECON_CATALOG_URL=first)
         assert "the catalog already says so; nothing queued" in said(unchanged)
     assert ",onboarding_once,true,499.00,usd," in cli("catalog", "export", RECON_CATALOG_URL=first).stdout  # Amount as Stripe's exports write it
+
+
+def test_text_that_looks_like_json_stays_text_and_amounts_are_read_one_way(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    odd = tmp_path / "odd.json"
+    odd.write_text(
+        json.dumps({"products": [{"id": "t", "name": "[2024] edition", "description": '{"note": 1}', "prices": [{"lookup_key": "t_m", "currency": "usd", "unit_amount": 100, "nickname": "[beta]"}]}]})
+    )
+    assert cli("catalog", "import", str(odd), RECON_CATALOG_URL=url).returncode == 0
+    for kind in ("json", "csv"):
+        exported = tmp_path / f"out.{kind}"
+        assert cli("catalog", "export", "--output", str(exported), RECON_CATALOG_URL=url).returncode == 0
+        assert "the catalog already says so" in said(cli("catalog", "import", str(exported), RECON_CATALOG_URL=url))
+    back = json.loads((tmp_path / "out.json").read_text())["products"][0]
+    assert (back["name"], back["description"], back["prices"][0]["nickname"]) == ("[2024] edition", '{"note": 1}', "[beta]")
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"products": [{"id": "w", "name": "W", "description": {"note": 1}}]}))
+    assert "products[0]: description must be text" in said(cli("catalog", "import", str(wrong), RECON_CATALOG_URL=url))
+    amounts = tmp_path / "amounts.csv"
+    amounts.write_text('Product ID,Product Name,Lookup Key,Amount,Currency\na,A,a_1,"15,00",eur\nb,B,b_1,Infinity,usd\n')
+    done = cli("catalog", "import", str(amounts), "--dry-run", RECON_CATALOG_URL=url)
+    assert done.returncode == 2
+    assert "line 2: Amount='15,00' is not a number" in said(done) and "line 3: Amount='Infinity' is not a number" in said(done)

@@ -94,3 +94,8 @@ def test_the_code_location_refuses_it_at_load_and_a_query_cannot_be_writable(mon
         Settings.from_env({"RECON_CATALOG_QUERY": "SELECT 1 AS id, 'x' AS name", "RECON_CATALOG_WRITABLE": "true"})
     with pytest.raises(SettingsError, match="RECON_CATALOG_WRITABLE='maybe' is not true or false"):
         Settings.from_env({"RECON_CATALOG_WRITABLE": "maybe"})
+
+
+def test_adopting_into_a_users_table_is_refused_at_load():
+    with pytest.raises(SettingsError, match="RECON_ORPHAN_POLICY=adopt inserts Stripe's objects into the catalog"):
+        Settings.from_env({**USERS, "RECON_ORPHAN_POLICY": "adopt", "RECON_CATALOG_WRITABLE": "true"})

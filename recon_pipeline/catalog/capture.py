@@ -8,9 +8,15 @@ and the time, and an audit row saying the same. The outbox worker then pushes th
 current state, as for any other outbox row, so a price inserted and its product updated in
 one transaction reach Stripe in a valid order.
 
-The pipeline's own writes are not captured again: it holds a `capture_mark` row while it
-writes (`quiet`), which only its own transaction can see. Its edits are queued by
-`changes.py` already, and Stripe's values written back must not go back to Stripe.
+The pipeline's own writes are not captured again: while it writes (`quiet`) it holds a mark
+that only its own connection sees and the triggers read. Its edits are queued by
+`changes.py` already, and Stripe's values written back must not go back to Stripe. The mark
+takes no lock another writer could wait on: on PostgreSQL a setting local to the transaction
+(`recon.capture_off`), on MariaDB/MySQL a session variable (`@recon_capture_off`), on SQLite
+(one writer at a time) a `capture_mark` row deleted before the transaction commits.
+
+Not captured, since no row trigger fires for them: `TRUNCATE`, and on MariaDB/MySQL the rows a
+foreign key's `ON DELETE/UPDATE CASCADE` changes. The hourly reconciliation finds those.
 
 An update that changes none of the captured columns (a mapped column, or any of our own
 tables' but `updated_at`) is not a change. A row deleted, or moved to another product (a price: or to another lookup key), is
@@ -20,7 +26,7 @@ a `delete` of what it was: the worker archives in Stripe what the catalog delete
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, delete, insert, text
@@ -126,14 +132,29 @@ class _Sql:
         function = {"postgresql": "json_build_object", "mysql": "JSON_OBJECT", "sqlite": "json_object"}[self.dialect]
         return f"{function}({', '.join(f'{_literal(k)}, {v}' for k, v in pairs)})"
 
-    def differs(self, columns: tuple[str, ...]) -> str:
-        """Some captured column's value changed between OLD and NEW (NULLs compared as values)."""
+    def differs(self, columns: Iterable[str]) -> str:
+        """Some of the columns' values changed between OLD and NEW (NULLs compared as values;
+        text byte for byte, whatever the column's collation: 'widget' -> 'Widget' is a change)."""
         q = [_quote(self.dialect, c) for c in columns]
         if self.dialect == "postgresql":  # as text: json has no equality operator
             return " OR ".join(f"(OLD.{c})::text IS DISTINCT FROM (NEW.{c})::text" for c in q)
         if self.dialect == "mysql":
-            return " OR ".join(f"NOT (OLD.{c} <=> NEW.{c})" for c in q)
+            return " OR ".join(f"NOT (BINARY OLD.{c} <=> BINARY NEW.{c})" for c in q)
         return " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in q)
+
+    @property
+    def quiet(self) -> str:
+        """True while the pipeline's own connection writes (see `quiet`)."""
+        return {
+            "postgresql": "coalesce(current_setting('recon.capture_off', true), '') = 'on'",
+            "mysql": "COALESCE(@recon_capture_off, 0) = 1",
+            "sqlite": "EXISTS (SELECT 1 FROM capture_mark)",
+        }[self.dialect]
+
+    @property
+    def no_from(self) -> str:
+        """What a SELECT without a table needs before its WHERE."""
+        return " FROM DUAL" if self.dialect == "mysql" else ""
 
 
 def _enqueue(sql: _Sql, target: Target, row: str, operation: str, where: str | None = None) -> str:
@@ -149,7 +170,9 @@ def _enqueue(sql: _Sql, target: Target, row: str, operation: str, where: str | N
         details.append(("lookup_key", key))
         what = sql.concat(_literal(f" of {target.table} "), key)
     reason = sql.concat(operation, what, "' by '", sql.user)
-    condition = f" WHERE {where}" if where else ""
+    # A row without its product (or lookup key) names nothing to push: the hourly run quarantines it.
+    identity = [f"{row}.{_quote(sql.dialect, c)} IS NOT NULL" for c in (target.product, target.lookup_key) if c]
+    condition = f"{sql.no_from} WHERE " + " AND ".join([*identity, *([f"({where})"] if where else [])])
     queued = ", ".join(_quote(sql.dialect, c) for c in ("product_id", "change", "fields", "created_at", "status", "attempts", "next_attempt_at"))
     audited = ", ".join(_quote(sql.dialect, c) for c in ("at", "actor", "product_id", "decision", "reason"))
     return (
@@ -158,25 +181,30 @@ def _enqueue(sql: _Sql, target: Target, row: str, operation: str, where: str | N
     )
 
 
-def install_statements(dialect: str, source: CatalogSource) -> list[str]:
-    """The statements that install capture on this catalog (each one whole: a trigger body is one statement)."""
+def install_statements(dialect: str, source: CatalogSource, schema: str | None = None) -> list[str]:
+    """The statements that install capture on this catalog (each one whole: a trigger body is one statement).
+
+    `schema`: on PostgreSQL, the schema our tables (outbox, audit) are in (default `public`)."""
     _supported(dialect)
+    for target in targets(source):
+        if "." in target.table and dialect != "postgresql":
+            raise CaptureError(
+                f"capture on {dialect} needs the table in the catalog's own database: {target.table!r} is in another "
+                f"({target.table.split('.')[0]!r}); point RECON_CATALOG_URL at that database (our tables are created beside yours), "
+                "or leave capture off (the hourly reconciliation still runs)."
+            )
     statements = remove_statements(dialect, source)
     sql = _Sql(dialect)
     for target in targets(source):
         table = _quote(dialect, target.table)
         # The row left its product (or, a price, its lookup key): a delete of what it was.
-        identity = [_quote(dialect, c) for c in (target.product, target.lookup_key) if c]
-        moved = {
-            "postgresql": " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in identity),
-            "mysql": " OR ".join(f"NOT (OLD.{c} <=> NEW.{c})" for c in identity),
-            "sqlite": " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in identity),
-        }[dialect]
+        moved = sql.differs(c for c in (target.product, target.lookup_key) if c)
         if dialect == "postgresql":
+            # Our tables by the schema they are in, whatever the writer's search_path.
             statements.append(
-                f"CREATE OR REPLACE FUNCTION {target.name}() RETURNS trigger LANGUAGE plpgsql AS $recon$\n"
+                f"CREATE OR REPLACE FUNCTION {target.name}() RETURNS trigger LANGUAGE plpgsql SET search_path = {_quote(dialect, schema or 'public')} AS $recon$\n"
                 "BEGIN\n"
-                "  IF EXISTS (SELECT 1 FROM capture_mark) THEN RETURN NULL; END IF;\n"
+                f"  IF {sql.quiet} THEN RETURN NULL; END IF;\n"
                 f"  IF TG_OP = 'UPDATE' AND NOT ({sql.differs(target.columns)}) THEN RETURN NULL; END IF;\n"
                 f"  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND ({moved})) THEN\n"
                 f"{_enqueue(sql, target, 'OLD', _literal(DELETE))}\n"
@@ -189,7 +217,7 @@ def install_statements(dialect: str, source: CatalogSource) -> list[str]:
             )
             statements.append(f"CREATE TRIGGER {target.name} AFTER INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {target.name}()")
             continue
-        quiet = "NOT EXISTS (SELECT 1 FROM capture_mark)"
+        quiet = f"NOT {sql.quiet}"
         if dialect == "mysql":
             statements += [
                 f"CREATE TRIGGER {target.name}_insert AFTER INSERT ON {table} FOR EACH ROW\nBEGIN\n  IF {quiet} THEN\n{_enqueue(sql, target, 'NEW', _literal('insert'))}\n  END IF;\nEND",
@@ -232,9 +260,17 @@ def _supported(dialect: str) -> None:
         raise CaptureError(f"capture supports PostgreSQL, MariaDB/MySQL and SQLite, not {dialect!r}; without it only the hourly reconciliation runs.")
 
 
+def our_schema(engine: Engine) -> str | None:
+    """PostgreSQL: the schema our tables are created in (the connection's current schema)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT current_schema()")).scalar()
+
+
 def install(engine: Engine, source: CatalogSource) -> list[Target]:
     """Install (or re-install) capture on the catalog's tables, in one transaction where the database allows."""
-    statements = install_statements(engine.dialect.name, source)
+    statements = install_statements(engine.dialect.name, source, our_schema(engine))
     with engine.begin() as conn:
         for statement in statements:
             conn.exec_driver_sql(statement)
@@ -266,12 +302,29 @@ def installed(engine: Engine) -> list[str]:
 def quiet(conn: Connection, writer: str = "pipeline") -> Iterator[Connection]:
     """Writes in this block are the pipeline's own (or Stripe's, written back): capture stays silent.
 
-    The mark is inserted and deleted inside the caller's transaction, so it is never
-    committed and no other transaction ever sees it."""
+    The mark is seen by this connection only, and put back as it was when the block ends:
+    - PostgreSQL: a setting local to the transaction (gone with it, whatever happens);
+    - MariaDB/MySQL: a session variable (the connection goes back to the pool: always reset);
+    - SQLite: a `capture_mark` row, deleted before the transaction commits (one writer at a
+      time: no other connection can see it or wait on it)."""
+    dialect = conn.engine.dialect.name
+    if dialect == "postgresql":
+        was = conn.execute(text("SELECT current_setting('recon.capture_off', true)")).scalar() or ""
+        conn.execute(text("SELECT set_config('recon.capture_off', 'on', true)"))
+        yield conn  # on an error the transaction is rolled back, and the setting with it
+        conn.execute(text("SELECT set_config('recon.capture_off', :was, true)"), {"was": was})
+        return
+    if dialect == "mysql":
+        was = conn.execute(text("SELECT @recon_capture_off")).scalar()
+        conn.execute(text("SET @recon_capture_off = 1"))
+        try:
+            yield conn
+        finally:
+            conn.execute(text("SET @recon_capture_off = :was"), {"was": was})
+        return
     key = conn.execute(insert(capture_mark).values(writer=writer)).inserted_primary_key
     assert key is not None
-    mark = key[0]
     try:
         yield conn
     finally:
-        conn.execute(delete(capture_mark).where(capture_mark.c.id == mark))
+        conn.execute(delete(capture_mark).where(capture_mark.c.id == key[0]))

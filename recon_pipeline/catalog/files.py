@@ -130,9 +130,11 @@ def _value(name: str, raw: Any) -> Any:
 def minor_units(amount: str, currency: str) -> dict[str, Any]:
     """`Amount` ("15.00", in the currency's main unit) as unit_amount, or unit_amount_decimal when it has fractions of the smallest unit."""
     try:
-        number = Decimal(amount.strip().replace(",", ""))
+        number = Decimal(amount.strip()) if "," not in amount else None
     except InvalidOperation:
-        raise ValueError(f"Amount={amount!r} is not a number (write it as Stripe's export does, e.g. 15.00)") from None
+        number = None
+    if number is None or not number.is_finite():
+        raise ValueError(f"Amount={amount!r} is not a number; write it as Stripe's export does, with a point and no thousands separator: 1234.50")
     smallest = number.scaleb(exponent(currency))
     if smallest == smallest.to_integral_value():
         return {"unit_amount": int(smallest), "unit_amount_decimal": None}
@@ -222,6 +224,10 @@ def _checked(found: Iterable[Found]) -> list[Entry]:
         problems += said
         if said:
             continue
+        wrong = _not_text(values) + [f"prices[{j}].{n}" for j, (_, p) in enumerate(prices) for n in _not_text(p)]
+        if wrong:
+            problems.append(f"{where}: {', '.join(wrong)} must be text")
+            continue
         try:
             product = CatalogProduct(**values)
             validate_product(product)
@@ -245,6 +251,14 @@ def _checked(found: Iterable[Found]) -> list[Entry]:
     if problems:
         raise ImportRefused(problems)
     return entries
+
+
+TEXT_FIELDS = {"id", "name", "description", "statement_descriptor", "tax_code", "unit_label", "url", "default_price", "account", "lookup_key", "currency",
+               "unit_amount_decimal", "billing_scheme", "tiers_mode", "recurring_interval", "recurring_usage_type", "tax_behavior", "nickname"}  # fmt: skip
+
+
+def _not_text(values: Mapping[str, Any]) -> list[str]:
+    return [name for name, value in values.items() if name in TEXT_FIELDS and value is not None and not isinstance(value, str)]
 
 
 def _reason(error: Exception, values: Mapping[str, Any]) -> str:
@@ -303,26 +317,27 @@ def _import(catalog: Catalog, conn: Connection, entry: Entry, counts: Imported) 
 
 def export_rows(catalog: Catalog) -> list[dict[str, Any]]:
     """Every catalog product with its prices, as the JSON form has them."""
-    products = catalog.rows()
-    prices = catalog.price_rows()
     by_product: dict[str, list[dict[str, Any]]] = {}
-    for row in prices.to_dict("records"):
-        by_product.setdefault(str(row["product_id"]), []).append({k: _plain(row.get(k)) for k in PRICE_FIELDS if _plain(row.get(k)) not in (None, {}, [])})
-    out = []
-    for row in products.to_dict("records"):
-        product = {k: _plain(row.get(k)) for k in PRODUCT_FIELDS if _plain(row.get(k)) not in (None, {}, [])}
-        out.append({**product, "prices": by_product.get(str(row["id"]), [])})
-    return out
+    for row in catalog.price_rows().to_dict("records"):
+        by_product.setdefault(str(row["product_id"]), []).append(_present(row, PRICE_FIELDS))
+    return [{**_present(row, PRODUCT_FIELDS), "prices": by_product.get(str(row["id"]), [])} for row in catalog.rows().to_dict("records")]
 
 
-def _plain(value: Any) -> Any:
+def _present(row: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    values = {name: _plain(name, row.get(name)) for name in names}
+    return {name: value for name, value in values.items() if value not in (None, {}, [])}
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A value as read (a numpy scalar, a float pandas made of a whole number, JSON text from a
+    user's text column) as the file holds it."""
     if value is None or (isinstance(value, float) and value != value):
         return None
     if hasattr(value, "item"):  # a numpy scalar
         value = value.item()
     if isinstance(value, float) and value.is_integer():  # a whole number pandas read as float (a column with NULLs)
         return int(value)
-    if isinstance(value, str) and value[:1] in "[{":
+    if name in JSON_FIELDS and isinstance(value, str):
         try:
             return json.loads(value)
         except json.JSONDecodeError:

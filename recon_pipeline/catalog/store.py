@@ -164,8 +164,7 @@ class Catalog:
                 if rows.query:
                     raise CatalogSourceError(f"RECON_{rows.kind}_QUERY cannot be run on the catalog database: {reason}; check the query.") from None
                 raise CatalogSourceError(
-                    f"RECON_{rows.kind}_TABLE={rows.table!r} with RECON_{rows.kind}_COLUMNS={rows.columns_setting!r} cannot be read: "
-                    f"{reason}; check the table's name and the column mapping."
+                    f"RECON_{rows.kind}_TABLE={rows.table!r} with RECON_{rows.kind}_COLUMNS={rows.columns_setting!r} cannot be read: {reason}; check the table's name and the column mapping."
                 ) from None
 
     @property
@@ -187,10 +186,7 @@ class Catalog:
         """Raise CatalogReadOnly unless the catalog is our own tables: the pipeline never inserts,
         deletes or edits rows of the user's tables (only writes Stripe's edits back, when allowed)."""
         if not self.source.is_own_schema:
-            raise CatalogReadOnly(
-                f"{what} would add or edit rows of the catalog, but the catalog is {self._yours()}, which only your application writes "
-                "(the pipeline only reads it, or with RECON_CATALOG_WRITABLE=true writes Stripe's edits back)."
-            )
+            raise CatalogReadOnly(f"{what} would add or edit rows of the catalog, but the catalog is {self._yours()}: rows there are added and edited by your application only.")
 
     def write_back(self, conn: Connection, kind: str, key: str, values: Mapping[str, Any]) -> int:
         """Write values (by our field names) into one product (`kind` "product", by id) or price

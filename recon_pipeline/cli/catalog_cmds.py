@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from recon_pipeline.catalog import Catalog, CatalogPrice, CatalogProduct, InvalidPrice, InvalidProduct, default_lookup_key
 from recon_pipeline.catalog.connect import shown
 from recon_pipeline.catalog.prices import PRICE_COLUMNS
@@ -32,8 +34,16 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
     if args.print_sql:
         if args.capture is None:
             raise SettingsError("--print-sql goes with --capture (the SQL that installs capture) or --no-capture (the SQL that removes it).")
-        dialect = make_engine(settings.catalog_url).dialect.name
-        statements = (capture.install_statements if args.capture else capture.remove_statements)(dialect, settings.catalog_source)
+        engine = make_engine(settings.catalog_url)
+        dialect = engine.dialect.name
+        if args.capture:
+            try:  # the schema our tables are in, where the database can be reached from here
+                schema = capture.our_schema(engine)
+            except DBAPIError:
+                schema = None  # `public`
+            statements = capture.install_statements(dialect, settings.catalog_source, schema)
+        else:
+            statements = capture.remove_statements(dialect, settings.catalog_source)
         print(capture.script(dialect, statements), end="")
         return 0
     catalog = open_catalog(settings)
