@@ -275,9 +275,9 @@ events_cursor = Table(
     _moment("polled_at"),
 )
 
-# While a row is here the capture triggers stay silent: the pipeline inserts one before its own
-# writes of catalog rows and deletes it before they commit, so only its own transaction sees it
-# (catalog/capture.py; uncommitted rows are invisible to every other transaction).
+# SQLite's capture mark: while a row is here the capture triggers stay silent. The pipeline
+# inserts one before its own writes of catalog rows and deletes it before they commit, so only
+# its own transaction sees it (catalog/capture.py; PostgreSQL and MariaDB use a setting instead).
 capture_mark = Table(
     "capture_mark",
     metadata,

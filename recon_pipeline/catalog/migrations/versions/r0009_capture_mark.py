@@ -1,10 +1,10 @@
 """Capture: the mark a transaction leaves while the pipeline itself writes catalog rows (issue 22).
 
 The capture triggers (`recon-pipeline init --capture`) turn every insert, update and delete
-of a product or price into an outbox row, except while a row of `capture_mark` is visible:
-the pipeline writes one at the start of its own writes and deletes it before they commit,
-so only its own transaction ever sees it, and neither its edits (queued already) nor
-Stripe's values written back are captured again.
+of a product or price into an outbox row, except the pipeline's own writes. On SQLite those
+hold a row of `capture_mark`, written at their start and deleted before they commit, so only
+their own transaction ever sees it (PostgreSQL and MariaDB mark the connection with a
+setting instead, and leave the table empty).
 
 Revision ID: r0009
 Revises: r0008
