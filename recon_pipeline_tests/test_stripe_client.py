@@ -51,7 +51,7 @@ def test_idempotency_keys_are_deterministic_and_ignore_parameter_order():
 
 def test_429s_are_retried_until_the_request_succeeds(emulator):
     emulator.faults.update({"endpoint_rate_limit": 3})
-    client = gateway(emulator)
+    client = gateway(emulator, retry=RetryPolicy(max_attempts=20, base_delay=0.05, max_delay=0.5))  # patient: full jitter can retry too soon several times
     for _ in range(12):  # four seconds' worth: some are over, however slow the machine
         client.request("get", "/v1/products", {"limit": 1})
     assert client.stats["rate_limited"] >= 1 and client.stats["retries"] >= 1
