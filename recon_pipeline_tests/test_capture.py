@@ -6,6 +6,7 @@ worker pushes the outbox rows they queue as it pushes any other.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -224,3 +225,22 @@ def test_a_users_schema_elsewhere_and_rows_without_a_key(database: Database, emu
     assert database.count() == 1
     assert cli("worker", "--once", **env).returncode == 0
     assert _stripe(emulator, "/v1/products/S-1")["name"] == "Schema item"
+
+
+def test_a_captured_change_stripe_keeps_refusing_is_dead_lettered_and_replayed(tmp_path: Path, emulator):
+    """Captured rows take the outbox's path whole: retried, dead-lettered, replayed."""
+    from recon_pipeline.repair.replay import replay_dead_letters
+    from recon_pipeline.stripe_api import RetryPolicy, StripeGateway
+    from recon_pipeline.sync.outbox import OutboxPolicy, drain
+
+    catalog = Catalog.open(f"sqlite:///{tmp_path / 'catalog.db'}")
+    capture_module.install(catalog.engine, catalog.source)
+    subprocess.run(["sqlite3", str(tmp_path / "catalog.db"), "INSERT INTO products (id, name, active, account, updated_at) VALUES ('dl', 'Down', 1, 'default', CURRENT_TIMESTAMP);"], check=True)
+    gateway = StripeGateway("sk_test_capture", emulator.url, global_rate=None, endpoint_rate=None, retry=RetryPolicy(1, 0.01, 0.01))
+    emulator.faults.update({"failure_rate": 1.0})
+    result = drain(catalog, gateway, policy=OutboxPolicy(max_attempts=1))
+    assert result.dead == 1
+    emulator.faults.update({"failure_rate": 0.0})
+    replayed = replay_dead_letters(catalog, gateway)
+    assert [r.resolved for r in replayed] == [True]
+    assert _stripe(emulator, "/v1/products/dl")["name"] == "Down"
