@@ -185,7 +185,7 @@ def main() -> None:
     print()
     print("| what | seconds |")
     print("| --- | ---: |")
-    print(f"| recon_pipeline diff_catalog (full per-field drift table) | {ours:.2f} |")
+    print(f"| recon_pipeline diff_catalog in DuckDB (full per-field drift table) | {ours:.2f} |")
     print(f"| bare pandas outer merge (no comparison) | {merge:.2f} |")
     print(f"| datacompy.PandasCompare, Arrow-backed frames | {dc_arrow:.2f} |")
     print(f"| datacompy.PandasCompare, object-dtype frames | {dc_object:.2f} |")
