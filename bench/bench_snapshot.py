@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from recon_pipeline.reconcile.snapshot import fetch_prices_snapshot, fetch_products_snapshot
+from recon_pipeline.reconcile.snapshot import CONCURRENCY, fetch_prices_snapshot, fetch_products_snapshot
 from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.testing import emulator_process
 
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--products", type=int, default=100_000)
     parser.add_argument("--latency-ms", type=int, default=200)
     parser.add_argument("--rate", type=float, default=25.0)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--sequential", action="store_true", help="also time plain sequential pagination of the products")
     parser.add_argument("--smoke", action="store_true", help="the CI size: 1,000 products, no added latency")
     args = parser.parse_args()
@@ -79,9 +79,10 @@ def main() -> None:
         print(f"side by side: {args.products:,} products and {prices_total:,} prices in {wall:.1f} s; bound {wall_bound:.1f} s "
               f"(the prices endpoint at {bound:,.0f}/s) -> {wall_bound / wall:.0%} of the bound")
         print(f"  products: {products.seconds:.1f} s = {args.products / products.seconds:,.0f}/s = {args.products / products.seconds / bound:.0%} of its endpoint's bound; "
-              f"{products.requests} requests, {products.pages} pages")
+              f"{products.requests:,} requests ({products.requests_per_object:.4f} per product; {-(-args.products // PAGE):,} full pages would do), {products.pages:,} pages")
         print(f"  prices:   {prices.seconds:.1f} s = {prices_total / prices.seconds:,.0f}/s = {prices_total / prices.seconds / bound:.0%} of its endpoint's bound; "
-              f"{prices.requests} requests, {prices.pages} pages (active and archived listed apart)")
+              f"{prices.requests:,} requests ({prices.requests_per_object:.4f} per price; {-(-prices_total // PAGE):,} full pages would do), {prices.pages:,} pages (active and archived listed apart)")
+        print(f"  client's wait for its rate budget: products {products.stats['throttle_wait_s']:.1f} s, prices {prices.stats['throttle_wait_s']:.1f} s (summed over threads)")
         print(f"  429s from the emulator: {stats['rate_limited']}; retries by the client: {gateway.stats.get('retries', 0)}")
 
         if args.sequential:

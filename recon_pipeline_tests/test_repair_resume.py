@@ -24,12 +24,12 @@ class DiesAfter(StripeGateway):
         super().__init__("sk_test_resume", url, global_rate=None, endpoint_rate=None, retry=RetryPolicy(1, 0.01, 0.01))
         self.left = writes
 
-    def request(self, method, path, params=None, idempotency_key=None):
+    def request(self, method, path, params=None, idempotency_key=None, tally=None):
         if method.lower() == "post":
             if self.left == 0:
                 raise Killed(f"killed before {method} {path}")
             self.left -= 1
-        return super().request(method, path, params, idempotency_key=idempotency_key)
+        return super().request(method, path, params, idempotency_key=idempotency_key, tally=tally)
 
 
 def prices(url: str) -> list[dict]:

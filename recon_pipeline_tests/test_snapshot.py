@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from recon_pipeline.reconcile.snapshot import fetch_prices_snapshot, fetch_products_snapshot
+from recon_pipeline.reconcile.snapshot import CONCURRENCY, fetch_prices_snapshot, fetch_products_snapshot
 from recon_pipeline.stripe_api import StripeGateway
 
 
@@ -87,3 +88,28 @@ def test_snapshot_keeps_within_the_endpoint_limit(emulator):
     assert len(snap.frame) == 2000 and snap.complete
     # Client and server buckets agree; at most a stray 429 from request timing, retried.
     assert client.stats["rate_limited"] <= 2
+
+
+def test_each_list_counts_its_own_requests_and_pays_little_beyond_its_full_pages(emulator):
+    """Both lists share one client at once; each reports the requests it made (the emulator's
+    count per endpoint), and the windows' partly empty last pages cost little."""
+    now = int(time.time())
+    load(emulator, [product(i, now - (i * 7919) % (2 * 365 * 86400), prices=3) for i in range(6000)])
+    client = gateway(emulator)
+    before = httpx.get(f"{emulator.url}/_emulator/stats", timeout=5).json()["endpoints"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        products_job, prices_job = pool.submit(fetch_products_snapshot, client), pool.submit(fetch_prices_snapshot, client)
+        products, prices = products_job.result(), prices_job.result()
+    after = httpx.get(f"{emulator.url}/_emulator/stats", timeout=5).json()["endpoints"]
+    served = {path: after.get(f"GET {path}", 0) - before.get(f"GET {path}", 0) for path in ("/v1/products", "/v1/prices")}
+    assert products.requests == products.stats["requests"] == served["/v1/products"]
+    assert prices.requests == prices.stats["requests"] == served["/v1/prices"]
+    assert products.requests + prices.requests == client.stats["requests"]
+    assert len(products.frame) == 6000 and len(prices.frame) == 18000 and products.complete and prices.complete
+    # 60 and 180 full pages (a third of the prices archived, listed apart). Beyond them: the
+    # windows' partly empty last pages, the empty windows past the account's beginning (one
+    # per slot at most, and the probe proving it) and the last windows split, for each walk.
+    extra = lambda walks: walks * 3 * CONCURRENCY
+    assert products.pages + 1 >= products.requests <= 60 * 1.05 + extra(1)
+    assert prices.requests <= 180 * 1.05 + extra(2)
+    assert 0.01 <= products.requests_per_object < 0.02

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, DateTime, Engine, Integer, MetaData, RowMapping, String, Table, create_engine, delete, event, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +26,8 @@ from recon_pipeline.catalog.schema import prices as price_table
 from recon_pipeline.catalog.schema import products
 from recon_pipeline.catalog.source import DEFAULTS, PRICE_DEFAULTS, PRICE_FIELDS, CatalogSource, CatalogSourceError
 from recon_pipeline.names import DEFAULT_ACCOUNT, SettingsError
+
+CHUNK_ROWS = 50_000  # rows a streamed catalog read holds at once (canonicalised and dropped chunk by chunk)
 
 
 def make_engine(url: str) -> Engine:
@@ -214,10 +217,41 @@ class Catalog:
         with self.engine.connect() as conn:
             result = conn.execute(query)
             frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-        for name, default in defaults.items():  # a query may leave optional fields out
-            if name not in frame.columns:
-                frame[name] = default
-        return frame
+        return _with_defaults(frame, defaults)
+
+    def _read_chunks(self, query, defaults: Mapping[str, Any], key: str, size: int) -> Iterator[pd.DataFrame]:
+        """The query's rows (ordered by `key`) in frames of about `size` rows, streamed from the
+        database; the rows of one key are never split between two frames, so a duplicate is
+        seen whole in one. Always at least one frame, empty for no rows."""
+        with self.engine.connect().execution_options(stream_results=True, max_row_buffer=size) as conn:
+            result = conn.execute(query)
+            columns = list(result.keys())
+            held = pd.DataFrame(columns=columns)
+            sent = False
+            for part in result.partitions(size):
+                frame = pd.concat([held, pd.DataFrame(part, columns=columns)], ignore_index=True) if len(held) else pd.DataFrame(part, columns=columns)
+                held_back = _last_key_rows(frame[key])
+                held, frame = frame[held_back].reset_index(drop=True), frame[~held_back].reset_index(drop=True)
+                if len(frame):
+                    sent = True
+                    yield _with_defaults(frame, defaults)
+            if len(held) or not sent:
+                yield _with_defaults(held, defaults)
+
+    def row_chunks(self, size: int | None = None) -> Iterator[pd.DataFrame]:
+        """Every catalog product, as `rows()` gives them, in frames of about `size` rows (a product in one)."""
+        if self._prices_in_product_rows and "default_price" not in self.source.products.columns:
+            yield self.rows()  # a column derived from the whole row set: one frame
+            return
+        yield from self._read_chunks(self.source.select(None), DEFAULTS, "id", size or CHUNK_ROWS)
+
+    def price_row_chunks(self, size: int | None = None) -> Iterator[pd.DataFrame]:
+        """Every catalog price, as `price_rows()` gives them, in frames of about `size` rows (a lookup key in one)."""
+        query = self.source.select_prices(None)
+        if query is None:
+            yield self.price_rows()  # prices in the product rows: derived from them, one frame
+            return
+        yield from self._read_chunks(query, PRICE_DEFAULTS, "lookup_key", size or CHUNK_ROWS)
 
     def rows(self, ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Catalog products as a DataFrame (one row per product, ordered by id): all, or the given ids.
@@ -287,6 +321,28 @@ class Catalog:
         frame = self.rows([str(i) for i in ids])
         frame = frame[frame["id"].notna()]
         return dict(zip(frame["id"].astype(str), sold_in(frame), strict=True))
+
+
+def _with_defaults(frame: pd.DataFrame, defaults: Mapping[str, Any]) -> pd.DataFrame:
+    for name, default in defaults.items():  # a query may leave optional fields out
+        if name not in frame.columns:
+            frame[name] = default
+    return frame
+
+
+def _last_key_rows(keys: pd.Series) -> pd.Series:
+    """The rows at the end of an ordered frame that share its last key (compared as a
+    case-insensitive collation would: those may come in any order among themselves)."""
+    if not len(keys):
+        return pd.Series(False, index=keys.index)
+    folded = keys.map(lambda k: None if k is None or k is pd.NA or (isinstance(k, float) and pd.isna(k)) else str(k).casefold())
+    last = folded.iloc[-1]
+    same = (folded.isna() if last is None else folded == last).to_numpy()
+    other = np.flatnonzero(~same)
+    start = other[-1] + 1 if len(other) else 0  # only the run at the end: an equal key further up is another group
+    tail = np.zeros(len(keys), dtype=bool)
+    tail[start:] = True
+    return pd.Series(tail, index=keys.index)
 
 
 def _as_column_value(column: Any, value: Any) -> Any:

@@ -31,9 +31,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from recon_pipeline.catalog import Catalog
-from recon_pipeline.catalog.quarantine import split_valid, split_valid_prices
+from recon_pipeline.catalog.quarantine import sold_in, split_accounts, split_valid, split_valid_prices
 from recon_pipeline.catalog.store import of_account
 from recon_pipeline.fields import COMPARED_FIELDS, PRICE_COMPARED_FIELDS  # the registry: `_price_record` builds a price in PRICE_COMPARED_FIELDS' order
 
@@ -259,11 +260,44 @@ def _product_record(product: Mapping[str, Any], prefix: str) -> tuple:
     )
 
 
+# The Arrow type of each canonical column of the Stripe side; text columns become TEXT_DTYPE
+# in the frame, the others (ids kept for repair, `created`) plain pandas columns.
+STRIPE_PRODUCT_SCHEMA = pa.schema(
+    [(c, pa.bool_() if c == "active" else pa.string()) for c in FRAME_COLUMNS]
+    + [("stripe_id", pa.string()), ("default_price_id", pa.string()), ("created", pa.int64()), ("updated", pa.int64())]
+)
+STRIPE_PRICE_SCHEMA = pa.schema(
+    [(c, pa.bool_() if c == "active" else pa.string()) for c in PRICE_FRAME_COLUMNS]
+    + [("price_id", pa.string()), ("created", pa.int64()), ("replaced_by", pa.string())]
+)
+FRAME_TEXT_COLUMNS = frozenset((*TEXT_COLUMNS, *PRICE_TEXT_COLUMNS, "price_id", "replaced_by"))
+
+
+def _record_batch(records: list[tuple], schema: pa.Schema) -> pa.RecordBatch:
+    """Rows (tuples in the schema's order) as one Arrow record batch, column by column."""
+    columns = list(zip(*records, strict=True)) if records else [()] * len(schema)
+    return pa.RecordBatch.from_arrays([pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)], schema=schema)
+
+
+def arrow_to_frame(table: pa.Table) -> pd.DataFrame:
+    """A canonical Arrow table as the frame the diff and repair read: text columns stay in
+    Arrow (no copy, however many batches the table has), the rest become pandas columns."""
+    return pd.DataFrame(
+        {
+            f.name: pd.arrays.ArrowStringArray(table.column(f.name)) if f.name in FRAME_TEXT_COLUMNS else table.column(f.name).to_pandas()
+            for f in table.schema
+        }
+    )
+
+
+def stripe_product_batch(products: Iterable[Mapping[str, Any]], prefix: str = "") -> pa.RecordBatch:
+    """Stripe products (their `default_price` an id, or expanded) as canonical rows in Arrow."""
+    return _record_batch([_product_record(p, prefix) for p in products], STRIPE_PRODUCT_SCHEMA)
+
+
 def stripe_frame(products: Iterable[Mapping[str, Any]], prefix: str = "") -> pd.DataFrame:
     """Canonical frame of Stripe products (their `default_price` an id, or expanded)."""
-    frame = pd.DataFrame.from_records([_product_record(p, prefix) for p in products], columns=[*FRAME_COLUMNS, *STRIPE_EXTRA_COLUMNS])
-    frame["active"] = frame["active"].astype(bool)
-    return _typed(frame, TEXT_COLUMNS)
+    return arrow_to_frame(pa.Table.from_batches([stripe_product_batch(products, prefix)]))
 
 
 def local_price_frame(rows: pd.DataFrame) -> pd.DataFrame:
@@ -338,9 +372,46 @@ def stripe_price_frame(prices: Iterable[Mapping[str, Any]], prefix: str = "") ->
 
     A price without a lookup key has "" in `lookup_key`: it is not the catalog's.
     """
-    frame = pd.DataFrame.from_records([_price_record(p, prefix) for p in prices], columns=[*PRICE_FRAME_COLUMNS, *STRIPE_PRICE_EXTRA_COLUMNS])
-    frame["active"] = frame["active"].astype(bool)
-    return _typed(frame, (*PRICE_TEXT_COLUMNS, "price_id", "replaced_by"))
+    return arrow_to_frame(pa.Table.from_batches([stripe_price_batch(prices, prefix)]))
+
+
+def stripe_price_batch(prices: Iterable[Mapping[str, Any]], prefix: str = "") -> pa.RecordBatch:
+    """Stripe prices (listed with `tiers` and `currency_options` expanded) as canonical rows in Arrow."""
+    return _record_batch([_price_record(p, prefix) for p in prices], STRIPE_PRICE_SCHEMA)
+
+
+def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Canonical frames of consecutive chunks as one (Arrow text columns are joined as chunks, not copied)."""
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def read_local_products(catalog: Catalog, accounts: list[str], account: str | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """(the canonical frame of the catalog's products that can be synced, [{product_id, reason,
+    row}] for those set aside), read chunk by chunk: only one chunk's raw rows at a time.
+
+    A product sold in an account `accounts` does not name is set aside; with `account`, the
+    frame holds that account's products only (the others are still checked)."""
+    frames, bad = [], []
+    for chunk in catalog.row_chunks():
+        rows, elsewhere = split_accounts(chunk, accounts)
+        rows, invalid = split_valid(rows)
+        bad += elsewhere + invalid
+        if account is not None:
+            rows = rows[sold_in(rows) == account].reset_index(drop=True)
+        frames.append(local_frame(rows))
+    return _joined(frames), bad
+
+
+def read_local_prices(catalog: Catalog, syncable: set[str], of_products: set[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """(the canonical frame of the catalog's prices of `of_products`, [{product_id, reason, row}]
+    for every price that cannot be synced), read chunk by chunk. A price of a product not in
+    `syncable` (missing or quarantined) is set aside."""
+    frames, bad = [], []
+    for chunk in catalog.price_row_chunks():
+        rows, invalid = split_valid_prices(chunk, syncable)
+        bad += invalid
+        frames.append(local_price_frame(rows[rows["product_id"].astype(str).isin(of_products)].reset_index(drop=True)))
+    return _joined(frames), bad
 
 
 def catalog_frames(catalog: Catalog, ids: Iterable[str] | None = None, account: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -1,29 +1,38 @@
-"""Every Stripe product with its default price, fetched concurrently over `created` ranges.
+"""Every Stripe product and price, listed concurrently over `created` ranges, into Arrow as pages arrive.
 
 Stripe lists newest first, 100 objects a page, and a cursor (`starting_after`) makes plain
-pagination strictly sequential: at 200 ms a request that is 500 products/s, a fifth of what
+pagination strictly sequential: at 200 ms a request that is 500 objects/s, a fifth of what
 the endpoint's 25 requests/s allow. So the list is split into disjoint `created` windows
 that are paged at the same time:
 
-1. The first page (newest 100) gives the density: its products span `s` seconds.
+1. The first page (newest 100) gives the density: its objects span `s` seconds.
 2. Everything older is covered by windows `[lo, hi]` issued backwards from that page,
    each about `PAGES_PER_WINDOW` pages wide by that density, `concurrency` at a time; a
-   window is paged to the end (`has_more=false`) with `starting_after`, so products that
-   share a second are never split across windows. The products of the first page's last
-   second that did not fit on it are one more window, continued with `starting_after`.
+   window is paged to its end with `starting_after`, so objects that share a second are
+   never split across windows. The objects of the first page's last second that did not
+   fit on it are one more window, continued with `starting_after`.
 3. A window that comes back empty means a gap (or the account's beginning): a `limit=1`
-   probe with `created[lte]` finds the next older product and the windows jump to it; an
+   probe with `created[lte]` finds the next older object and the windows jump to it; an
    empty probe proves nothing older exists, and no more windows are issued.
+4. Once no window is left to issue, a free slot splits the running window with the most
+   seconds left: the running one keeps the newer half (its floor `lo` is raised, which
+   its next pages honour), a new window takes the older half. So the list never ends with
+   one window paging alone while the endpoint's budget goes unused.
 
-Windows are disjoint and together cover every second from the newest product down to the
-oldest, so each product is listed exactly once; ids are still de-duplicated defensively
-and the duplicates counted. Window widths adapt: a window of many pages halves the next
-ones, a window of one page doubles them. When every product shares one second this
-degrades to sequential pagination of that one window.
+Each window's last page is partly empty, so the list costs about half a request per window
+beyond its full pages; wide windows keep that small (2.5% at 20 pages a window), and the
+splitting in 4 keeps wide windows from making a slow tail. Windows are disjoint and
+together cover every second from the newest object down to the oldest, so each object is
+listed exactly once; ids are still de-duplicated defensively and the duplicates counted.
+
+Each page becomes an Arrow record batch of the canonical columns as it arrives (the page's
+dicts are dropped then); the snapshot is those batches as one frame, built without a copy.
+Requests, retries and waits are counted per list (`Snapshot.stats`), not per client.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -31,16 +40,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import stripe
 
-from recon_pipeline.reconcile.frames import stripe_frame, stripe_price_frame
-from recon_pipeline.stripe_api import StripeGateway, error_text
+from recon_pipeline.reconcile.frames import arrow_to_frame, stripe_frame, stripe_price_batch, stripe_price_frame, stripe_product_batch
+from recon_pipeline.stripe_api import StripeGateway, Tally, error_text
 
 PAGE = 100
-PAGES_PER_WINDOW = 5
+PAGES_PER_WINDOW = 20
+SPLIT_PAGES_LEFT = 8  # a running window is split at the end only with about this many pages left
+CONCURRENCY = 16  # windows paged at once per list: above rate x request time (25/s x ~0.35 s), so the rate limit binds, not the threads
 # Prices are listed with what is only in an answer that expands it.
 PRICE_EXPAND = ["data.tiers", "data.currency_options"]
-Convert = Callable[[list[dict[str, Any]]], pd.DataFrame]
+Convert = Callable[[list[dict[str, Any]]], pa.RecordBatch]
 Listed = Callable[[int], None]  # told how many objects a page brought (progress)
 
 
@@ -54,6 +66,11 @@ class Snapshot:
     complete: bool = False
     duplicates: int = 0
     seconds: float = 0.0
+    stats: dict[str, float] = field(default_factory=dict)  # this list's own requests, retries, 429s, throttle_wait_s
+
+    @property
+    def requests_per_object(self) -> float:
+        return self.requests / len(self.frame) if len(self.frame) else float(self.requests)
 
 
 @dataclass
@@ -61,35 +78,64 @@ class _Window:
     lo: int
     hi: int
     starting_after: str | None = None
-    frames: list[pd.DataFrame] = field(default_factory=list)
+    batches: list[pa.RecordBatch] = field(default_factory=list)
     count: int = 0
     pages: int = 0
     complete: bool = False
+    reached: int | None = None  # `created` of the oldest object listed so far
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def seconds_left(self) -> int:
+        with self.lock:
+            top = self.hi if self.reached is None else self.reached - 1
+            return top - self.lo + 1
+
+    def split(self) -> _Window:
+        """Hand the older half of what is left (two seconds or more) to a new window."""
+        with self.lock:
+            top = self.hi if self.reached is None else self.reached - 1
+            middle = (self.lo + top) // 2
+            older = _Window(self.lo, middle)
+            self.lo = middle + 1
+            return older
+
+    def keep(self, data: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+        """The objects of a page still inside the window (its floor may have been raised since
+        the request left), and whether the window has passed its floor."""
+        with self.lock:
+            inside = [obj for obj in data if obj["created"] >= self.lo]
+            if inside:
+                self.reached = inside[-1]["created"]
+            return inside, len(inside) < len(data)
 
 
-def _page_window(gateway: StripeGateway, path: str, base: dict[str, Any], convert: Convert, window: _Window, progress: Listed) -> _Window:
-    params: dict[str, Any] = {**base, "limit": PAGE, "created": {"gte": window.lo, "lte": window.hi}}
+def _page_window(
+    gateway: StripeGateway, path: str, base: dict[str, Any], convert: Convert, window: _Window, progress: Listed, tally: Tally
+) -> _Window:
+    params: dict[str, Any] = {**base, "limit": PAGE}
     if window.starting_after:
         params["starting_after"] = window.starting_after
     while True:
-        page = gateway.request("get", path, params)
+        params["created"] = {"gte": window.lo, "lte": window.hi}
+        page = gateway.request("get", path, params, tally=tally)
         window.pages += 1
-        if page["data"]:
-            window.frames.append(convert(page["data"]))  # the page's dicts are dropped here
-            window.count += len(page["data"])
-            progress(len(page["data"]))
-        if not page.get("has_more") or not page["data"]:
+        data, past_floor = window.keep(page["data"])
+        if data:
+            window.batches.append(convert(data))  # the page's dicts are dropped here
+            window.count += len(data)
+            progress(len(data))
+        if past_floor or not page.get("has_more") or not page["data"]:
             window.complete = True
             return window
         params["starting_after"] = page["data"][-1]["id"]
 
 
-def _older_than(gateway: StripeGateway, path: str, base: dict[str, Any], created_lte: int) -> int | None:
+def _older_than(gateway: StripeGateway, path: str, base: dict[str, Any], created_lte: int, tally: Tally) -> int | None:
     """The `created` of the newest object at or before the given second, or None."""
     if created_lte < 0:
         return None
     params = {k: v for k, v in base.items() if k != "expand"}
-    page = gateway.request("get", path, {**params, "limit": 1, "created": {"lte": created_lte}})
+    page = gateway.request("get", path, {**params, "limit": 1, "created": {"lte": created_lte}}, tally=tally)
     return page["data"][0]["created"] if page["data"] else None
 
 
@@ -98,15 +144,21 @@ def _nothing(count: int) -> None:
 
 
 def fetch_snapshot(
-    gateway: StripeGateway, path: str, base: dict[str, Any], convert: Convert, id_column: str, concurrency: int = 8, progress: Listed = _nothing
+    gateway: StripeGateway,
+    path: str,
+    base: dict[str, Any],
+    convert: Convert,
+    id_column: str,
+    concurrency: int = CONCURRENCY,
+    progress: Listed = _nothing,
 ) -> Snapshot:
     """Every object of a list endpoint (`base`: its filters and expansions), paged concurrently over `created` windows.
     `progress` is told how many objects each page brought."""
     started = time.perf_counter()
-    requests_before = gateway.stats["requests"]
-    first = gateway.request("get", path, {**base, "limit": PAGE})
+    tally = Tally()
+    first = gateway.request("get", path, {**base, "limit": PAGE}, tally=tally)
     progress(len(first["data"]))
-    frames = [convert(first["data"])]
+    batches = [convert(first["data"])]
     pages = 1
     all_complete = True
 
@@ -117,65 +169,74 @@ def fetch_snapshot(
         frontier = last["created"] - 1  # inclusive upper bound of the next window
         exhausted = frontier < 0
 
-        def page(window: _Window) -> Future:
-            return pool.submit(_page_window, gateway, path, base, convert, window, progress)
-
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            running: dict[Future, _Window] = {}
+
+            def page(window: _Window) -> None:
+                running[pool.submit(_page_window, gateway, path, base, convert, window, progress, tally)] = window
+
             # The rest of the first page's last second, continued after its last object.
-            running: set[Future] = {page(_Window(last["created"], last["created"], last["id"]))}
+            page(_Window(last["created"], last["created"], last["id"]))
             while running or not exhausted:
                 while not exhausted and len(running) < concurrency:
                     lo = max(0, frontier - width + 1)
-                    running.add(page(_Window(lo, frontier)))
+                    page(_Window(lo, frontier))
                     frontier = lo - 1
                     exhausted = frontier < 0
+                while exhausted and 0 < len(running) < concurrency:
+                    widest = max(running.values(), key=_Window.seconds_left)
+                    # Worth it only with several pages left (each split costs about half a request).
+                    if widest.seconds_left() < max(2, SPLIT_PAGES_LEFT * width / PAGES_PER_WINDOW):
+                        break
+                    page(widest.split())
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    running.remove(future)
+                    del running[future]
                     window = future.result()
-                    frames += window.frames
+                    batches += window.batches
                     pages += window.pages
                     all_complete &= window.complete
                     if window.pages > PAGES_PER_WINDOW * 2:
                         width = max(1, width // 2)
-                    elif window.pages <= 1 and window.count:
+                    elif window.pages <= PAGES_PER_WINDOW // 4 and window.count:
                         width *= 2
                     if not window.count and not exhausted:
                         # A gap: jump the next window to the next older object, or stop.
-                        next_created = _older_than(gateway, path, base, frontier)
+                        next_created = _older_than(gateway, path, base, frontier, tally)
                         if next_created is None:
                             exhausted = True
                         else:
                             frontier = next_created
 
-    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    frame = arrow_to_frame(pa.Table.from_batches(batches))
     unique = ~frame[id_column].duplicated()
     duplicates = int((~unique).sum())
     if duplicates:
         frame = frame[unique].reset_index(drop=True)
-    return Snapshot(frame, pages, int(gateway.stats["requests"] - requests_before), all_complete, duplicates, time.perf_counter() - started)
+    return Snapshot(frame, pages, int(tally.stats["requests"]), all_complete, duplicates, time.perf_counter() - started, tally.stats)
 
 
-def fetch_products_snapshot(gateway: StripeGateway, concurrency: int = 8, progress: Listed = _nothing) -> Snapshot:
+def fetch_products_snapshot(gateway: StripeGateway, concurrency: int = CONCURRENCY, progress: Listed = _nothing) -> Snapshot:
     """Every product of the account (active and archived), as the canonical products frame."""
-    return fetch_snapshot(gateway, "/v1/products", {}, stripe_frame, "stripe_id", concurrency, progress)
+    return fetch_snapshot(gateway, "/v1/products", {}, stripe_product_batch, "stripe_id", concurrency, progress)
 
 
-def fetch_prices_snapshot(gateway: StripeGateway, concurrency: int = 8, progress: Listed = _nothing) -> Snapshot:
+def fetch_prices_snapshot(gateway: StripeGateway, concurrency: int = CONCURRENCY, progress: Listed = _nothing) -> Snapshot:
     """Every price of the account, active and archived (Stripe lists them apart), with tiers
     and currency options expanded, as the canonical prices frame."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
         parts = list(
             pool.map(
-                lambda active: fetch_snapshot(gateway, "/v1/prices", {"active": active, "expand": PRICE_EXPAND}, stripe_price_frame, "price_id", concurrency, progress),
+                lambda active: fetch_snapshot(gateway, "/v1/prices", {"active": active, "expand": PRICE_EXPAND}, stripe_price_batch, "price_id", concurrency, progress),
                 (True, False),
             )
         )
-    frame = pd.concat([part.frame for part in parts], ignore_index=True)
+    frame = pd.concat([part.frame for part in parts], ignore_index=True) if len(parts[1].frame) else parts[0].frame
     unique = ~frame["price_id"].duplicated()
     if not unique.all():
         frame = frame[unique].reset_index(drop=True)
+    stats = {name: sum(part.stats.get(name, 0) for part in parts) for name in parts[0].stats}
     return Snapshot(
         frame,
         sum(p.pages for p in parts),
@@ -183,6 +244,7 @@ def fetch_prices_snapshot(gateway: StripeGateway, concurrency: int = 8, progress
         all(p.complete for p in parts),
         sum(p.duplicates for p in parts) + int((~unique).sum()),
         time.perf_counter() - started,
+        stats,
     )
 
 

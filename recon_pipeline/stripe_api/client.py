@@ -103,6 +103,26 @@ def retry_after(error: stripe.StripeError) -> float | None:
     return retry_after_seconds(_header(error, "retry-after"))
 
 
+class Tally:
+    """Counts of the requests one piece of work made through a gateway (a list, a repair), apart
+    from the gateway's totals: several lists share a client, each reports its own."""
+
+    NAMES = ("requests", "retries", "rate_limited", "server_errors", "throttle_wait_s")
+
+    def __init__(self) -> None:
+        self._counts: dict[str, float] = dict.fromkeys(self.NAMES, 0)
+        self._lock = threading.Lock()
+
+    def add(self, name: str, amount: float = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    @property
+    def stats(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._counts)
+
+
 class StripeGateway:
     """Requests to one Stripe account (or the emulator), within its limits, retried."""
 
@@ -135,8 +155,7 @@ class StripeGateway:
             stripe_version=self.api_version,
             stripe_account=stripe_account,
         )
-        self._stats = {"requests": 0, "retries": 0, "rate_limited": 0, "server_errors": 0, "throttle_wait_s": 0.0}
-        self._stats_lock = threading.Lock()
+        self._tally = Tally()
 
     @classmethod
     def from_settings(cls, settings: Settings, account: str | None = None) -> StripeGateway:
@@ -174,17 +193,20 @@ class StripeGateway:
 
     @property
     def stats(self) -> dict[str, float]:
-        with self._stats_lock:
-            return dict(self._stats)
+        return self._tally.stats
 
-    def _count(self, name: str, amount: float = 1) -> None:
-        with self._stats_lock:
-            self._stats[name] += amount
-
-    def request(self, method: str, path: str, params: Mapping[str, Any] | None = None, idempotency_key: str | None = None) -> dict[str, Any]:
+    def request(
+        self, method: str, path: str, params: Mapping[str, Any] | None = None, idempotency_key: str | None = None, tally: Tally | None = None
+    ) -> dict[str, Any]:
         """One API call, as a plain dict; retried as described in the module docstring. A write
         (anything but GET) must carry a deterministic idempotency key: without one a retry could
-        write twice, so it is refused before anything is sent."""
+        write twice, so it is refused before anything is sent. `tally`: counted there too."""
+        tallies = (self._tally,) if tally is None else (self._tally, tally)
+
+        def count(name: str, amount: float = 1) -> None:
+            for each in tallies:
+                each.add(name, amount)
+
         if method.lower() != "get" and not idempotency_key:
             raise ValueError(f"{method.upper()} {path} without an idempotency key: every write to Stripe carries one (see repair/apply.py's keys)")
         endpoint = endpoint_key(method, path)
@@ -192,8 +214,8 @@ class StripeGateway:
         if idempotency_key:
             params["idempotency_key"] = idempotency_key  # an SDK request option, not a form field
         for attempt in range(self.retry.max_attempts):
-            self._count("throttle_wait_s", self.limiter.acquire(endpoint))
-            self._count("requests")
+            count("throttle_wait_s", self.limiter.acquire(endpoint))
+            count("requests")
             try:
                 response = self._client.raw_request(method.lower(), path, **params)
                 return json.loads(response.body)
@@ -201,14 +223,14 @@ class StripeGateway:
                 raise CredentialsRefused(error, self.key_fingerprint, self.account) from None
             except stripe.StripeError as error:
                 if error.http_status == 429:
-                    self._count("rate_limited")
+                    count("rate_limited")
                 elif error.http_status and error.http_status >= 500:
-                    self._count("server_errors")
+                    count("server_errors")
                 if attempt + 1 >= self.retry.max_attempts or not should_retry(error):
                     raise
                 delay = self.retry.backoff.delay(attempt, retry_after(error))
                 log.info("%s answered %s (%s); retry %d in %.2fs", endpoint, error.http_status, error.code, attempt + 1, delay)
-                self._count("retries")
+                count("retries")
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
