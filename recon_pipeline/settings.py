@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import hashlib
+import itertools
 import os
 import re
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
+from croniter import croniter
 from sqlalchemy.engine import make_url
 
 from recon_pipeline.catalog.source import CatalogSource, CatalogSourceError
@@ -479,6 +481,12 @@ def _partition_start(env: Mapping[str, str]) -> str:
 _CRON_FIELDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _CRON_NAMES = {3: ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 4: ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]}
 _CRON_PART = re.compile(r"^(\*|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+
+
+def cron_interval_s(cron: str, ticks: int = 500) -> float:
+    """The shortest time between two of a cron schedule's next `ticks` runs (UTC), in seconds."""
+    times = croniter(cron, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    return min(b - a for a, b in itertools.pairwise(times.get_next(float) for _ in range(ticks)))
 
 
 def is_cron(text: str) -> bool:

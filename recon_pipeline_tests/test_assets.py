@@ -20,10 +20,12 @@ from recon_pipeline.catalog import Catalog, CatalogPrice, CatalogProduct, upsert
 from recon_pipeline.catalog.prices import PRICE_COLUMNS
 from recon_pipeline.catalog.schema import quarantine
 from recon_pipeline.catalog.source import FIELDS
-from recon_pipeline.defs.reconciliation import catalog_drift, local_prices, local_products, stripe_snapshot
+from recon_pipeline.defs.reconciliation import catalog_drift, fits_interval, local_prices, local_products, stripe_snapshot
 from recon_pipeline.defs.repair import RepairConfig, catalog_repair
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_COLUMNS, PRICE_COMPARED_FIELDS, local_frame, local_price_frame, stripe_frame, stripe_price_frame
+from recon_pipeline.reconcile.snapshot import CONCURRENCY
+from recon_pipeline.settings import cron_interval_s
 
 
 def run(asset: dg.AssetsDefinition, resources: dict[str, Any], config: dict[str, Any] | None = None, **inputs: Any) -> tuple[dg.Output, dict[str, dg.AssetCheckResult]]:
@@ -135,7 +137,7 @@ def test_stripe_snapshot_lists_every_product_and_price_active_and_archived_and_s
     ] if i < 120 else []} for i in range(250)]  # fmt: skip
     httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": fixtures}).raise_for_status()
     stripe = StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000)
-    context = dg.build_asset_context(resources={"catalog": CatalogResource(url=catalog_url), "stripe": stripe})
+    context = dg.build_asset_context(resources={"catalog": CatalogResource(url=catalog_url), "stripe": stripe, "policy": ReconPolicy()})
     yielded = list(stripe_snapshot(context))
     outputs = {y.output_name: y for y in yielded if isinstance(y, dg.Output)}
     checks = {(y.asset_key.path[-1], y.check_name): y for y in yielded if isinstance(y, dg.AssetCheckResult)}
@@ -143,7 +145,25 @@ def test_stripe_snapshot_lists_every_product_and_price_active_and_archived_and_s
     assert sorted(products.value["product_id"]) == [f["id"] for f in fixtures]
     assert values(products.metadata)["dagster/row_count"] == 250
     assert len(prices.value) == 240 and int(prices.value["active"].sum()) == 120 and values(prices.metadata)["active"] == 120
-    assert len(checks) == 4 and all(check.passed for check in checks.values())
+    assert len(checks) == 5 and all(check.passed for check in checks.values())
+    # Each list says what it cost itself: 3 product pages, 2 + 1 price pages (active, archived);
+    # on an account this small the concurrent windows add up to a few per slot (empty windows
+    # past the account's beginning, the probe proving it, the last windows split).
+    product_requests, price_requests = values(products.metadata)["requests"], values(prices.metadata)["requests"]
+    assert 3 <= product_requests <= 3 + 3 * CONCURRENCY and 3 <= price_requests <= 3 + 2 * 3 * CONCURRENCY
+    assert values(products.metadata)["requests_per_object"] == round(product_requests / 250, 5)
+    fits = values(checks[("stripe_prices", "snapshot_fits_interval")].metadata)
+    assert (fits["products"], fits["prices"], fits["interval_s"]) == (250, 240, 3600.0) and fits["bound_s"] < 1
+
+
+def test_a_catalog_whose_list_outlasts_the_schedules_interval_is_warned_about_with_its_figures():
+    """9,500,000 prices at 25 requests/s take 3,800 s to list: longer than an hour between runs."""
+    over = fits_interval(2_000_000, 9_500_000, 3_900.0, 25.0, cron_interval_s("0 * * * *"))
+    assert not over.passed and over.severity == dg.AssetCheckSeverity.WARN
+    assert values(over.metadata)["bound_s"] == 3800.0 and values(over.metadata)["interval_s"] == 3600.0
+    assert "3,800 s" in str(over.description) and "RECON_RECONCILE_CRON" in str(over.description) and "Beyond the hour" in str(over.description)
+    assert fits_interval(2_000_000, 9_500_000, 3_900.0, 25.0, cron_interval_s("0 */2 * * *")).passed  # every two hours: it fits
+    assert cron_interval_s("*/15 * * * *") == 900.0 and cron_interval_s("0 9,17 * * 1-5") == 8 * 3600.0
 
 
 def test_a_routine_edit_of_a_small_catalog_is_under_the_breakers_floor_and_repaired(catalog_url, emulator):

@@ -21,12 +21,13 @@ import dagster as dg
 import pandas as pd
 
 from recon_pipeline.catalog.history import append_drift
-from recon_pipeline.catalog.quarantine import PRICE, quarantined_ids, quarantined_lookup_keys, record, sold_in, split_accounts, split_valid, split_valid_prices
+from recon_pipeline.catalog.quarantine import PRICE, quarantined_ids, quarantined_lookup_keys, record
 from recon_pipeline.defs import account_of, chosen_dagster_mechanisms, per_account, run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.progress import Progress
-from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, diff_catalog, local_frame, local_price_frame, summarize_drift
-from recon_pipeline.reconcile.snapshot import Snapshot, fetch_prices_snapshot, fetch_products_snapshot
+from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, diff_catalog, summarize_drift
+from recon_pipeline.reconcile.frames import read_local_prices, read_local_products
+from recon_pipeline.reconcile.snapshot import PAGE, Snapshot, fetch_prices_snapshot, fetch_products_snapshot
 from recon_pipeline.repair.converge import not_sold_elsewhere
 from recon_pipeline.settings import DEFAULT_ACCOUNT, Settings
 from recon_pipeline.sync.credentials import refusal
@@ -95,9 +96,9 @@ def _snapshot_spec(asset: str, what: str) -> dg.AssetCheckSpec:
     )
 
 
-def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, stats: dict, api_base: str, id_column: str):
-    """The snapshot's frame with its counts, then its `snapshot_complete` check."""
-    frame = snapshot.frame
+def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, api_base: str, id_column: str):
+    """The snapshot's frame with its own list's counts, then its `snapshot_complete` check."""
+    frame, stats = snapshot.frame, snapshot.stats
     yield dg.Output(
         frame,
         output_name=asset,
@@ -106,6 +107,7 @@ def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, stats: dict, ap
             "active": dg.MetadataValue.int(int(frame["active"].sum())),
             "pages": dg.MetadataValue.int(snapshot.pages),
             "requests": dg.MetadataValue.int(snapshot.requests),
+            "requests_per_object": dg.MetadataValue.float(round(snapshot.requests_per_object, 5)),
             "retries": dg.MetadataValue.int(int(stats.get("retries", 0))),
             "rate_limited": dg.MetadataValue.int(int(stats.get("rate_limited", 0))),
             "throttle_wait_s": dg.MetadataValue.float(round(float(stats.get("throttle_wait_s", 0.0)), 3)),
@@ -147,14 +149,8 @@ def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource, 
     every partition alike).
     """
     started = time.perf_counter()
-    rows, elsewhere = split_accounts(catalog.catalog().rows(), list(stripe.gateways()))
-    rows, bad = split_valid(rows)
-    bad = elsewhere + bad
+    frame, bad = read_local_products(catalog.catalog(), list(stripe.gateways()), account_of(context))
     record(catalog.engine(), bad)
-    account = account_of(context)
-    if account is not None:
-        rows = rows[sold_in(rows) == account].reset_index(drop=True)
-    frame = local_frame(rows)
     yield dg.Output(
         frame,
         metadata={
@@ -188,10 +184,8 @@ def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, lo
     syncable = set(local_products["product_id"].astype(str))
     if account_of(context) is not None:  # the whole catalog's quarantine, then this account's prices
         syncable = set(catalog.catalog().product_accounts()["id"]) - quarantined_ids(engine)  # ids only: local_products read the rows
-    rows, bad = split_valid_prices(catalog.catalog().price_rows(), syncable)
+    frame, bad = read_local_prices(catalog.catalog(), syncable, set(local_products["product_id"].astype(str)))
     record(engine, bad, PRICE)
-    rows = rows[rows["product_id"].astype(str).isin(set(local_products["product_id"].astype(str)))].reset_index(drop=True)
-    frame = local_price_frame(rows)
     yield dg.Output(
         frame,
         metadata={
@@ -233,9 +227,17 @@ def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, lo
         _ids_unique_spec("stripe_products", "the Stripe snapshot"),
         _snapshot_spec("stripe_prices", "prices"),
         _ids_unique_spec("stripe_prices", "the Stripe snapshot", "price lookup_key"),
+        dg.AssetCheckSpec(
+            "snapshot_fits_interval",
+            asset="stripe_prices",
+            description="Listing the account fits between two scheduled reconciliations: the slower list's "
+            "bound (its objects at 100 a page and the endpoint's rate limit) and the time it took are both under "
+            "the interval of RECON_RECONCILE_CRON. WARN otherwise: runs would queue behind each other; see "
+            "\"Beyond the hour\" in the README.",
+        ),
     ],
 )
-def stripe_snapshot(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
+def stripe_snapshot(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy):
     """Both Stripe lists, products and prices, side by side in one step (one `stripe_api` pool
     slot): each on its own endpoint limit, within the account's global one. With several
     Stripe accounts, this partition's account."""
@@ -246,12 +248,40 @@ def stripe_snapshot(context: dg.AssetExecutionContext, catalog: CatalogResource,
         products, prices = products_job.result(), prices_job.result()
     for progress in listed.values():
         context.log.info(progress.summary())
-    stats = gateway.stats
-    yield from _snapshot_outputs("stripe_products", "products", products, stats, stripe.api_base, "stripe_id")
+    yield from _snapshot_outputs("stripe_products", "products", products, stripe.api_base, "stripe_id")
     yield _ids_unique_result("stripe_products", products.frame["product_id"])
-    yield from _snapshot_outputs("stripe_prices", "prices", prices, stats, stripe.api_base, "price_id")
+    yield from _snapshot_outputs("stripe_prices", "prices", prices, stripe.api_base, "price_id")
     keys = prices.frame["lookup_key"]
     yield _ids_unique_result("stripe_prices", keys[keys != ""], "price lookup keys")
+    yield fits_interval(len(products.frame), len(prices.frame), max(products.seconds, prices.seconds), stripe.endpoint_rate, policy.reconcile_interval_s)
+
+
+def fits_interval(products: int, prices: int, listed_s: float, endpoint_rate: float, interval_s: float) -> dg.AssetCheckResult:
+    """`snapshot_fits_interval`: the snapshot's bound (the larger list at 100 objects a request and
+    the endpoint's limit) and its measured time, against the gap between two scheduled runs."""
+    bound_s = max(products, prices) / (endpoint_rate * PAGE)
+    worst = max(bound_s, listed_s)
+    passed = worst <= interval_s
+    return dg.AssetCheckResult(
+        check_name="snapshot_fits_interval",
+        asset_key="stripe_prices",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "products": dg.MetadataValue.int(products),
+            "prices": dg.MetadataValue.int(prices),
+            "endpoint_rate": dg.MetadataValue.float(endpoint_rate),
+            "bound_s": dg.MetadataValue.float(round(bound_s, 1)),
+            "listed_s": dg.MetadataValue.float(round(listed_s, 1)),
+            "interval_s": dg.MetadataValue.float(interval_s),
+            "share_of_interval": dg.MetadataValue.float(round(worst / interval_s, 4) if interval_s else 0.0),
+        },
+        description=None
+        if passed
+        else f"Listing {max(products, prices):,} objects takes at least {bound_s:,.0f} s at {endpoint_rate:g} requests/s per endpoint "
+        f"(this run: {listed_s:,.0f} s), more than the {interval_s:,.0f} s between scheduled reconciliations: set RECON_RECONCILE_CRON "
+        "to run less often, or follow \"Beyond the hour\" in the README (hourly partitions from events, a full reconciliation daily).",
+    )
 
 
 DRIFT_SCHEMA = dg.TableSchema(

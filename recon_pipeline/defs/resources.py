@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.source import CatalogSource, price_rows, product_rows
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
-from recon_pipeline.settings import CATALOG_TAG, EMULATOR_API_KEY, Settings, StripeAccount, account_key_and_rate, catalog_fingerprint, parse_accounts
+from recon_pipeline.reconcile.snapshot import CONCURRENCY
+from recon_pipeline.settings import CATALOG_TAG, EMULATOR_API_KEY, Settings, StripeAccount, account_key_and_rate, catalog_fingerprint, cron_interval_s, parse_accounts
 from recon_pipeline.stripe_api import CredentialsRefused, RetryPolicy, StripeGateway, budget_for
 from recon_pipeline.sync.credentials import record_refusal, refusal
 
@@ -75,7 +76,7 @@ class StripeResource(dg.ConfigurableResource):
     api_base: str
     global_rate: float
     endpoint_rate: float
-    snapshot_concurrency: int = 8
+    snapshot_concurrency: int = CONCURRENCY  # created-windows paged at once per list (reconcile/snapshot.py)
     max_attempts: int = 8
     timeout_s: float = 30.0
     api_version: str = ""  # RECON_STRIPE_API_VERSION; empty: the one the stripe SDK pins
@@ -150,6 +151,7 @@ class ReconPolicy(dg.ConfigurableResource):
     max_outbox_lag_s: float = 300.0
     events_poll_interval_s: float = 60.0
     drift_history_days: float = 90.0
+    reconcile_interval_s: float = 3600.0  # the shortest gap between two runs of RECON_RECONCILE_CRON
 
     def orphans(self, override: str | None = None) -> OrphanPolicy:
         """The orphan policy of a run: its config's, or the default; a bad name fails the run, naming it."""
@@ -222,6 +224,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
             max_outbox_lag_s=settings.max_outbox_lag_s,
             events_poll_interval_s=settings.events_poll_interval_s,
             drift_history_days=settings.drift_history_days,
+            reconcile_interval_s=cron_interval_s(settings.reconcile_cron),
         ),
         "alerts": AlertsResource(
             webhook_url=_from_env(settings, "ALERT_WEBHOOK_URL", settings.alert_webhook_url or ""),
