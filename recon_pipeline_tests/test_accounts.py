@@ -418,7 +418,7 @@ def test_a_refused_key_pauses_only_its_own_accounts_outbox(emulator, two_account
 
 
 def test_a_partition_run_reads_the_catalogs_rows_once(emulator, two_accounts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_home: Path):
-    """local_products reads the rows; local_prices and catalog_drift ask only for ids and accounts."""
+    """local_products reads the rows (in chunks); local_prices and catalog_drift ask only for ids and accounts."""
     import dagster as dg
 
     from recon_pipeline.catalog import Catalog
@@ -426,17 +426,17 @@ def test_a_partition_run_reads_the_catalogs_rows_once(emulator, two_accounts, tm
 
     _deployed(monkeypatch, emulator, tmp_path)
     reads: list[str] = []
-    rows, narrow = Catalog.rows, Catalog.product_accounts
+    rows, narrow = Catalog.row_chunks, Catalog.product_accounts
 
-    def counted_rows(self, ids=None):
-        reads.append("rows" if ids is None else "some rows")
-        return rows(self, ids)
+    def counted_rows(self, size=None):
+        reads.append("rows")
+        return rows(self, size)
 
     def counted_ids(self):
         reads.append("ids and accounts")
         return narrow(self)
 
-    monkeypatch.setattr(Catalog, "rows", counted_rows)
+    monkeypatch.setattr(Catalog, "row_chunks", counted_rows)
     monkeypatch.setattr(Catalog, "product_accounts", counted_ids)
     result = run_job("reconcile_catalog", instance=dg.DagsterInstance.get(), settings=Settings.from_env(), partition_key="eu")
     assert result.success is False and len(result.asset_value("catalog_drift")) > 0  # eu was never pushed: drift, read from one read

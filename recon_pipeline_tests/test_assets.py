@@ -20,7 +20,7 @@ from recon_pipeline.catalog import Catalog, CatalogPrice, CatalogProduct, upsert
 from recon_pipeline.catalog.prices import PRICE_COLUMNS
 from recon_pipeline.catalog.schema import quarantine
 from recon_pipeline.catalog.source import FIELDS
-from recon_pipeline.defs.reconciliation import catalog_drift, fits_interval, local_prices, local_products, stripe_snapshot
+from recon_pipeline.defs.reconciliation import catalog_drift, fits_interval, read_catalog, snapshot
 from recon_pipeline.defs.repair import RepairConfig, catalog_repair
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_COLUMNS, PRICE_COMPARED_FIELDS, local_frame, local_price_frame, stripe_frame, stripe_price_frame
@@ -109,7 +109,10 @@ def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn
     # A product of a Stripe account RECON_STRIPE_ACCOUNTS does not name has nowhere to go.
     upsert_products(catalog.engine, [CatalogProduct(id="in_fr", name="Fr", account="fr")])
     stripe = StripeResource(api_key="sk_test_assets", api_base="http://127.0.0.1:9", global_rate=1, endpoint_rate=1)  # not called
-    output, checks = run(local_products, {"catalog": CatalogResource(url=catalog_url), "stripe": stripe})
+    results = read_catalog(CatalogResource(url=catalog_url), stripe, account=None)  # what the snapshot step yields for the catalog
+    outputs = {r.output_name: r for r in results if isinstance(r, dg.Output)}
+    by_asset = lambda asset: {str(r.check_name): r for r in results if isinstance(r, dg.AssetCheckResult) and r.asset_key == dg.AssetKey(asset)}
+    output, checks = outputs["local_products"], by_asset("local_products")
     assert output.value["product_id"].tolist() == ["good"]
     assert values(output.metadata)["quarantined"] == 2
     warning = checks["no_quarantined_rows"]
@@ -117,7 +120,7 @@ def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn
     reasons = values(warning.metadata)["reasons"]
     assert "images=['ftp://x']" in reasons and "sold in the Stripe account 'fr', which RECON_STRIPE_ACCOUNTS does not name (default)" in reasons
     assert checks["ids_unique"].passed
-    prices, price_checks = run(local_prices, {"catalog": CatalogResource(url=catalog_url)}, local_products=output.value)
+    prices, price_checks = outputs["local_prices"], by_asset("local_prices")
     assert prices.value["lookup_key"].tolist() == ["good_y"]
     reasons = values(price_checks["no_quarantined_rows"].metadata)["reasons"]
     assert "unit_amount=-5" in reasons and "'bad_m': product_id='bad' is not a catalog product that can be synced" in reasons
@@ -130,7 +133,7 @@ def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn
         ]
 
 
-def test_stripe_snapshot_lists_every_product_and_price_active_and_archived_and_says_so(catalog_url, emulator):
+def test_the_snapshot_lists_every_stripe_product_and_price_active_and_archived_and_says_so(catalog_url, emulator):
     fixtures = [{"id": f"p{i:03d}", "name": f"P{i}", "created": 1_700_000_000 + i * 60, "prices": [
         {"currency": "usd", "unit_amount": 100, "lookup_key": f"p{i:03d}_m", "created": 1_700_000_000 + i * 60},
         {"currency": "usd", "unit_amount": 900, "active": False, "created": 1_700_000_000 + i * 60},
@@ -138,10 +141,11 @@ def test_stripe_snapshot_lists_every_product_and_price_active_and_archived_and_s
     httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": fixtures}).raise_for_status()
     stripe = StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000)
     context = dg.build_asset_context(resources={"catalog": CatalogResource(url=catalog_url), "stripe": stripe, "policy": ReconPolicy()})
-    yielded = list(stripe_snapshot(context))
+    yielded = list(snapshot(context))  # both sides; the catalog here is empty
     outputs = {y.output_name: y for y in yielded if isinstance(y, dg.Output)}
-    checks = {(y.asset_key.path[-1], y.check_name): y for y in yielded if isinstance(y, dg.AssetCheckResult)}
+    checks = {(y.asset_key.path[-1], y.check_name): y for y in yielded if isinstance(y, dg.AssetCheckResult) and y.asset_key.path[-1].startswith("stripe_")}
     products, prices = outputs["stripe_products"], outputs["stripe_prices"]
+    assert set(outputs) == {"local_products", "local_prices", "stripe_products", "stripe_prices"} and outputs["local_products"].value.empty
     assert sorted(products.value["product_id"]) == [f["id"] for f in fixtures]
     assert values(products.metadata)["dagster/row_count"] == 250
     assert len(prices.value) == 240 and int(prices.value["active"].sum()) == 120 and values(prices.metadata)["active"] == 120
@@ -223,3 +227,14 @@ def test_a_misspelled_orphan_policy_in_run_config_fails_the_run_naming_it(catalo
     empty = catalog_rows()
     with pytest.raises(dg.Failure, match="orphan_policy='archve' is not one of report, archive, adopt"):
         run(catalog_repair, resources, {"orphan_policy": "archve"}, catalog_drift=empty.iloc[:0], local_products=empty, stripe_products=stripe_products_of(), **NO_PRICES)
+
+
+def test_one_asset_of_the_snapshot_step_is_materialized_alone(catalog_url):
+    """The step serves any subset: the catalog's products alone read the catalog and call no Stripe."""
+    upsert_products(Catalog.open(catalog_url).engine, [CatalogProduct(id="solo", name="Solo")])
+    stripe = StripeResource(api_key="sk_test_assets", api_base="http://127.0.0.1:9", global_rate=1, endpoint_rate=1)  # nothing listens: not called
+    result = dg.materialize([snapshot], selection=["local_products"], resources={"catalog": CatalogResource(url=catalog_url), "stripe": stripe, "policy": ReconPolicy()})
+    assert result.success
+    assert {e.asset_key.path[-1] for e in result.get_asset_materialization_events()} == {"local_products"}
+    assert result.asset_value("local_products")["product_id"].tolist() == ["solo"]
+    assert {e.check_name for e in result.get_asset_check_evaluations()} == {"ids_unique", "no_quarantined_rows"}

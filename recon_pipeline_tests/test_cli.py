@@ -276,7 +276,7 @@ def test_reconcile_prints_why_its_run_failed_in_the_workers_words_and_exits_1(tm
     done = cli("reconcile", STRIPE_API_KEY=REFUSED_KEY, timeout=120, **env)
     output = said(done)
     assert done.returncode == 1, output
-    assert "stripe_snapshot failed: Stripe refused the API key in STRIPE_API_KEY (401" in done.stdout
+    assert "snapshot failed: Stripe refused the API key in STRIPE_API_KEY (401" in done.stdout
     assert "see the run in the UI" not in output and "REFUSEDKEY" not in output
     assert f"Dagster instance DAGSTER_HOME={tmp_path / 'home'}" in done.stderr  # where the run is recorded, said by every command
 

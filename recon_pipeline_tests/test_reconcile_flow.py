@@ -47,6 +47,7 @@ def reconcile_repair_verify(data, instance: dg.DagsterInstance, emulator_url: st
         "stripe_products.ids_unique": True,
         "stripe_prices.snapshot_complete": True,
         "stripe_prices.ids_unique": True,
+        "stripe_prices.snapshot_fits_interval": True,
         "catalog_drift.drift_rate_below_threshold": False,
     }
     # The blocking drift check fails the run, after catalog_drift is stored.

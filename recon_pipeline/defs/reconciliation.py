@@ -1,9 +1,9 @@
 """Reconciliation: both sides snapshotted, and the drift between them (group `reconciliation`).
 
     local_products ──┐
-    local_prices ────┤
+    local_prices ────┤   (one step, `snapshot`: the catalog read while both Stripe lists page
                      ├──> catalog_drift          (job: reconcile_catalog; schedule: reconcile_hourly)
-    stripe_products ─┤   (stripe_snapshot: one step listing both at once, one stripe_api pool slot)
+    stripe_products ─┤    side by side; one stripe_api pool slot)
     stripe_prices ───┘
 
 Each asset guards itself with blocking checks (ids unique, snapshot complete, drift rate
@@ -132,27 +132,14 @@ def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, api_base: str, 
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"sql", "pandas"},
-    check_specs=[_ids_unique_spec("local_products", "the catalog"), _quarantine_spec("local_products")],
-)
-def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource):
-    """Every product of the local catalog, in the canonical frame shape the diff compares.
-
-    One row per product: product_id, name, description, active, metadata (canonical JSON),
-    marketing_features, images, package_dimensions, shippable, statement_descriptor,
-    tax_code, unit_label, url, default_price (its lookup key). Read from the catalog database
-    (RECON_CATALOG_URL). With several Stripe accounts, the products of this partition's
-    account. Rows Stripe would refuse, or of an account RECON_STRIPE_ACCOUNTS does not name,
-    are quarantined with their reason instead of blocking the rest (the whole catalog's, by
-    every partition alike).
-    """
+def _local_products_results(catalog: CatalogResource, stripe: StripeResource, account: str | None) -> tuple[pd.DataFrame, list]:
+    """local_products: (the frame, its Output and check results)."""
     started = time.perf_counter()
-    frame, bad = read_local_products(catalog.catalog(), list(stripe.gateways()), account_of(context))
+    frame, bad = read_local_products(catalog.catalog(), list(stripe.gateways()), account)
     record(catalog.engine(), bad)
-    yield dg.Output(
+    output = dg.Output(
         frame,
+        output_name="local_products",
         metadata={
             "quarantined": dg.MetadataValue.int(len(bad)),
             "dagster/row_count": dg.MetadataValue.int(len(frame)),
@@ -161,33 +148,21 @@ def local_products(context: dg.AssetExecutionContext, catalog: CatalogResource, 
             "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
         },
     )
-    yield _ids_unique_result("local_products", frame["product_id"])
-    yield _quarantine_check("local_products", bad)
+    return frame, [output, _ids_unique_result("local_products", frame["product_id"]), _quarantine_check("local_products", bad)]
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"sql", "pandas"},
-    check_specs=[_ids_unique_spec("local_prices", "the catalog", "price lookup_key"), _quarantine_spec("local_prices")],
-)
-def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, local_products: pd.DataFrame):
-    """Every price the catalog owns, by lookup key, in the canonical frame shape the diff compares.
-
-    One row per price: lookup_key, product_id, active, currency, unit_amount (a decimal),
-    billing_scheme, tiers_mode, tiers, recurring_interval/_count/_usage_type,
-    transform_quantity, currency_options (the other currencies), custom_unit_amount,
-    tax_behavior, nickname, metadata. A price Stripe would refuse, or of a product that is not
-    synced, is quarantined with its reason.
-    """
+def _local_prices_results(catalog: CatalogResource, local_products: pd.DataFrame, account: str | None) -> list:
+    """local_prices: its Output and check results."""
     started = time.perf_counter()
     engine = catalog.engine()
     syncable = set(local_products["product_id"].astype(str))
-    if account_of(context) is not None:  # the whole catalog's quarantine, then this account's prices
+    if account is not None:  # the whole catalog's quarantine, then this account's prices
         syncable = set(catalog.catalog().product_accounts()["id"]) - quarantined_ids(engine)  # ids only: local_products read the rows
     frame, bad = read_local_prices(catalog.catalog(), syncable, set(local_products["product_id"].astype(str)))
     record(engine, bad, PRICE)
-    yield dg.Output(
+    output = dg.Output(
         frame,
+        output_name="local_prices",
         metadata={
             "quarantined": dg.MetadataValue.int(len(bad)),
             "dagster/row_count": dg.MetadataValue.int(len(frame)),
@@ -199,17 +174,69 @@ def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, lo
             "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
         },
     )
-    yield _ids_unique_result("local_prices", frame["lookup_key"], "price lookup keys")
-    yield _quarantine_check("local_prices", bad)
+    return [output, _ids_unique_result("local_prices", frame["lookup_key"], "price lookup keys"), _quarantine_check("local_prices", bad)]
+
+
+def read_catalog(catalog: CatalogResource, stripe: StripeResource, account: str | None, with_prices: bool = True) -> list:
+    """Both catalog assets' Outputs and check results: the products, then their prices."""
+    products, results = _local_products_results(catalog, stripe, account)
+    return results + (_local_prices_results(catalog, products, account) if with_prices else [])
+
+
+def list_stripe(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy) -> list:
+    """Both Stripe assets' Outputs and check results: the two lists side by side, each on its own
+    endpoint limit, within the account's global one."""
+    listed = {what: Progress(f"Stripe {what} listed", None, context.log.info) for what in ("products", "prices")}
+    with stripe.calls(catalog, account_of(context)) as gateway, ThreadPoolExecutor(max_workers=2, thread_name_prefix="stripe-list") as pool:
+        products_job = pool.submit(fetch_products_snapshot, gateway, stripe.snapshot_concurrency, listed["products"].advance)
+        prices_job = pool.submit(fetch_prices_snapshot, gateway, stripe.snapshot_concurrency, listed["prices"].advance)
+        products, prices = products_job.result(), prices_job.result()
+    for progress in listed.values():
+        context.log.info(progress.summary())
+    keys = prices.frame["lookup_key"]
+    return [
+        *_snapshot_outputs("stripe_products", "products", products, stripe.api_base, "stripe_id"),
+        _ids_unique_result("stripe_products", products.frame["product_id"]),
+        *_snapshot_outputs("stripe_prices", "prices", prices, stripe.api_base, "price_id"),
+        _ids_unique_result("stripe_prices", keys[keys != ""], "price lookup keys"),
+        fits_interval(len(products.frame), len(prices.frame), max(products.seconds, prices.seconds), stripe.endpoint_rate, policy.reconcile_interval_s),
+    ]
+
+
+LOCAL_ASSETS = ("local_products", "local_prices")
+STRIPE_ASSETS = ("stripe_products", "stripe_prices")
 
 
 @dg.multi_asset(
-    name="stripe_snapshot",
+    name="snapshot",
     pool="stripe_api",
+    can_subset=True,
     outs={
+        "local_products": dg.AssetOut(
+            group_name=GROUP,
+            kinds={"sql", "pandas"},
+            is_required=False,
+            description="Every product of the local catalog, in the canonical frame shape the diff compares. One row per "
+            "product: product_id, name, description, active, metadata (canonical JSON), marketing_features, images, "
+            "package_dimensions, shippable, statement_descriptor, tax_code, unit_label, url, default_price (its lookup "
+            "key). Read from the catalog database (RECON_CATALOG_URL) in chunks. With several Stripe accounts, the "
+            "products of this partition's account. Rows Stripe would refuse, or of an account RECON_STRIPE_ACCOUNTS "
+            "does not name, are quarantined with their reason instead of blocking the rest.",
+        ),
+        "local_prices": dg.AssetOut(
+            group_name=GROUP,
+            kinds={"sql", "pandas"},
+            is_required=False,
+            description="Every price the catalog owns, by lookup key, in the canonical frame shape the diff compares. One "
+            "row per price: lookup_key, product_id, active, currency, unit_amount (a decimal), billing_scheme, tiers_mode, "
+            "tiers, recurring_interval/_count/_usage_type, transform_quantity, currency_options (the other currencies), "
+            "custom_unit_amount, tax_behavior, nickname, metadata. A price Stripe would refuse, or of a product that is "
+            "not synced, is quarantined with its reason.",
+        ),
         "stripe_products": dg.AssetOut(
             group_name=GROUP,
             kinds={"stripe", "pandas"},
+            is_required=False,
             description="Every Stripe product, active and archived. The list is split over `created` ranges fetched "
             "concurrently, within the account's rate limits (global and per endpoint), with retries and backoff on "
             "429/5xx; each page becomes rows of the canonical frame as it arrives.",
@@ -217,12 +244,23 @@ def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, lo
         "stripe_prices": dg.AssetOut(
             group_name=GROUP,
             kinds={"stripe", "pandas"},
+            is_required=False,
             description="Every Stripe price, active and archived, with `tiers` and `currency_options` expanded. Listed "
             "like `stripe_products`, at the same time, on the prices endpoint's own rate limit. A price without a "
             "lookup key has an empty `lookup_key`: it is not the catalog's.",
         ),
     },
+    internal_asset_deps={
+        "local_products": set(),
+        "local_prices": {dg.AssetKey("local_products")},
+        "stripe_products": set(),
+        "stripe_prices": set(),
+    },
     check_specs=[
+        _ids_unique_spec("local_products", "the catalog"),
+        _quarantine_spec("local_products"),
+        _ids_unique_spec("local_prices", "the catalog", "price lookup_key"),
+        _quarantine_spec("local_prices"),
         _snapshot_spec("stripe_products", "products"),
         _ids_unique_spec("stripe_products", "the Stripe snapshot"),
         _snapshot_spec("stripe_prices", "prices"),
@@ -237,23 +275,27 @@ def local_prices(context: dg.AssetExecutionContext, catalog: CatalogResource, lo
         ),
     ],
 )
-def stripe_snapshot(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy):
-    """Both Stripe lists, products and prices, side by side in one step (one `stripe_api` pool
-    slot): each on its own endpoint limit, within the account's global one. With several
-    Stripe accounts, this partition's account."""
-    listed = {what: Progress(f"Stripe {what} listed", None, context.log.info) for what in ("products", "prices")}
-    with stripe.calls(catalog, account_of(context)) as gateway, ThreadPoolExecutor(max_workers=2, thread_name_prefix="snapshot") as pool:
-        products_job = pool.submit(fetch_products_snapshot, gateway, stripe.snapshot_concurrency, listed["products"].advance)
-        prices_job = pool.submit(fetch_prices_snapshot, gateway, stripe.snapshot_concurrency, listed["prices"].advance)
-        products, prices = products_job.result(), prices_job.result()
-    for progress in listed.values():
-        context.log.info(progress.summary())
-    yield from _snapshot_outputs("stripe_products", "products", products, stripe.api_base, "stripe_id")
-    yield _ids_unique_result("stripe_products", products.frame["product_id"])
-    yield from _snapshot_outputs("stripe_prices", "prices", prices, stripe.api_base, "price_id")
-    keys = prices.frame["lookup_key"]
-    yield _ids_unique_result("stripe_prices", keys[keys != ""], "price lookup keys")
-    yield fits_interval(len(products.frame), len(prices.frame), max(products.seconds, prices.seconds), stripe.endpoint_rate, policy.reconcile_interval_s)
+def snapshot(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy):
+    """Both sides at once, in one step: the catalog read (products, then their prices) while
+    the two Stripe lists page side by side, so reading the catalog hides under the listing that
+    Stripe's rate limits bound. One `stripe_api` pool slot. With several Stripe accounts, this
+    partition's account. Any subset of the four assets can be materialized alone."""
+    selected = {key.path[-1] for key in context.selected_asset_keys}
+    account = account_of(context)
+    catalog.catalog()  # its schema brought up to date (the rate budget's table too) before either side starts
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-read") as pool:
+        local_job = pool.submit(read_catalog, catalog, stripe, account, "local_prices" in selected) if selected & set(LOCAL_ASSETS) else None
+        stripe_results = list_stripe(context, catalog, stripe, policy) if selected & set(STRIPE_ASSETS) else []
+        local_results = local_job.result() if local_job is not None else []
+    checks = {(key.asset_key.path[-1], key.name) for key in context.selected_asset_check_keys}
+    yield from (result for result in [*local_results, *stripe_results] if _selected(result, selected, checks))
+
+
+def _selected(result: dg.Output | dg.AssetCheckResult, assets: set[str], checks: set[tuple[str, str]]) -> bool:
+    """Whether the run asked for this output or check result (a step may run for a subset)."""
+    if isinstance(result, dg.Output):
+        return result.output_name in assets
+    return result.asset_key is not None and (result.asset_key.path[-1], str(result.check_name)) in checks
 
 
 def fits_interval(products: int, prices: int, listed_s: float, endpoint_rate: float, interval_s: float) -> dg.AssetCheckResult:
@@ -429,7 +471,7 @@ def build_defs(settings: Settings) -> dg.Definitions:
         return requests or dg.SkipReason("Stripe refused the API key of every account")
 
     return dg.Definitions(
-        assets=per_account([local_products, local_prices, stripe_snapshot, catalog_drift], settings.account_names),
+        assets=per_account([snapshot, catalog_drift], settings.account_names),
         asset_checks=drift_freshness_checks,
         jobs=[reconcile_catalog],
         schedules=[reconcile_hourly],

@@ -8,6 +8,7 @@ defaults (the emulator's URL and its non-secret key, the SQLite catalog).
 
 
 import contextlib
+import threading
 from collections.abc import Iterator
 
 import dagster as dg
@@ -37,6 +38,7 @@ class CatalogResource(dg.ConfigurableResource):
     prices_query: str | None = None
 
     _catalog: Catalog | None = PrivateAttr(default=None)
+    _opening: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """In a run, tag the run with the catalog it reads (`recon/catalog`), so the sensors of each
@@ -54,10 +56,11 @@ class CatalogResource(dg.ConfigurableResource):
         return run is not None and run.tags.get(CATALOG_TAG, self.fingerprint()) == self.fingerprint()
 
     def catalog(self) -> Catalog:
-        if self._catalog is None:
-            source = CatalogSource(product_rows(self.table, dict(self.columns), self.query), price_rows(self.prices_table, dict(self.prices_columns), self.prices_query))
-            self._catalog = Catalog.open(self.url, source)
-        return self._catalog
+        with self._opening:  # opened once, whichever thread of a step asks first
+            if self._catalog is None:
+                source = CatalogSource(product_rows(self.table, dict(self.columns), self.query), price_rows(self.prices_table, dict(self.prices_columns), self.prices_query))
+                self._catalog = Catalog.open(self.url, source)
+            return self._catalog
 
     def engine(self) -> Engine:
         return self.catalog().engine
@@ -86,27 +89,33 @@ class StripeResource(dg.ConfigurableResource):
     rate_limit_set: bool = False  # RECON_STRIPE_RATE_LIMIT was set: global_rate holds for every account
 
     _gateways: dict[str, StripeGateway] | None = PrivateAttr(default=None)
+    _building: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def gateways(self) -> dict[str, StripeGateway]:
         """A gateway per account, by name (one, `default`, unless RECON_STRIPE_ACCOUNTS names several).
         An account's own key is read from its variable when the run starts, never from config."""
-        if self._gateways is None:
-            self._gateways = {}
-            for account in parse_accounts(self.accounts or None, None, emulator=self.api_key == EMULATOR_API_KEY):
-                api_key, global_rate = account_key_and_rate(account, self.api_key, self.global_rate, self.rate_limit_set)
-                self._gateways[account.name] = StripeGateway(
-                    api_key=api_key,
-                    api_base=self.api_base,
-                    global_rate=global_rate,
-                    endpoint_rate=self.endpoint_rate,
-                    retry=RetryPolicy(max_attempts=self.max_attempts),
-                    timeout=self.timeout_s,
-                    api_version=self.api_version or None,
-                    budget=budget_for(self.budget_url),
-                    account=account.name,
-                    stripe_account=account.connected_id,
-                )
-        return self._gateways
+        with self._building:  # steps read the catalog and list Stripe from threads of their own
+            if self._gateways is None:
+                self._gateways = self._build_gateways()
+            return self._gateways
+
+    def _build_gateways(self) -> dict[str, StripeGateway]:
+        gateways = {}
+        for account in parse_accounts(self.accounts or None, None, emulator=self.api_key == EMULATOR_API_KEY):
+            api_key, global_rate = account_key_and_rate(account, self.api_key, self.global_rate, self.rate_limit_set)
+            gateways[account.name] = StripeGateway(
+                api_key=api_key,
+                api_base=self.api_base,
+                global_rate=global_rate,
+                endpoint_rate=self.endpoint_rate,
+                retry=RetryPolicy(max_attempts=self.max_attempts),
+                timeout=self.timeout_s,
+                api_version=self.api_version or None,
+                budget=budget_for(self.budget_url),
+                account=account.name,
+                stripe_account=account.connected_id,
+            )
+        return gateways
 
     def gateway(self, account: str | None = None) -> StripeGateway:
         """That account's gateway; None: the first account's (the only one, unless RECON_STRIPE_ACCOUNTS names several)."""
