@@ -204,6 +204,11 @@ def list_stripe(context: dg.AssetExecutionContext, catalog: CatalogResource, str
 
 
 LOCAL_ASSETS = ("local_products", "local_prices")
+
+
+def _snapshot_out(kind: str, description: str) -> dg.AssetOut:
+    """One of the snapshot step's four assets (each may be materialized without the others)."""
+    return dg.AssetOut(group_name=GROUP, kinds={kind, "pandas"}, is_required=False, description=description)
 STRIPE_ASSETS = ("stripe_products", "stripe_prices")
 
 
@@ -212,40 +217,32 @@ STRIPE_ASSETS = ("stripe_products", "stripe_prices")
     pool="stripe_api",
     can_subset=True,
     outs={
-        "local_products": dg.AssetOut(
-            group_name=GROUP,
-            kinds={"sql", "pandas"},
-            is_required=False,
-            description="Every product of the local catalog, in the canonical frame shape the diff compares. One row per "
+        "local_products": _snapshot_out(
+            "sql",
+            "Every product of the local catalog, in the canonical frame shape the diff compares. One row per "
             "product: product_id, name, description, active, metadata (canonical JSON), marketing_features, images, "
             "package_dimensions, shippable, statement_descriptor, tax_code, unit_label, url, default_price (its lookup "
             "key). Read from the catalog database (RECON_CATALOG_URL) in chunks. With several Stripe accounts, the "
             "products of this partition's account. Rows Stripe would refuse, or of an account RECON_STRIPE_ACCOUNTS "
             "does not name, are quarantined with their reason instead of blocking the rest.",
         ),
-        "local_prices": dg.AssetOut(
-            group_name=GROUP,
-            kinds={"sql", "pandas"},
-            is_required=False,
-            description="Every price the catalog owns, by lookup key, in the canonical frame shape the diff compares. One "
+        "local_prices": _snapshot_out(
+            "sql",
+            "Every price the catalog owns, by lookup key, in the canonical frame shape the diff compares. One "
             "row per price: lookup_key, product_id, active, currency, unit_amount (a decimal), billing_scheme, tiers_mode, "
             "tiers, recurring_interval/_count/_usage_type, transform_quantity, currency_options (the other currencies), "
             "custom_unit_amount, tax_behavior, nickname, metadata. A price Stripe would refuse, or of a product that is "
             "not synced, is quarantined with its reason.",
         ),
-        "stripe_products": dg.AssetOut(
-            group_name=GROUP,
-            kinds={"stripe", "pandas"},
-            is_required=False,
-            description="Every Stripe product, active and archived. The list is split over `created` ranges fetched "
+        "stripe_products": _snapshot_out(
+            "stripe",
+            "Every Stripe product, active and archived. The list is split over `created` ranges fetched "
             "concurrently, within the account's rate limits (global and per endpoint), with retries and backoff on "
             "429/5xx; each page becomes rows of the canonical frame as it arrives.",
         ),
-        "stripe_prices": dg.AssetOut(
-            group_name=GROUP,
-            kinds={"stripe", "pandas"},
-            is_required=False,
-            description="Every Stripe price, active and archived, with `tiers` and `currency_options` expanded. Listed "
+        "stripe_prices": _snapshot_out(
+            "stripe",
+            "Every Stripe price, active and archived, with `tiers` and `currency_options` expanded. Listed "
             "like `stripe_products`, at the same time, on the prices endpoint's own rate limit. A price without a "
             "lookup key has an empty `lookup_key`: it is not the catalog's.",
         ),
