@@ -241,7 +241,7 @@ class Catalog:
     def row_chunks(self, size: int | None = None) -> Iterator[pd.DataFrame]:
         """Every catalog product, as `rows()` gives them, in frames of about `size` rows (a product in one)."""
         if self._prices_in_product_rows and "default_price" not in self.source.products.columns:
-            yield self.rows()  # a column derived from the whole row set: one frame
+            yield self.rows()  # a user's table of one price per product: read whole, as rows() derives each default price
             return
         yield from self._read_chunks(self.source.select(None), DEFAULTS, "id", size or CHUNK_ROWS)
 
