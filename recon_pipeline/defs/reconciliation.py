@@ -204,12 +204,12 @@ def list_stripe(context: dg.AssetExecutionContext, catalog: CatalogResource, str
 
 
 LOCAL_ASSETS = ("local_products", "local_prices")
+STRIPE_ASSETS = ("stripe_products", "stripe_prices")
 
 
 def _snapshot_out(kind: str, description: str) -> dg.AssetOut:
     """One of the snapshot step's four assets (each may be materialized without the others)."""
     return dg.AssetOut(group_name=GROUP, kinds={kind, "pandas"}, is_required=False, description=description)
-STRIPE_ASSETS = ("stripe_products", "stripe_prices")
 
 
 @dg.multi_asset(
