@@ -104,7 +104,7 @@ def retry_after(error: stripe.StripeError) -> float | None:
 
 
 class Tally:
-    """Counts of the requests one piece of work made through a gateway (a list, a repair), apart
+    """Counts of the requests one piece of work made through a gateway (one list of a snapshot), apart
     from the gateway's totals: several lists share a client, each reports its own."""
 
     NAMES = ("requests", "retries", "rate_limited", "server_errors", "throttle_wait_s")
