@@ -70,10 +70,10 @@ def main() -> None:
             prices_job = pool.submit(fetch_prices_snapshot, gateway, args.concurrency)
             products, prices = products_job.result(), prices_job.result()
         wall = time.perf_counter() - started
-        assert set(products.frame["product_id"]) == {p["id"] for p in fixtures}, "the snapshot is missing products"
-        assert len(prices.frame) == prices_total and prices.frame["price_id"].is_unique, "the snapshot is missing prices"
+        assert set(products.whole()["product_id"]) == {p["id"] for p in fixtures}, "the snapshot is missing products"
+        assert len(prices.whole()) == prices_total and prices.whole()["price_id"].is_unique, "the snapshot is missing prices"
         assert products.complete and prices.complete and products.duplicates == prices.duplicates == 0, "a window was not paged to the end"
-        assert (prices.frame["currency_options"] != "").sum() == args.products, "currency options not expanded"
+        assert (prices.whole()["currency_options"] != "").sum() == args.products, "currency options not expanded"
         stats = httpx.get(f"{url}/_emulator/stats", timeout=5).json()
         wall_bound = max(args.products, prices_total) / bound
         print(f"side by side: {args.products:,} products and {prices_total:,} prices in {wall:.1f} s; bound {wall_bound:.1f} s "

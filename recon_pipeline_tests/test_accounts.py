@@ -164,7 +164,7 @@ def test_reconcile_catalog_and_repair_catalog_run_per_account_partition_and_name
     assert sorted(set(eu_drift["product_id"])) == EU and set(eu_drift["kind"]) == {"missing_in_stripe", "price_missing_in_stripe"}
     check = next(e for e in runs["eu"].get_asset_check_evaluations() if e.check_name == "drift_rate_below_threshold")
     assert not check.passed and (check.description or "").startswith("Stripe account eu: 3 of 3 products drifted")
-    assert runs["eu"].asset_value("local_products")["product_id"].tolist() == EU  # the partition's account only
+    assert runs["eu"].asset_value("local_products").frame()["product_id"].tolist() == EU  # the partition's account only
     # The alert names the account twice: its partition, and the check's own words.
     from recon_pipeline.defs.alerts import alert_sensor
     from recon_pipeline.defs.resources import AlertsResource

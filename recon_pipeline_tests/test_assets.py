@@ -20,6 +20,7 @@ from recon_pipeline.catalog import Catalog, CatalogPrice, CatalogProduct, upsert
 from recon_pipeline.catalog.prices import PRICE_COLUMNS
 from recon_pipeline.catalog.schema import quarantine
 from recon_pipeline.catalog.source import FIELDS
+from recon_pipeline.defs.parquet_io import ParquetIOManager
 from recon_pipeline.defs.reconciliation import catalog_drift, fits_interval, read_catalog, snapshot
 from recon_pipeline.defs.repair import RepairConfig, catalog_repair
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
@@ -98,7 +99,7 @@ def test_a_quarantined_product_in_stripe_is_left_alone_not_reported_as_an_orphan
     assert output.value[["product_id", "kind"]].values.tolist() == [["gone", "orphan_in_stripe"]]
 
 
-def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn(catalog_url):
+def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn(catalog_url, tmp_path):
     catalog = Catalog.open(catalog_url)
     upsert_products(catalog.engine, [CatalogProduct(id="good", name="Good")])
     with catalog.engine.begin() as conn:  # what a bulk import around our validation could leave behind
@@ -109,11 +110,11 @@ def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn
     # A product of a Stripe account RECON_STRIPE_ACCOUNTS does not name has nowhere to go.
     upsert_products(catalog.engine, [CatalogProduct(id="in_fr", name="Fr", account="fr")])
     stripe = StripeResource(api_key="sk_test_assets", api_base="http://127.0.0.1:9", global_rate=1, endpoint_rate=1)  # not called
-    results = read_catalog(CatalogResource(url=catalog_url), stripe, account=None)  # what the snapshot step yields for the catalog
+    results = read_catalog(CatalogResource(url=catalog_url), stripe, account=None, staging=tmp_path)  # what the snapshot step yields for the catalog
     outputs = {r.output_name: r for r in results if isinstance(r, dg.Output)}
     by_asset = lambda asset: {str(r.check_name): r for r in results if isinstance(r, dg.AssetCheckResult) and r.asset_key == dg.AssetKey(asset)}
     output, checks = outputs["local_products"], by_asset("local_products")
-    assert output.value["product_id"].tolist() == ["good"]
+    assert output.value.frame()["product_id"].tolist() == ["good"]
     assert values(output.metadata)["quarantined"] == 2
     warning = checks["no_quarantined_rows"]
     assert not warning.passed and warning.severity == dg.AssetCheckSeverity.WARN
@@ -121,7 +122,7 @@ def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn
     assert "images=['ftp://x']" in reasons and "sold in the Stripe account 'fr', which RECON_STRIPE_ACCOUNTS does not name (default)" in reasons
     assert checks["ids_unique"].passed
     prices, price_checks = outputs["local_prices"], by_asset("local_prices")
-    assert prices.value["lookup_key"].tolist() == ["good_y"]
+    assert prices.value.frame()["lookup_key"].tolist() == ["good_y"]
     reasons = values(price_checks["no_quarantined_rows"].metadata)["reasons"]
     assert "unit_amount=-5" in reasons and "'bad_m': product_id='bad' is not a catalog product that can be synced" in reasons
     with catalog.engine.connect() as conn:
@@ -141,7 +142,9 @@ def test_the_snapshot_lists_every_stripe_product_and_price_active_and_archived_a
     httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": fixtures}).raise_for_status()
     stripe = StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000)
     context = dg.build_asset_context(resources={"catalog": CatalogResource(url=catalog_url), "stripe": stripe, "policy": ReconPolicy()})
-    yielded = list(snapshot(context))  # both sides; the catalog here is empty
+    # Both sides; the catalog here is empty. Each side is a file of the step's own, gone with the
+    # step, so it is read as it is yielded (as the IO manager moves it into place then).
+    yielded = [dg.Output(y.value.frame(), y.output_name, metadata=y.metadata) if isinstance(y, dg.Output) else y for y in snapshot(context)]
     outputs = {y.output_name: y for y in yielded if isinstance(y, dg.Output)}
     checks = {(y.asset_key.path[-1], y.check_name): y for y in yielded if isinstance(y, dg.AssetCheckResult) and y.asset_key.path[-1].startswith("stripe_")}
     products, prices = outputs["stripe_products"], outputs["stripe_prices"]
@@ -229,12 +232,14 @@ def test_a_misspelled_orphan_policy_in_run_config_fails_the_run_naming_it(catalo
         run(catalog_repair, resources, {"orphan_policy": "archve"}, catalog_drift=empty.iloc[:0], local_products=empty, stripe_products=stripe_products_of(), **NO_PRICES)
 
 
-def test_one_asset_of_the_snapshot_step_is_materialized_alone(catalog_url):
+def test_one_asset_of_the_snapshot_step_is_materialized_alone(catalog_url, tmp_path):
     """The step serves any subset: the catalog's products alone read the catalog and call no Stripe."""
     upsert_products(Catalog.open(catalog_url).engine, [CatalogProduct(id="solo", name="Solo")])
     stripe = StripeResource(api_key="sk_test_assets", api_base="http://127.0.0.1:9", global_rate=1, endpoint_rate=1)  # nothing listens: not called
-    result = dg.materialize([snapshot], selection=["local_products"], resources={"catalog": CatalogResource(url=catalog_url), "stripe": stripe, "policy": ReconPolicy()})
+    resources = {"catalog": CatalogResource(url=catalog_url), "stripe": stripe, "policy": ReconPolicy(), "io_manager": ParquetIOManager(base_dir=str(tmp_path / "io"))}
+    result = dg.materialize([snapshot], selection=["local_products"], resources=resources)
     assert result.success
     assert {e.asset_key.path[-1] for e in result.get_asset_materialization_events()} == {"local_products"}
-    assert result.asset_value("local_products")["product_id"].tolist() == ["solo"]
+    assert pd.read_parquet(tmp_path / "io" / "local_products.parquet")["product_id"].tolist() == ["solo"]  # the step's file, moved into place
+    assert sorted(p.name for p in (tmp_path / "io").iterdir()) == ["local_products.parquet"]  # nothing else kept
     assert {e.check_name for e in result.get_asset_check_evaluations()} == {"ids_unique", "no_quarantined_rows"}

@@ -14,8 +14,10 @@ module only wires it and reports.
 
 
 import datetime as dt
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -23,12 +25,14 @@ import pandas as pd
 from recon_pipeline.catalog.history import append_drift
 from recon_pipeline.catalog.quarantine import PRICE, quarantined_ids, quarantined_lookup_keys, record
 from recon_pipeline.defs import account_of, chosen_dagster_mechanisms, per_account, run_id_of
+from recon_pipeline.defs.parquet_io import as_file
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.progress import Progress
-from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, diff_catalog, summarize_drift
-from recon_pipeline.reconcile.frames import read_local_prices, read_local_products
+from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, summarize_drift
+from recon_pipeline.reconcile.diff import Side, find_drift
+from recon_pipeline.reconcile.frames import STRIPE_PRICE_SCHEMA, STRIPE_PRODUCT_SCHEMA, local_price_chunks, local_product_chunks
 from recon_pipeline.reconcile.snapshot import PAGE, Snapshot, fetch_prices_snapshot, fetch_products_snapshot
-from recon_pipeline.repair.converge import not_sold_elsewhere
+from recon_pipeline.reconcile.tables import ParquetTable, TableWriter
 from recon_pipeline.settings import DEFAULT_ACCOUNT, Settings
 from recon_pipeline.sync.credentials import refusal
 
@@ -48,8 +52,9 @@ def _ids_unique_spec(asset: str, side: str, what: str = "product id") -> dg.Asse
     )
 
 
-def _ids_unique_result(asset: str, ids: pd.Series, what: str = "product ids") -> dg.AssetCheckResult:
-    dupes = sorted(ids[ids.duplicated()].unique().tolist())
+def _ids_unique_result(asset: str, side: ParquetTable, column: str, what: str = "product ids") -> dg.AssetCheckResult:
+    """`ids_unique`: the values of `column` the side holds more than once (Stripe's "" is no key)."""
+    dupes = [row[0] for row in side.query(f"SELECT {column} FROM side WHERE {column} <> '' GROUP BY 1 HAVING count(*) > 1 ORDER BY 1")]
     return dg.AssetCheckResult(
         check_name="ids_unique",
         asset_key=asset,
@@ -96,15 +101,17 @@ def _snapshot_spec(asset: str, what: str) -> dg.AssetCheckSpec:
     )
 
 
-def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, api_base: str, id_column: str):
-    """The snapshot's frame with its own list's counts, then its `snapshot_complete` check."""
-    frame, stats = snapshot.frame, snapshot.stats
+def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, api_base: str):
+    """The snapshot's file with its own list's counts, then its `snapshot_complete` check."""
+    table, stats = snapshot.table, snapshot.stats
+    assert table is not None, "the snapshot step writes its lists as they come"
+    ((active,),) = table.query("SELECT count(*) FILTER (WHERE active) FROM side")
     yield dg.Output(
-        frame,
+        table,
         output_name=asset,
         metadata={
-            "dagster/row_count": dg.MetadataValue.int(len(frame)),
-            "active": dg.MetadataValue.int(int(frame["active"].sum())),
+            "dagster/row_count": dg.MetadataValue.int(snapshot.rows),
+            "active": dg.MetadataValue.int(int(active)),
             "pages": dg.MetadataValue.int(snapshot.pages),
             "requests": dg.MetadataValue.int(snapshot.requests),
             "requests_per_object": dg.MetadataValue.float(round(snapshot.requests_per_object, 5)),
@@ -112,18 +119,18 @@ def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, api_base: str, 
             "rate_limited": dg.MetadataValue.int(int(stats.get("rate_limited", 0))),
             "throttle_wait_s": dg.MetadataValue.float(round(float(stats.get("throttle_wait_s", 0.0)), 3)),
             "duration_s": dg.MetadataValue.float(round(snapshot.seconds, 3)),
-            f"{what}_per_s": dg.MetadataValue.float(round(len(frame) / snapshot.seconds, 1) if snapshot.seconds else 0.0),
+            f"{what}_per_s": dg.MetadataValue.float(round(snapshot.rows / snapshot.seconds, 1) if snapshot.seconds else 0.0),
             "api_base": dg.MetadataValue.url(api_base) if api_base.startswith("http") else api_base,
         },
     )
-    complete = snapshot.complete and snapshot.duplicates == 0 and frame[id_column].is_unique
+    complete = snapshot.complete and snapshot.duplicates == 0
     yield dg.AssetCheckResult(
         check_name="snapshot_complete",
         asset_key=asset,
         passed=bool(complete),
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
-            what: dg.MetadataValue.int(len(frame)),
+            what: dg.MetadataValue.int(snapshot.rows),
             "pages": dg.MetadataValue.int(snapshot.pages),
             "duplicates": dg.MetadataValue.int(snapshot.duplicates),
             "ranges_exhausted": dg.MetadataValue.bool(bool(snapshot.complete)),
@@ -132,74 +139,86 @@ def _snapshot_outputs(asset: str, what: str, snapshot: Snapshot, api_base: str, 
     )
 
 
-def _local_products_results(catalog: CatalogResource, stripe: StripeResource, account: str | None) -> tuple[pd.DataFrame, list]:
-    """local_products: (the frame, its Output and check results)."""
+def _local_products_results(catalog: CatalogResource, stripe: StripeResource, account: str | None, staging: Path) -> tuple[set[str], list]:
+    """local_products: (its product ids, its Output and check results)."""
     started = time.perf_counter()
-    frame, bad = read_local_products(catalog.catalog(), list(stripe.gateways()), account)
+    bad: list[dict] = []
+    table = TableWriter(staging / "local_products.parquet").write_all(local_product_chunks(catalog.catalog(), list(stripe.gateways()), account, bad))
     record(catalog.engine(), bad)
+    ((active, with_default),) = table.query("SELECT count(*) FILTER (WHERE active), count(*) FILTER (WHERE default_price <> '') FROM side")
     output = dg.Output(
-        frame,
+        table,
         output_name="local_products",
         metadata={
             "quarantined": dg.MetadataValue.int(len(bad)),
-            "dagster/row_count": dg.MetadataValue.int(len(frame)),
-            "active": dg.MetadataValue.int(int(frame["active"].sum())),
-            "with_default_price": dg.MetadataValue.int(int((frame["default_price"] != "").sum())),
+            "dagster/row_count": dg.MetadataValue.int(table.rows),
+            "active": dg.MetadataValue.int(int(active)),
+            "with_default_price": dg.MetadataValue.int(int(with_default)),
             "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
         },
     )
-    return frame, [output, _ids_unique_result("local_products", frame["product_id"]), _quarantine_check("local_products", bad)]
+    return set(table.values("product_id")), [output, _ids_unique_result("local_products", table, "product_id"), _quarantine_check("local_products", bad)]
 
 
-def _local_prices_results(catalog: CatalogResource, local_products: pd.DataFrame, account: str | None) -> list:
-    """local_prices: its Output and check results."""
+def _local_prices_results(catalog: CatalogResource, product_ids: set[str], account: str | None, staging: Path) -> list:
+    """local_prices (the prices of `product_ids`): its Output and check results."""
     started = time.perf_counter()
     engine = catalog.engine()
-    syncable = set(local_products["product_id"].astype(str))
+    syncable = product_ids
     if account is not None:  # the whole catalog's quarantine, then this account's prices
         syncable = set(catalog.catalog().product_accounts()["id"]) - quarantined_ids(engine)  # ids only: local_products read the rows
-    frame, bad = read_local_prices(catalog.catalog(), syncable, set(local_products["product_id"].astype(str)))
+    bad: list[dict] = []
+    table = TableWriter(staging / "local_prices.parquet").write_all(local_price_chunks(catalog.catalog(), syncable, product_ids, bad))
     record(engine, bad, PRICE)
+    ((active, recurring, tiered, with_options, products),) = table.query(
+        "SELECT count(*) FILTER (WHERE active), count(*) FILTER (WHERE recurring_interval <> ''), count(*) FILTER (WHERE billing_scheme = 'tiered'), "
+        "count(*) FILTER (WHERE currency_options <> ''), count(DISTINCT product_id) FROM side"
+    )
     output = dg.Output(
-        frame,
+        table,
         output_name="local_prices",
         metadata={
             "quarantined": dg.MetadataValue.int(len(bad)),
-            "dagster/row_count": dg.MetadataValue.int(len(frame)),
-            "active": dg.MetadataValue.int(int(frame["active"].sum())),
-            "recurring": dg.MetadataValue.int(int((frame["recurring_interval"] != "").sum())),
-            "tiered": dg.MetadataValue.int(int((frame["billing_scheme"] == "tiered").sum())),
-            "with_currency_options": dg.MetadataValue.int(int((frame["currency_options"] != "").sum())),
-            "products_with_prices": dg.MetadataValue.int(int(frame["product_id"].nunique())),
+            "dagster/row_count": dg.MetadataValue.int(table.rows),
+            "active": dg.MetadataValue.int(int(active)),
+            "recurring": dg.MetadataValue.int(int(recurring)),
+            "tiered": dg.MetadataValue.int(int(tiered)),
+            "with_currency_options": dg.MetadataValue.int(int(with_options)),
+            "products_with_prices": dg.MetadataValue.int(int(products)),
             "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
         },
     )
-    return [output, _ids_unique_result("local_prices", frame["lookup_key"], "price lookup keys"), _quarantine_check("local_prices", bad)]
+    return [output, _ids_unique_result("local_prices", table, "lookup_key", "price lookup keys"), _quarantine_check("local_prices", bad)]
 
 
-def read_catalog(catalog: CatalogResource, stripe: StripeResource, account: str | None, with_prices: bool = True) -> list:
-    """Both catalog assets' Outputs and check results: the products, then their prices."""
-    products, results = _local_products_results(catalog, stripe, account)
-    return results + (_local_prices_results(catalog, products, account) if with_prices else [])
+def read_catalog(catalog: CatalogResource, stripe: StripeResource, account: str | None, staging: Path, with_prices: bool = True) -> list:
+    """Both catalog assets' Outputs and check results: the products, then their prices, each
+    written chunk by chunk to a Parquet file in `staging`."""
+    product_ids, results = _local_products_results(catalog, stripe, account, staging)
+    return results + (_local_prices_results(catalog, product_ids, account, staging) if with_prices else [])
 
 
-def list_stripe(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy) -> list:
+def list_stripe(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe: StripeResource, policy: ReconPolicy, staging: Path) -> list:
     """Both Stripe assets' Outputs and check results: the two lists side by side, each on its own
-    endpoint limit, within the account's global one."""
+    endpoint limit, within the account's global one, each page written to a Parquet file in
+    `staging` as it comes."""
     listed = {what: Progress(f"Stripe {what} listed", None, context.log.info) for what in ("products", "prices")}
     with stripe.calls(catalog, account_of(context)) as gateway, ThreadPoolExecutor(max_workers=2, thread_name_prefix="stripe-list") as pool:
-        products_job = pool.submit(fetch_products_snapshot, gateway, stripe.snapshot_concurrency, listed["products"].advance)
-        prices_job = pool.submit(fetch_prices_snapshot, gateway, stripe.snapshot_concurrency, listed["prices"].advance)
+        concurrency = stripe.snapshot_concurrency
+        products_into = TableWriter(staging / "stripe_products.parquet", STRIPE_PRODUCT_SCHEMA)
+        prices_into = TableWriter(staging / "stripe_prices.parquet", STRIPE_PRICE_SCHEMA)
+        products_job = pool.submit(fetch_products_snapshot, gateway, concurrency, listed["products"].advance, products_into)
+        prices_job = pool.submit(fetch_prices_snapshot, gateway, concurrency, listed["prices"].advance, prices_into)
         products, prices = products_job.result(), prices_job.result()
     for progress in listed.values():
         context.log.info(progress.summary())
-    keys = prices.frame["lookup_key"]
+    assert products.table is not None and prices.table is not None
     return [
-        *_snapshot_outputs("stripe_products", "products", products, stripe.api_base, "stripe_id"),
-        _ids_unique_result("stripe_products", products.frame["product_id"]),
-        *_snapshot_outputs("stripe_prices", "prices", prices, stripe.api_base, "price_id"),
-        _ids_unique_result("stripe_prices", keys[keys != ""], "price lookup keys"),
-        fits_interval(len(products.frame), len(prices.frame), max(products.seconds, prices.seconds), stripe.endpoint_rate, policy.reconcile_interval_s),
+        *_snapshot_outputs("stripe_products", "products", products, stripe.api_base),
+        _ids_unique_result("stripe_products", products.table, "product_id"),
+        *_snapshot_outputs("stripe_prices", "prices", prices, stripe.api_base),
+        _ids_unique_result("stripe_prices", prices.table, "lookup_key", "price lookup keys"),
+        fits_interval(products.rows, prices.rows, max(products.seconds, prices.seconds), stripe.endpoint_rate, policy.reconcile_interval_s),
     ]
 
 
@@ -209,7 +228,7 @@ STRIPE_ASSETS = ("stripe_products", "stripe_prices")
 
 def _snapshot_out(kind: str, description: str) -> dg.AssetOut:
     """One of the snapshot step's four assets (each may be materialized without the others)."""
-    return dg.AssetOut(group_name=GROUP, kinds={kind, "pandas"}, is_required=False, description=description)
+    return dg.AssetOut(group_name=GROUP, kinds={kind, "parquet"}, is_required=False, description=description)
 
 
 @dg.multi_asset(
@@ -276,16 +295,20 @@ def snapshot(context: dg.AssetExecutionContext, catalog: CatalogResource, stripe
     """Both sides at once, in one step: the catalog read (products, then their prices) while
     the two Stripe lists page side by side, so reading the catalog hides under the listing that
     Stripe's rate limits bound. One `stripe_api` pool slot. With several Stripe accounts, this
-    partition's account. Any subset of the four assets can be materialized alone."""
+    partition's account. Any subset of the four assets can be materialized alone.
+
+    Each side is written to a Parquet file as it arrives (a page, a chunk of catalog rows) and
+    handed on as that file: the step never holds a side whole, however large the catalog."""
     selected = {key.path[-1] for key in context.selected_asset_keys}
     account = account_of(context)
     catalog.catalog()  # its schema brought up to date (the rate budget's table too) before either side starts
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-read") as pool:
-        local_job = pool.submit(read_catalog, catalog, stripe, account, "local_prices" in selected) if selected & set(LOCAL_ASSETS) else None
-        stripe_results = list_stripe(context, catalog, stripe, policy) if selected & set(STRIPE_ASSETS) else []
+    with tempfile.TemporaryDirectory(prefix="recon-snapshot-") as staging, ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-read") as pool:
+        local_job = pool.submit(read_catalog, catalog, stripe, account, Path(staging), "local_prices" in selected) if selected & set(LOCAL_ASSETS) else None
+        stripe_results = list_stripe(context, catalog, stripe, policy, Path(staging)) if selected & set(STRIPE_ASSETS) else []
         local_results = local_job.result() if local_job is not None else []
-    checks = {(key.asset_key.path[-1], key.name) for key in context.selected_asset_check_keys}
-    yield from (result for result in [*local_results, *stripe_results] if _selected(result, selected, checks))
+        checks = {(key.asset_key.path[-1], key.name) for key in context.selected_asset_check_keys}
+        # The IO manager moves each file into place as its Output is yielded; what is left goes with `staging`.
+        yield from (result for result in [*local_results, *stripe_results] if _selected(result, selected, checks))
 
 
 def _selected(result: dg.Output | dg.AssetCheckResult, assets: set[str], checks: set[tuple[str, str]]) -> bool:
@@ -362,7 +385,8 @@ def _preview(drift: pd.DataFrame) -> str:
 
 @dg.asset(
     group_name=GROUP,
-    kinds={"pandas"},
+    kinds={"duckdb", "pandas"},
+    ins={name: as_file() for name in (*LOCAL_ASSETS, *STRIPE_ASSETS)},
     check_specs=[
         dg.AssetCheckSpec(
             "drift_rate_below_threshold",
@@ -377,10 +401,10 @@ def catalog_drift(
     context: dg.AssetExecutionContext,
     catalog: CatalogResource,
     policy: ReconPolicy,
-    local_products: pd.DataFrame,
-    stripe_products: pd.DataFrame,
-    local_prices: pd.DataFrame,
-    stripe_prices: pd.DataFrame,
+    local_products: Side,
+    stripe_products: Side,
+    local_prices: Side,
+    stripe_prices: Side,
 ):
     """Every discrepancy between the catalog and Stripe, products and prices, one row each.
 
@@ -394,13 +418,12 @@ def catalog_drift(
     # A quarantined product or price is not synced, and not an orphan either: leave its Stripe side alone.
     engine = catalog.engine()
     held, held_keys = quarantined_ids(engine), quarantined_lookup_keys(engine)
-    stripe_products = stripe_products[~stripe_products["product_id"].isin(held)].reset_index(drop=True)
-    stripe_prices = stripe_prices[~stripe_prices["product_id"].isin(held) & ~stripe_prices["lookup_key"].isin(held_keys)].reset_index(drop=True)
     account = account_of(context)
     if account is not None:  # several accounts: a product sold in another is not this one's orphan
-        stripe_products, stripe_prices = not_sold_elsewhere(stripe_products, stripe_prices, catalog.catalog().sold_elsewhere(account))
-    drift = diff_catalog(local_products, stripe_products, local_prices, stripe_prices)
-    summary = summarize_drift(drift, len(local_products), len(stripe_products))
+        held |= catalog.catalog().sold_elsewhere(account)
+    # The four sides are the snapshot's Parquet files, scanned by DuckDB, never loaded whole.
+    drift, local_count, stripe_count = find_drift(local_products, stripe_products, local_prices, stripe_prices, held, held_keys)
+    summary = summarize_drift(drift, local_count, stripe_count)
     named = {} if account is None else {"account": dg.MetadataValue.text(account)}
     kept = append_drift(
         engine, drift, run_id=run_id_of(context), account=account or DEFAULT_ACCOUNT, observed_at=dt.datetime.now(dt.UTC), keep_days=policy.drift_history_days

@@ -15,26 +15,32 @@ Prices, matched by lookup key over the catalog's products: `price_missing_in_str
 `price_orphan_in_stripe` (an active Stripe price of a catalog product without a key the
 catalog owns: unmanaged, its id in stripe_value), `price_field_mismatch`.
 
-How: the four sides are Arrow tables handed to DuckDB without a copy (a canonical frame's
-text columns are Arrow already). Each pair of sides is joined once on its key; the pairs
+How: the four sides are Parquet files DuckDB scans (what the snapshot step hands on: only
+the columns compared are read, nothing is loaded whole), or frames handed to it as Arrow
+tables without a copy (a canonical frame's text columns are Arrow already). Each pair of sides is joined once on its key; the pairs
 where any compared field differs are kept (one vectorized pass, the rest dropped at once),
 and only those are unfolded into a row per differing field. Missing and orphaned rows are
-anti-joins. DuckDB runs the joins on every core and, given a memory limit, spills to disk
-instead of failing. bench/bench_diff.py measures it against datacompy (and the pandas/Arrow
+anti-joins. DuckDB runs the joins on every core and, over DUCKDB_MEMORY (tables.py), spills
+to a temporary directory instead of holding more. bench/bench_diff.py measures it against datacompy (and the pandas/Arrow
 version this replaced, commit 30cd55b).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple, TypeAlias
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from recon_pipeline.fields import COMPARED_FIELDS, KEPT_WHEN_EMPTY, PRICE_COMPARED_FIELDS
+from recon_pipeline.reconcile.tables import ParquetTable, duckdb_session
+
+Side: TypeAlias = pd.DataFrame | ParquetTable
 
 MISSING_IN_STRIPE = "missing_in_stripe"
 ORPHAN_IN_STRIPE = "orphan_in_stripe"
@@ -73,9 +79,31 @@ def _arrow(side: pd.DataFrame) -> pa.Table:
     """A frame as an Arrow table (its Arrow text columns without a copy), a missing text as "" and a missing flag as false."""
     table = pa.Table.from_pandas(side, preserve_index=False)
     for index, column in enumerate(table.columns):
-        if column.null_count and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_boolean(column.type)):
+        if column.null_count and _text_or_flag(column.type):
             table = table.set_column(index, table.field(index), pc.fill_null(column, False if pa.types.is_boolean(column.type) else ""))
     return table
+
+
+def _text_or_flag(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_boolean(kind)
+
+
+def _register(con: duckdb.DuckDBPyConnection, name: str, side: Side) -> None:
+    """A side as the view `name`, a missing text as "" and a missing flag as false (as `_arrow`)."""
+    if isinstance(side, pd.DataFrame):
+        con.register(name, _arrow(side))
+        return
+    filled = [
+        f"coalesce({_quoted(f.name)}, {'false' if pa.types.is_boolean(f.type) else chr(39) * 2}) AS {_quoted(f.name)}"
+        for f in pq.read_schema(side.path)
+        if _text_or_flag(f.type)
+    ]
+    replaced = f" REPLACE ({', '.join(filled)})" if filled else ""
+    con.sql(f"CREATE VIEW {name} AS SELECT *{replaced} FROM {side.scan}")
+
+
+def _columns(con: duckdb.DuckDBPyConnection, name: str) -> set[str]:
+    return {row[0] for row in con.sql(f"DESCRIBE {name}").fetchall()}
 
 
 def _raise_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str, side: str, what: str) -> None:
@@ -113,63 +141,100 @@ SYNCABLE_DEFAULT = (
 )
 
 
-def diff_catalog(local: pd.DataFrame, stripe: pd.DataFrame, local_prices: pd.DataFrame | None = None, stripe_prices: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every discrepancy between the canonical local and Stripe frames, one row each.
+class Found(NamedTuple):
+    """The drift table, and how many products each side held (Stripe's without those left alone)."""
 
-    With the price frames, prices too: matched by lookup key, over the catalog's products.
+    drift: pd.DataFrame
+    local_count: int
+    stripe_count: int
+
+
+def diff_catalog(local: Side, stripe: Side, local_prices: Side | None = None, stripe_prices: Side | None = None) -> pd.DataFrame:
+    """Every discrepancy between the canonical local and Stripe sides, one row each.
+
+    With the price sides, prices too: matched by lookup key, over the catalog's products.
     """
+    return find_drift(local, stripe, local_prices, stripe_prices).drift
+
+
+def find_drift(
+    local: Side,
+    stripe: Side,
+    local_prices: Side | None = None,
+    stripe_prices: Side | None = None,
+    leave_alone: Iterable[str] = (),
+    leave_alone_keys: Iterable[str] = (),
+) -> Found:
+    """`diff_catalog`, with Stripe's products of `leave_alone` (and their prices), and its prices
+    of `leave_alone_keys`, out of the comparison (quarantined in the catalog, or sold in
+    another account): neither drift nor orphans."""
     with_prices = local_prices is not None and stripe_prices is not None
-    con = duckdb.connect(config={"preserve_insertion_order": False})  # the drift table is sorted at the end
-    try:
-        con.register("local_raw", _arrow(local))
-        con.register("stripe_raw", _arrow(stripe))
-        fields = [f for f in COMPARED_FIELDS if f in local and f in stripe]
-        if with_prices:
-            con.register("local_prices", _arrow(local_prices))
-            con.register("stripe_prices", _arrow(stripe_prices))
-        if with_prices and "default_price" in fields:
-            con.sql(f"CREATE TEMP VIEW local_side AS SELECT local_raw.* REPLACE ({SYNCABLE_DEFAULT} AS default_price) FROM local_raw")
-            # Stripe names the default price by id: as its lookup key (the id stays where that
-            # price is not listed or has no key; it never equals a catalog key).
-            con.sql(
-                "CREATE TEMP VIEW stripe_side AS SELECT p.* REPLACE (coalesce(nullif(k.lookup_key, ''), p.default_price) AS default_price) "
-                "FROM stripe_raw p LEFT JOIN stripe_prices k ON k.price_id = p.default_price"
-            )
-        else:
-            con.sql("CREATE TEMP VIEW local_side AS SELECT * FROM local_raw")
-            con.sql("CREATE TEMP VIEW stripe_side AS SELECT * FROM stripe_raw")
-        _raise_duplicates(con, "local_raw", "product_id", "the catalog", "product ids")
-        _raise_duplicates(con, "stripe_raw", "product_id", "Stripe", "product ids")
-        parts = [
-            f"SELECT l.product_id, NULL, '{MISSING_IN_STRIPE}', NULL, NULL, NULL FROM local_raw l ANTI JOIN stripe_raw s ON s.product_id = l.product_id",
-            # An archived Stripe product the catalog does not know is retired, not drift (that is
-            # also where the `archive` orphan policy leaves it); only active ones are orphans.
-            f"SELECT s.product_id, NULL, '{ORPHAN_IN_STRIPE}', NULL, NULL, NULL FROM stripe_raw s ANTI JOIN local_raw l ON l.product_id = s.product_id WHERE s.active",
+    with duckdb_session() as con:  # the drift table is sorted at the end: insertion order need not be kept
+        return _find(con, local, stripe, local_prices if with_prices else None, stripe_prices if with_prices else None, set(leave_alone), set(leave_alone_keys))
+
+
+def _find(
+    con: duckdb.DuckDBPyConnection, local: Side, stripe: Side, local_prices: Side | None, stripe_prices: Side | None, held: set[str], held_keys: set[str]
+) -> Found:
+    with_prices = local_prices is not None and stripe_prices is not None
+    _register(con, "local_raw", local)
+    _register(con, "stripe_listed", stripe)
+    con.register("held", pa.table({"id": pa.array(sorted(held), pa.string())}))
+    con.register("held_keys", pa.table({"key": pa.array(sorted(held_keys), pa.string())}))
+    con.sql("CREATE VIEW stripe_raw AS SELECT * FROM stripe_listed ANTI JOIN held ON held.id = stripe_listed.product_id")
+    fields = [f for f in COMPARED_FIELDS if f in _columns(con, "local_raw") and f in _columns(con, "stripe_raw")]
+    if with_prices:
+        assert local_prices is not None and stripe_prices is not None
+        _register(con, "local_prices", local_prices)
+        _register(con, "stripe_prices_listed", stripe_prices)
+        con.sql(
+            "CREATE VIEW stripe_prices AS SELECT * FROM stripe_prices_listed p "
+            "ANTI JOIN held ON held.id = p.product_id ANTI JOIN held_keys ON held_keys.key = p.lookup_key"
+        )
+    if with_prices and "default_price" in fields:
+        con.sql(f"CREATE TEMP VIEW local_side AS SELECT local_raw.* REPLACE ({SYNCABLE_DEFAULT} AS default_price) FROM local_raw")
+        # Stripe names the default price by id: as its lookup key (the id stays where that
+        # price is not listed or has no key; it never equals a catalog key).
+        con.sql(
+            "CREATE TEMP VIEW stripe_side AS SELECT p.* REPLACE (coalesce(nullif(k.lookup_key, ''), p.default_price) AS default_price) "
+            "FROM stripe_raw p LEFT JOIN stripe_prices k ON k.price_id = p.default_price"
+        )
+    else:
+        con.sql("CREATE TEMP VIEW local_side AS SELECT * FROM local_raw")
+        con.sql("CREATE TEMP VIEW stripe_side AS SELECT * FROM stripe_raw")
+    _raise_duplicates(con, "local_raw", "product_id", "the catalog", "product ids")
+    _raise_duplicates(con, "stripe_raw", "product_id", "Stripe", "product ids")
+    parts = [
+        f"SELECT l.product_id, NULL, '{MISSING_IN_STRIPE}', NULL, NULL, NULL FROM local_raw l ANTI JOIN stripe_raw s ON s.product_id = l.product_id",
+        # An archived Stripe product the catalog does not know is retired, not drift (that is
+        # also where the `archive` orphan policy leaves it); only active ones are orphans.
+        f"SELECT s.product_id, NULL, '{ORPHAN_IN_STRIPE}', NULL, NULL, NULL FROM stripe_raw s ANTI JOIN local_raw l ON l.product_id = s.product_id WHERE s.active",
+    ]
+    if fields:
+        parts.append(_mismatch_rows(con, "local_side", "stripe_side", "product_id", fields, FIELD_MISMATCH, keyed=False))
+    if with_prices:
+        _raise_duplicates(con, "local_prices", "lookup_key", "the catalog", "price lookup keys")
+        _raise_duplicates(con, "stripe_prices", "lookup_key", "Stripe", "price lookup keys")
+        parts += [
+            f"SELECT l.product_id, l.lookup_key, '{PRICE_MISSING_IN_STRIPE}', NULL, NULL, NULL FROM local_prices l "
+            "ANTI JOIN stripe_prices s ON s.lookup_key = l.lookup_key AND s.lookup_key <> ''",
+            # An active Stripe price of a catalog product that holds no key the catalog owns
+            # (the prices of a product the catalog does not have go with that product).
+            f"SELECT s.product_id, nullif(s.lookup_key, ''), '{PRICE_ORPHAN_IN_STRIPE}', NULL, NULL, s.price_id FROM stripe_prices s "
+            "SEMI JOIN local_raw c ON c.product_id = s.product_id ANTI JOIN local_prices l ON l.lookup_key = s.lookup_key WHERE s.active",
+            _mismatch_rows(con, "local_prices", "stripe_prices", "lookup_key", list(PRICE_COMPARED_FIELDS), PRICE_FIELD_MISMATCH, keyed=True),
         ]
-        if fields:
-            parts.append(_mismatch_rows(con, "local_side", "stripe_side", "product_id", fields, FIELD_MISMATCH, keyed=False))
-        if with_prices:
-            _raise_duplicates(con, "local_prices", "lookup_key", "the catalog", "price lookup keys")
-            _raise_duplicates(con, "stripe_prices", "lookup_key", "Stripe", "price lookup keys")
-            parts += [
-                f"SELECT l.product_id, l.lookup_key, '{PRICE_MISSING_IN_STRIPE}', NULL, NULL, NULL FROM local_prices l "
-                "ANTI JOIN stripe_prices s ON s.lookup_key = l.lookup_key AND s.lookup_key <> ''",
-                # An active Stripe price of a catalog product that holds no key the catalog owns
-                # (the prices of a product the catalog does not have go with that product).
-                f"SELECT s.product_id, nullif(s.lookup_key, ''), '{PRICE_ORPHAN_IN_STRIPE}', NULL, NULL, s.price_id FROM stripe_prices s "
-                "SEMI JOIN local_raw c ON c.product_id = s.product_id ANTI JOIN local_prices l ON l.lookup_key = s.lookup_key WHERE s.active",
-                _mismatch_rows(con, "local_prices", "stripe_prices", "lookup_key", list(PRICE_COMPARED_FIELDS), PRICE_FIELD_MISMATCH, keyed=True),
-            ]
-        union = " UNION ALL ".join(f"({part})" for part in parts)
-        names = ", ".join(DRIFT_COLUMNS)
-        found = con.sql(
-            f"SELECT * FROM ({union}) AS drift({names}) ORDER BY kind, product_id, lookup_key NULLS FIRST, field NULLS FIRST, stripe_value NULLS FIRST"
-        ).to_arrow_table()
-    finally:
-        con.close()
+    union = " UNION ALL ".join(f"({part})" for part in parts)
+    names = ", ".join(DRIFT_COLUMNS)
+    found = con.sql(
+        f"SELECT * FROM ({union}) AS drift({names}) ORDER BY kind, product_id, lookup_key NULLS FIRST, field NULLS FIRST, stripe_value NULLS FIRST"
+    ).to_arrow_table()
+    ((local_count,),) = con.sql("SELECT count(*) FROM local_raw").fetchall()
+    ((stripe_count,),) = con.sql("SELECT count(*) FROM stripe_raw").fetchall()
     if not found.num_rows:
-        return empty_drift()
-    return pd.DataFrame({name: np.array(found.column(name).to_pylist(), dtype=object) for name in DRIFT_COLUMNS})
+        return Found(empty_drift(), int(local_count), int(stripe_count))
+    drift = pd.DataFrame({name: np.array(found.column(name).to_pylist(), dtype=object) for name in DRIFT_COLUMNS})
+    return Found(drift, int(local_count), int(stripe_count))
 
 
 def syncable_defaults(local: pd.DataFrame, local_prices: pd.DataFrame | None) -> pd.DataFrame:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -385,33 +385,43 @@ def _joined(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def read_local_products(catalog: Catalog, accounts: list[str], account: str | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """(the canonical frame of the catalog's products that can be synced, [{product_id, reason,
-    row}] for those set aside), read chunk by chunk: only one chunk's raw rows at a time.
+def local_product_chunks(catalog: Catalog, accounts: list[str], account: str | None, bad: list[dict[str, Any]]) -> Iterator[pd.DataFrame]:
+    """The canonical frames of the catalog's products that can be synced, a chunk at a time
+    (only one chunk's raw rows held); each one set aside is added to `bad` ({product_id,
+    reason, row}).
 
     A product sold in an account `accounts` does not name is set aside; with `account`, the
-    frame holds that account's products only (the others are still checked)."""
-    frames, bad = [], []
+    frames hold that account's products only (the others are still checked)."""
     for chunk in catalog.row_chunks():
         rows, elsewhere = split_accounts(chunk, accounts)
         rows, invalid = split_valid(rows)
         bad += elsewhere + invalid
         if account is not None:
             rows = rows[sold_in(rows) == account].reset_index(drop=True)
-        frames.append(local_frame(rows))
-    return _joined(frames), bad
+        yield local_frame(rows)
 
 
-def read_local_prices(catalog: Catalog, syncable: set[str], of_products: set[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """(the canonical frame of the catalog's prices of `of_products`, [{product_id, reason, row}]
-    for every price that cannot be synced), read chunk by chunk. A price of a product not in
-    `syncable` (missing or quarantined) is set aside."""
-    frames, bad = [], []
+def local_price_chunks(catalog: Catalog, syncable: set[str], of_products: set[str], bad: list[dict[str, Any]]) -> Iterator[pd.DataFrame]:
+    """The canonical frames of the catalog's prices of `of_products`, a chunk at a time; every
+    price that cannot be synced is added to `bad`. A price of a product not in `syncable`
+    (missing or quarantined) is set aside."""
     for chunk in catalog.price_row_chunks():
         rows, invalid = split_valid_prices(chunk, syncable)
         bad += invalid
-        frames.append(local_price_frame(rows[rows["product_id"].astype(str).isin(of_products)].reset_index(drop=True)))
-    return _joined(frames), bad
+        wanted = pd.Series([str(product) in of_products for product in rows["product_id"]], index=rows.index, dtype=bool)
+        yield local_price_frame(rows[wanted].reset_index(drop=True))
+
+
+def read_local_products(catalog: Catalog, accounts: list[str], account: str | None = None) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """(the canonical frame of `local_product_chunks`, the products set aside)."""
+    bad: list[dict[str, Any]] = []
+    return _joined(list(local_product_chunks(catalog, accounts, account, bad))), bad
+
+
+def read_local_prices(catalog: Catalog, syncable: set[str], of_products: set[str]) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """(the canonical frame of `local_price_chunks`, the prices set aside)."""
+    bad: list[dict[str, Any]] = []
+    return _joined(list(local_price_chunks(catalog, syncable, of_products, bad))), bad
 
 
 def catalog_frames(catalog: Catalog, ids: Iterable[str] | None = None, account: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

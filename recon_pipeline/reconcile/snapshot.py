@@ -26,7 +26,9 @@ together cover every second from the newest object down to the oldest, so each o
 listed exactly once; ids are still de-duplicated defensively and the duplicates counted.
 
 Each page becomes an Arrow record batch of the canonical columns as it arrives (the page's
-dicts are dropped then); the snapshot is those batches as one frame, built without a copy.
+dicts are dropped then). Given a `TableWriter`, the batches go straight into a Parquet file
+and the snapshot holds none of them (how the reconcile_catalog job lists millions of
+objects in little memory); otherwise they are joined into one frame, without a copy.
 Requests, retries and waits are counted per list (`Snapshot.stats`), not per client.
 """
 
@@ -36,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -44,6 +46,7 @@ import pyarrow as pa
 import stripe
 
 from recon_pipeline.reconcile.frames import arrow_to_frame, stripe_frame, stripe_price_batch, stripe_price_frame, stripe_product_batch
+from recon_pipeline.reconcile.tables import ParquetTable, TableWriter
 from recon_pipeline.stripe_api import StripeGateway, Tally, error_text
 
 PAGE = 100
@@ -54,13 +57,17 @@ CONCURRENCY = 16  # windows paged at once per list: above rate x request time (2
 PRICE_EXPAND = ["data.tiers", "data.currency_options"]
 Convert = Callable[[list[dict[str, Any]]], pa.RecordBatch]
 Listed = Callable[[int], None]  # told how many objects a page brought (progress)
+Put = Callable[[pa.RecordBatch], None]  # where each page's batch goes (any thread)
 
 
 @dataclass
 class Snapshot:
-    """One list of the whole account, as a canonical frame (each page converted as it came)."""
+    """One list of the whole account (each page converted as it came): a canonical frame, or,
+    when written as it came, the Parquet file (`table`) and no frame."""
 
-    frame: pd.DataFrame
+    frame: pd.DataFrame | None
+    rows: int = 0
+    table: ParquetTable | None = None
     pages: int = 0
     requests: int = 0
     complete: bool = False
@@ -68,9 +75,16 @@ class Snapshot:
     seconds: float = 0.0
     stats: dict[str, float] = field(default_factory=dict)  # this list's own requests, retries, 429s, throttle_wait_s
 
+    def whole(self) -> pd.DataFrame:
+        """The canonical frame, read from the file when the pages were written as they came."""
+        if self.frame is not None:
+            return self.frame
+        assert self.table is not None, "a snapshot has a frame or a file"
+        return self.table.frame()
+
     @property
     def requests_per_object(self) -> float:
-        return self.requests / len(self.frame) if len(self.frame) else float(self.requests)
+        return self.requests / self.rows if self.rows else float(self.requests)
 
 
 @dataclass
@@ -78,7 +92,6 @@ class _Window:
     lo: int
     hi: int
     starting_after: str | None = None
-    batches: list[pa.RecordBatch] = field(default_factory=list)
     count: int = 0
     pages: int = 0
     complete: bool = False
@@ -110,7 +123,7 @@ class _Window:
 
 
 def _page_window(
-    gateway: StripeGateway, path: str, base: dict[str, Any], convert: Convert, window: _Window, progress: Listed, tally: Tally
+    gateway: StripeGateway, path: str, base: dict[str, Any], convert: Convert, put: Put, window: _Window, progress: Listed, tally: Tally
 ) -> _Window:
     params: dict[str, Any] = {**base, "limit": PAGE}
     if window.starting_after:
@@ -121,7 +134,7 @@ def _page_window(
         window.pages += 1
         data, past_floor = window.keep(page["data"])
         if data:
-            window.batches.append(convert(data))  # the page's dicts are dropped here
+            put(convert(data))  # the page's dicts are dropped here
             window.count += len(data)
             progress(len(data))
         if past_floor or not page.get("has_more") or not page["data"]:
@@ -151,15 +164,19 @@ def fetch_snapshot(
     id_column: str,
     concurrency: int = CONCURRENCY,
     progress: Listed = _nothing,
+    into: TableWriter | None = None,
 ) -> Snapshot:
     """Every object of a list endpoint (`base`: its filters and expansions), paged concurrently over `created` windows.
-    `progress` is told how many objects each page brought."""
+    `progress` is told how many objects each page brought. With `into`, the pages are written
+    there and not kept: the caller closes it, and finds duplicates in the file (`on_disk`)."""
     started = time.perf_counter()
     tally = Tally()
+    batches: list[pa.RecordBatch] = []
+    put: Put = batches.append if into is None else into.write
     first = gateway.request("get", path, {**base, "limit": PAGE}, tally=tally)
     progress(len(first["data"]))
-    batches = [convert(first["data"])]
-    pages = 1
+    put(convert(first["data"]))
+    rows, pages = len(first["data"]), 1
     all_complete = True
 
     if first.get("has_more") and first["data"]:
@@ -173,7 +190,7 @@ def fetch_snapshot(
             running: dict[Future, _Window] = {}
 
             def page(window: _Window) -> None:
-                running[pool.submit(_page_window, gateway, path, base, convert, window, progress, tally)] = window
+                running[pool.submit(_page_window, gateway, path, base, convert, put, window, progress, tally)] = window
 
             # The rest of the first page's last second, continued after its last object.
             page(_Window(last["created"], last["created"], last["id"]))
@@ -193,7 +210,7 @@ def fetch_snapshot(
                 for future in done:
                     del running[future]
                     window = future.result()
-                    batches += window.batches
+                    rows += window.count
                     pages += window.pages
                     all_complete &= window.complete
                     if window.pages > PAGES_PER_WINDOW * 2:
@@ -208,44 +225,66 @@ def fetch_snapshot(
                         else:
                             frontier = next_created
 
-    frame = arrow_to_frame(pa.Table.from_batches(batches))
+    seconds, requests = time.perf_counter() - started, int(tally.stats["requests"])
+    if into is not None:
+        return Snapshot(None, rows, None, pages, requests, all_complete, 0, seconds, tally.stats)
+    frame, duplicates = _deduplicated(arrow_to_frame(pa.Table.from_batches(batches)), id_column)
+    return Snapshot(frame, len(frame), None, pages, requests, all_complete, duplicates, seconds, tally.stats)
+
+
+def _deduplicated(frame: pd.DataFrame, id_column: str) -> tuple[pd.DataFrame, int]:
+    """The frame with each id once, and how many rows repeated an id."""
     unique = ~frame[id_column].duplicated()
     duplicates = int((~unique).sum())
-    if duplicates:
-        frame = frame[unique].reset_index(drop=True)
-    return Snapshot(frame, pages, int(tally.stats["requests"]), all_complete, duplicates, time.perf_counter() - started, tally.stats)
+    return (frame[unique].reset_index(drop=True) if duplicates else frame), duplicates
 
 
-def fetch_products_snapshot(gateway: StripeGateway, concurrency: int = CONCURRENCY, progress: Listed = _nothing) -> Snapshot:
-    """Every product of the account (active and archived), as the canonical products frame."""
-    return fetch_snapshot(gateway, "/v1/products", {}, stripe_product_batch, "stripe_id", concurrency, progress)
+def on_disk(snapshot: Snapshot, into: TableWriter, id_column: str) -> Snapshot:
+    """A snapshot written to `into`, its file closed: the table, and the ids listed more than once."""
+    table = into.close()
+    ((repeated,),) = table.query(f"SELECT count(*) - count(DISTINCT {id_column}) FROM side")
+    return replace(snapshot, table=table, rows=table.rows, duplicates=snapshot.duplicates + int(repeated))
 
 
-def fetch_prices_snapshot(gateway: StripeGateway, concurrency: int = CONCURRENCY, progress: Listed = _nothing) -> Snapshot:
+def fetch_products_snapshot(gateway: StripeGateway, concurrency: int = CONCURRENCY, progress: Listed = _nothing, into: TableWriter | None = None) -> Snapshot:
+    """Every product of the account (active and archived), as the canonical products frame
+    (or, with `into`, as a Parquet file of its rows)."""
+    snapshot = fetch_snapshot(gateway, "/v1/products", {}, stripe_product_batch, "stripe_id", concurrency, progress, into)
+    return snapshot if into is None else on_disk(snapshot, into, "stripe_id")
+
+
+def fetch_prices_snapshot(gateway: StripeGateway, concurrency: int = CONCURRENCY, progress: Listed = _nothing, into: TableWriter | None = None) -> Snapshot:
     """Every price of the account, active and archived (Stripe lists them apart), with tiers
-    and currency options expanded, as the canonical prices frame."""
+    and currency options expanded, as the canonical prices frame (or, with `into`, as a
+    Parquet file of its rows)."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
         parts = list(
             pool.map(
-                lambda active: fetch_snapshot(gateway, "/v1/prices", {"active": active, "expand": PRICE_EXPAND}, stripe_price_batch, "price_id", concurrency, progress),
+                lambda active: fetch_snapshot(
+                    gateway, "/v1/prices", {"active": active, "expand": PRICE_EXPAND}, stripe_price_batch, "price_id", concurrency, progress, into
+                ),
                 (True, False),
             )
         )
-    frame = pd.concat([part.frame for part in parts], ignore_index=True) if len(parts[1].frame) else parts[0].frame
-    unique = ~frame["price_id"].duplicated()
-    if not unique.all():
-        frame = frame[unique].reset_index(drop=True)
     stats = {name: sum(part.stats.get(name, 0) for part in parts) for name in parts[0].stats}
-    return Snapshot(
-        frame,
+    both = Snapshot(
+        None,
+        sum(p.rows for p in parts),
+        None,
         sum(p.pages for p in parts),
         sum(p.requests for p in parts),
         all(p.complete for p in parts),
-        sum(p.duplicates for p in parts) + int((~unique).sum()),
+        sum(p.duplicates for p in parts),
         time.perf_counter() - started,
         stats,
     )
+    if into is not None:
+        return on_disk(both, into, "price_id")
+    assert parts[0].frame is not None and parts[1].frame is not None
+    frame = pd.concat([part.frame for part in parts], ignore_index=True) if len(parts[1].frame) else parts[0].frame
+    frame, repeated = _deduplicated(frame, "price_id")
+    return replace(both, frame=frame, rows=len(frame), duplicates=both.duplicates + repeated)
 
 
 def fetch_products_by_id(gateway: StripeGateway, stripe_ids: Iterable[str]) -> pd.DataFrame:

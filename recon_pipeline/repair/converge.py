@@ -53,7 +53,7 @@ def read_sides(catalog: Catalog, gateway: StripeGateway, ids: Iterable[str] | No
     see `fetch_prices_of`). The catalog side is the products sold in that account."""
     if ids is None:
         local, local_prices = catalog_frames(catalog, account=gateway.account)
-        stripe, stripe_prices = not_sold_elsewhere(fetch_products_snapshot(gateway).frame, fetch_prices_snapshot(gateway).frame, catalog.sold_elsewhere(gateway.account))
+        stripe, stripe_prices = not_sold_elsewhere(fetch_products_snapshot(gateway).whole(), fetch_prices_snapshot(gateway).whole(), catalog.sold_elsewhere(gateway.account))
         return Sides(local, stripe, local_prices, stripe_prices)
     # Only the account's own products: one sold in another account is never read or written here.
     elsewhere = {p for p, account in catalog.accounts_of(set(ids)).items() if account != gateway.account}
