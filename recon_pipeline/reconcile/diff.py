@@ -93,8 +93,9 @@ def _register(con: duckdb.DuckDBPyConnection, name: str, side: Side) -> None:
     if isinstance(side, pd.DataFrame):
         con.register(name, _arrow(side))
         return
+    empty = {True: "false", False: "''"}  # a missing flag, a missing text
     filled = [
-        f"coalesce({_quoted(f.name)}, {'false' if pa.types.is_boolean(f.type) else chr(39) * 2}) AS {_quoted(f.name)}"
+        f"coalesce({_quoted(f.name)}, {empty[pa.types.is_boolean(f.type)]}) AS {_quoted(f.name)}"
         for f in pq.read_schema(side.path)
         if _text_or_flag(f.type)
     ]
@@ -182,7 +183,8 @@ def _find(
     con.register("held", pa.table({"id": pa.array(sorted(held), pa.string())}))
     con.register("held_keys", pa.table({"key": pa.array(sorted(held_keys), pa.string())}))
     con.sql("CREATE VIEW stripe_raw AS SELECT * FROM stripe_listed ANTI JOIN held ON held.id = stripe_listed.product_id")
-    fields = [f for f in COMPARED_FIELDS if f in _columns(con, "local_raw") and f in _columns(con, "stripe_raw")]
+    both_sides = _columns(con, "local_raw") & _columns(con, "stripe_raw")
+    fields = [f for f in COMPARED_FIELDS if f in both_sides]
     if with_prices:
         assert local_prices is not None and stripe_prices is not None
         _register(con, "local_prices", local_prices)
