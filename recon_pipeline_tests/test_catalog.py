@@ -118,6 +118,7 @@ def test_upsert_updates_existing_products_and_prices(engine):
         (CatalogProduct(id="sku_9", name="x", marketing_features=["f"] * 16), "at most 15 feature names"),
         (CatalogProduct(id="sku_9", name="x", package_dimensions={"height": 1}), "package_dimensions={'height': 1} must give height, length, weight, width"),
         (CatalogProduct(id="sku_9", name="x", statement_descriptor="<script>"), "statement_descriptor='<script>' must be at most 22"),
+        (CatalogProduct(id="sku_2", name="X", tax_code="saas"), "tax_code='saas' is not a Stripe tax code: txcd_ and 8 digits"),
         (CatalogProduct(id="sku_9", name="x", unit_label="a very long label"), "unit_label='a very long label' is longer than 12"),
     ],
 )
@@ -139,7 +140,7 @@ def price(**fields) -> CatalogPrice:
         (price(unit_amount=9.99), "unit_amount=9.99 must be a whole, non-negative number"),
         (price(currency="dollars"), "currency='dollars' must be a three-letter ISO 4217"),
         (price(recurring_interval="fortnight"), "recurring_interval='fortnight' must be one of day, week, month, year"),
-        (price(recurring_interval="month", recurring_interval_count=13), "recurring_interval_count=13 must be 1 to 12"),
+        (price(recurring_interval="month", recurring_interval_count=37), "recurring_interval_count=37 must be 1 to 36"),
         (price(unit_amount=None), "needs exactly one of unit_amount, unit_amount_decimal or custom_unit_amount"),
         (price(unit_amount_decimal="1.5"), "unit_amount_decimal='1.5' and unit_amount are both set"),
         (price(unit_amount=None, unit_amount_decimal="0.0000000000001"), "more than 12 decimal places"),

@@ -180,9 +180,25 @@ def test_unknown_or_empty_parameters_are_refused_as_stripe_refuses_them(client):
     refused(lambda: client.v1.products.create(params={"name": "Z", "package_dimensions": {"height": 1}}), "parameter_missing", "package_dimensions[length]")
     refused(lambda: client.v1.prices.create(params={"product": "e", "currency": "usd", "unit_amount": "ten"}), "parameter_invalid_integer", "unit_amount")
     refused(lambda: client.v1.prices.create(params={"product": "e", "currency": "xyz", "unit_amount": 1}), param="currency")
-    refused(lambda: client.v1.prices.create(params={"product": "e", "currency": "usd", "unit_amount": 1, "recurring": {"interval": "month", "interval_count": 13}}), param="recurring[interval_count]")
+    refused(lambda: client.v1.prices.create(params={"product": "e", "currency": "usd", "unit_amount": 1, "recurring": {"interval": "month", "interval_count": 37}}), param="recurring[interval_count]")
     refused(lambda: client.v1.products.update("e", params={"statement_descriptor": "<script>"}), param="statement_descriptor")
     refused(lambda: client.v1.webhook_endpoints.create(params={"url": "https://example.com/hook", "enabled_events": ["product.renamed"]}), param="enabled_events[0]")
+
+
+def test_what_stripe_takes_today_beyond_its_description_is_taken(client):
+    """`type` on a product create (the SDK still sends it for older integrations), and billing
+    intervals up to three years (36 months, 156 weeks, 3 years)."""
+    for kind in ("good", "service"):
+        assert client.v1.products.create(params={"id": f"t_{kind}", "name": kind.title(), "type": kind}).id == f"t_{kind}"
+    refused(lambda: client.v1.products.create(params={"name": "Z", "type": "widget"}), param="type")
+    for interval, count in (("month", 24), ("month", 36), ("week", 156), ("year", 3)):
+        price = client.v1.prices.create(params={"product": "t_service", "currency": "usd", "unit_amount": 100, "recurring": {"interval": interval, "interval_count": count}})
+        assert (price.recurring.interval, price.recurring.interval_count) == (interval, count)
+    error = refused(lambda: client.v1.prices.create(params={"product": "t_service", "currency": "usd", "unit_amount": 1, "recurring": {"interval": "year", "interval_count": 4}}))
+    assert "three years (3 years, 36 months, or 156 weeks)" in error.user_message
+    # A tax code not in Stripe's form (txcd_ and 8 digits) is no tax code Stripe has.
+    assert client.v1.products.create(params={"id": "taxed", "name": "Taxed", "tax_code": "txcd_10103001"}).tax_code == "txcd_10103001"
+    refused(lambda: client.v1.products.update("taxed", params={"tax_code": "saas"}), "resource_missing", "tax_code", match="No such tax code: 'saas'")
 
 
 def test_a_lookup_key_is_held_by_one_price_and_transfer_moves_it(client):
@@ -196,25 +212,29 @@ def test_a_lookup_key_is_held_by_one_price_and_transfer_moves_it(client):
     assert updates == {first.id: {"lookup_key": "k_default"}, second.id: {"lookup_key": None}}
 
 
-def test_the_emulator_answers_as_its_version_and_the_sdks_and_refuses_a_malformed_one(emulator, client):
+def test_the_emulator_takes_every_published_version_and_refuses_a_malformed_or_unknown_one(emulator, client):
     assert client.v1.products.create(params={"id": "v", "name": "V"}).id == "v"  # the SDK sends its pinned version
     assert sdk(emulator.url, stripe_version=API_VERSION).v1.products.retrieve("v").id == "v"
     response = httpx.get(f"{emulator.url}/v1/products/v", headers={"Authorization": "Bearer sk_test_x", "Stripe-Version": stripe.api_version})
     assert response.headers["stripe-version"] == stripe.api_version
-    for version in ("2026-8-26", "dahlia", "2019-02-19"):
+    for version in ("2024-06-20", "2019-02-19", "2011-01-01", "2024-09-30.acacia", "2026-11-18.endive"):  # any published one, per request
+        assert sdk(emulator.url, stripe_version=version).v1.products.retrieve("v").id == "v"
+    for version in ("2026-8-26", "dahlia", "2022-08-02", "2025-09-30.acacia"):  # malformed, or never published
         error = refused(lambda version=version: sdk(emulator.url, stripe_version=version).v1.products.retrieve("v"), match="Invalid Stripe API version")
-        assert version in error.user_message
+        assert error.user_message == f"Invalid Stripe API version: {version}"
     # A new account's default version is the newest the emulator answers as (the SDK's): events are rendered at it.
     [event] = client.v1.events.list().data
     assert event.api_version == stripe.api_version and API_VERSION == "2026-08-26.dahlia"
     endpoint = client.v1.webhook_endpoints.create(params={"url": "https://example.com/hook", "enabled_events": ["*"]})
-    assert endpoint.api_version == stripe.api_version
+    assert endpoint.api_version is None  # no version of its own: it follows the account's default, as on Stripe
     pinned = client.v1.webhook_endpoints.create(params={"url": "https://example.com/hook", "enabled_events": ["*"], "api_version": API_VERSION})
     assert pinned.api_version == API_VERSION
-    # The spec of 2026-08-26 lists the versions an endpoint may take; one of them the emulator cannot render is refused too.
+    # An endpoint may be pinned to any published version, newer than the description's date too; not to an unknown one.
     for version in (stripe.api_version, "2020-08-27"):
         hook = {"url": "https://example.com/hook", "enabled_events": ["*"], "api_version": version}
-        refused(lambda hook=hook: client.v1.webhook_endpoints.create(params=hook), param="api_version")
+        assert client.v1.webhook_endpoints.create(params=hook).api_version == version
+    unknown = {"url": "https://example.com/hook", "enabled_events": ["*"], "api_version": "2022-08-02"}
+    refused(lambda: client.v1.webhook_endpoints.create(params=unknown), param="api_version")
 
 
 def test_idempotency_replays_completed_answers_only_for_24_hours(emulator, client):
@@ -258,3 +278,17 @@ def test_webhook_endpoints_are_retrieved_updated_listed_and_show_their_secret_on
     with pytest.raises(stripe.InvalidRequestError) as missing:
         client.v1.webhook_endpoints.retrieve(made[1].id)
     assert missing.value.http_status == 404 and missing.value.code == "resource_missing"
+
+
+def test_a_connected_account_answers_only_once_it_is_connected(emulator, client):
+    with pytest.raises(stripe.PermissionError) as caught:
+        client.v1.products.list(options={"stripe_account": "acct_new"})
+    assert caught.value.http_status == 403 and (caught.value.json_body or {})["error"]["code"] == "account_invalid"
+    assert "does not have access to account 'acct_new' (or that account does not exist)" in (caught.value.user_message or "")
+    assert "sk_test_today" not in (caught.value.user_message or "")  # the key is masked, as Stripe masks it
+    connected = httpx.post(f"{emulator.url}/_emulator/accounts", json={"id": "acct_new"})
+    assert connected.json() == {"id": "acct_new", "connected": True}
+    made = client.v1.products.create(params={"id": "c1", "name": "Connected"}, options={"stripe_account": "acct_new"})
+    assert made.id == "c1" and [p.id for p in client.v1.products.list().data] == []  # kept apart from the platform's own
+    assert "acct_new" in httpx.get(f"{emulator.url}/_emulator/accounts").json()["accounts"]
+    assert httpx.post(f"{emulator.url}/_emulator/accounts", json={"id": "nope"}).status_code == 400

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +18,7 @@ MAX_FEATURE_NAME_LENGTH = 80
 MAX_STATEMENT_DESCRIPTOR = 22
 MAX_UNIT_LABEL = 12
 DIMENSIONS = ("height", "length", "weight", "width")
+TAX_CODE = re.compile(r"txcd_\d{8}")  # a Stripe tax code's id
 
 
 def check_metadata(meta: Any, bad) -> None:

@@ -20,7 +20,7 @@ from recon_pipeline.catalog.limits import check_metadata
 
 INTERVALS = ("day", "week", "month", "year")
 # The longest a recurring price may be: one year, in each interval.
-MAX_INTERVAL_COUNT = {"day": 365, "week": 52, "month": 12, "year": 1}
+MAX_INTERVAL_COUNT = {"day": 1095, "week": 156, "month": 36, "year": 3}  # Stripe allows up to three years between billings
 BILLING_SCHEMES = ("per_unit", "tiered")
 TIERS_MODES = ("graduated", "volume")
 TAX_BEHAVIORS = ("inclusive", "exclusive", "unspecified")
@@ -173,7 +173,7 @@ def validate_price(price: CatalogPrice) -> None:
             raise bad("recurring_interval", price.recurring_interval, f"must be one of {', '.join(INTERVALS)}, or empty for a one-time price")
         count = price.recurring_interval_count or 1
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INTERVAL_COUNT[price.recurring_interval]:
-            raise bad("recurring_interval_count", count, f"must be 1 to {MAX_INTERVAL_COUNT[price.recurring_interval]} (at most one year)")
+            raise bad("recurring_interval_count", count, f"must be 1 to {MAX_INTERVAL_COUNT[price.recurring_interval]} (at most three years)")
         if (price.recurring_usage_type or "licensed") != "licensed":
             raise bad("recurring_usage_type", price.recurring_usage_type, "must be 'licensed' (metered prices need a Stripe meter, which the catalog does not model)")
     elif price.recurring_interval_count is not None or price.recurring_usage_type is not None:

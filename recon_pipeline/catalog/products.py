@@ -19,6 +19,7 @@ from recon_pipeline.catalog.limits import (
     MAX_NAME_LENGTH,
     MAX_STATEMENT_DESCRIPTOR,
     MAX_UNIT_LABEL,
+    TAX_CODE,
     check_metadata,
 )
 from recon_pipeline.names import DEFAULT_ACCOUNT
@@ -97,6 +98,8 @@ def validate_product(product: CatalogProduct) -> None:
         raise bad("unit_label", product.unit_label, f"is longer than {MAX_UNIT_LABEL} characters")
     if product.url is not None and not str(product.url).startswith(("http://", "https://")):
         raise bad("url", product.url, "must be an http or https URL")
+    if product.tax_code is not None and not TAX_CODE.fullmatch(str(product.tax_code)):
+        raise bad("tax_code", product.tax_code, "is not a Stripe tax code: txcd_ and 8 digits, e.g. txcd_10103001 (docs.stripe.com/tax/tax-codes)")
 
 
 def _positive(value: Any) -> bool:

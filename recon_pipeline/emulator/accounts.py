@@ -7,10 +7,13 @@ a connected account through the `Stripe-Account` header. The emulator does the s
 - a key `sk_test_acct_<name>` (or `rk_test_acct_<name>`) -> the account `acct_<name>`;
 - any other test key -> the emulator's own account (the one every single-account test uses).
 
-An account is made the first time it is addressed (Stripe would refuse a connected account
-that is not connected; the emulator has no notion of connecting). The admin endpoints
-(`/_emulator/...`) take the same header, so a test can set one account's faults. With a
-state file, each account keeps its own beside it (`state.db` -> `state.acct_eu.db`).
+An account reached by its own key is made the first time it is used (a key always belongs
+to an account). A connected account must be connected first, as on Stripe:
+`POST /_emulator/accounts {"id": "acct_..."}` (or any `/_emulator/` call with its
+`Stripe-Account` header, fixtures included); an API request for one that is not gets Stripe's
+403. `GET /_emulator/accounts` lists them. The admin endpoints take the same header, so a
+test can set one account's faults. With a state file, each account keeps its own beside it
+(`state.db` -> `state.acct_eu.db`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 
 from recon_pipeline.emulator.app import _json, api_key_of
 from recon_pipeline.emulator.errors import StripeApiError
@@ -69,14 +74,49 @@ class AccountRouter:
         if scope["type"] != "http":
             await self.apps[OWN_ACCOUNT](scope, receive, send)
             return
-        account, connected = account_of(dict(scope["headers"]))
+        if scope["path"] == "/_emulator/accounts":
+            response = await self._accounts(Request(scope, receive))
+            await response(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        account, connected = account_of(headers)
         if not ACCOUNT_ID.fullmatch(account):
             error = StripeApiError(400, f"The Stripe-Account header {account!r} is not an account id (acct_...).", code="account_invalid")
             await _json(error.status, error.body())(scope, receive, send)
             return
+        if connected and account not in self.apps and not scope["path"].startswith("/_emulator/"):
+            key = api_key_of(headers.get(b"authorization", b"").decode("latin-1"))
+            await _json(403, not_connected(key, account).body())(scope, receive, send)
+            return
         await self.app_for(account, connected)(scope, receive, send)
+
+    async def _accounts(self, request: Request) -> Response:
+        """`POST /_emulator/accounts {"id": "acct_..."}` connects an account (again: no change);
+        `GET` lists every account the emulator holds."""
+        if request.method == "POST":
+            try:
+                account = (await request.json())["id"]
+            except (ValueError, TypeError, KeyError):
+                return _json(400, {"error": 'send {"id": "acct_..."}: the connected account\'s id'})
+            if not isinstance(account, str) or not ACCOUNT_ID.fullmatch(account):
+                return _json(400, {"error": f"{account!r} is not an account id (acct_ and up to 64 letters, digits or _)"})
+            self.app_for(account, connected=True)
+            return _json(200, {"id": account, "connected": True})
+        if request.method != "GET":
+            return _json(405, {"error": "GET or POST"})
+        return _json(200, {"accounts": sorted(self.apps)})
 
     @property
     def state(self):
         """The emulator's own account's app state (what single-account callers read)."""
         return self.apps[OWN_ACCOUNT].state
+
+
+def not_connected(key: str, account: str) -> StripeApiError:
+    """Stripe's answer to a `Stripe-Account` the key cannot reach (not connected, or no such account)."""
+    shown = f"{key[:8]}{'*' * max(0, len(key) - 12)}{key[-4:]}" if len(key) > 12 else key
+    return StripeApiError(
+        403,
+        f"The provided key '{shown}' does not have access to account '{account}' (or that account does not exist). Application access may have been revoked.",
+        code="account_invalid",
+    )

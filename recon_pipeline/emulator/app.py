@@ -39,6 +39,7 @@ from recon_pipeline.emulator import errors
 from recon_pipeline.emulator.faults import Faults
 from recon_pipeline.emulator.params import decode
 from recon_pipeline.emulator.resources import API_VERSION, Account
+from recon_pipeline.emulator.search import SearchPage
 from recon_pipeline.emulator.spec import check_params, check_version, response_problems
 from recon_pipeline.emulator.state import EmulatorState, Page
 from recon_pipeline.emulator.webhooks import Deliverer, Endpoints
@@ -186,6 +187,7 @@ class Operation:
     handler: Callable[..., Any]
     listed: bool = False
     reveals: tuple[str, ...] = ()
+    searched: bool = False  # a search: `expand[]=total_count` counts the matches
 
     @property
     def unit(self) -> str:
@@ -242,15 +244,21 @@ class Api:
         with self.state.lock:
             try:
                 params = check_params(request.method, operation.template, raw)
-                expand = self.account.check_expand(operation.kind, params.pop("expand", []), operation.listed)
+                paths = params.pop("expand", [])
+                counted = operation.searched and "total_count" in paths
+                expand = self.account.check_expand(operation.kind, [p for p in paths if not (counted and p == "total_count")], operation.listed)
                 result = operation.handler(request.path_params, params, meta)
-                return 200, self.render(result, expand, request.url.path, operation.reveals)
+                return 200, self.render(result, expand, request.url.path, operation.reveals, counted)
             except errors.StripeApiError as error:
                 return error.status, error.body()
 
-    def render(self, result: Any, expand: list[str], url: str, reveals: tuple[str, ...]) -> Any:
+    def render(self, result: Any, expand: list[str], url: str, reveals: tuple[str, ...], counted: bool = False) -> Any:
         if isinstance(result, Page):
             return {"object": "list", "data": [self.account.render(obj, expand) for obj in result.data], "has_more": result.has_more, "url": url}
+        if isinstance(result, SearchPage):
+            data = [self.account.render(obj, expand) for obj in result.data]
+            found = {"object": "search_result", "data": data, "has_more": result.has_more, "next_page": result.next_page, "url": url}
+            return {**found, "total_count": result.total_count} if counted else found
         return {**self.account.render(result, expand), **{name: result[name] for name in reveals}}
 
     def answer(self, operation: Operation, status: int, body: Any, headers: dict[str, str]) -> Response:
@@ -354,6 +362,8 @@ def create_app(state: EmulatorState | None = None, faults: Faults | None = None,
     api = Api(state, faults, account, problems)
     endpoints = Endpoints(account)
     operations = [
+        Operation("GET", "/v1/products/search", "product", lambda pp, p, m: account.search("product", p), listed=True, searched=True),
+        Operation("GET", "/v1/prices/search", "price", lambda pp, p, m: account.search("price", p), listed=True, searched=True),
         Operation("POST", "/v1/products", "product", lambda pp, p, m: account.create_product(p, m)),
         Operation("GET", "/v1/products", "product", lambda pp, p, m: account.list_products(p), listed=True),
         Operation("GET", "/v1/products/{id}", "product", lambda pp, p, m: account.product(pp["id"])),

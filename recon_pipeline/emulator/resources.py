@@ -25,12 +25,14 @@ Every create, update and delete emits its event (`data.previous_attributes` on u
 from __future__ import annotations
 
 import copy
+import re
 import secrets
 import string
 from decimal import Decimal
 from typing import Any
 
 from recon_pipeline.emulator import errors
+from recon_pipeline.emulator.search import SearchPage, page_of
 from recon_pipeline.emulator.spec import account_version, api_version, check_version
 from recon_pipeline.emulator.state import EmulatorState
 
@@ -52,7 +54,8 @@ SHOWN_ON_CREATE = {"webhook_endpoint": ("secret",)}
 # A price's amounts in one currency: its own, or each of its `currency_options`.
 CURRENCY_OPTION_FIELDS = ("custom_unit_amount", "tax_behavior", "tiers", "unit_amount", "unit_amount_decimal")
 # One year, in each interval: the longest a recurring price may be.
-MAX_INTERVAL_COUNT = {"day": 365, "week": 52, "month": 12, "year": 1}
+TAX_CODE = re.compile(r"txcd_\d{8}")
+MAX_INTERVAL_COUNT = {"day": 1095, "week": 156, "month": 36, "year": 3}  # today: up to three years between billings
 STATEMENT_DESCRIPTOR_FORBIDDEN = set("<>\\'\"*")
 
 
@@ -223,6 +226,9 @@ class Account:
         for name in ("description", "statement_descriptor", "tax_code", "unit_label", "url"):
             if name in params:
                 fields[name] = params[name] or None
+        if fields.get("tax_code") and not TAX_CODE.fullmatch(fields["tax_code"]):
+            # Stripe's tax codes are txcd_ and 8 digits; their list is not vendored, so a well-formed unknown one passes.
+            raise errors.StripeApiError(400, f"No such tax code: '{fields['tax_code']}'", code="resource_missing", param="tax_code")
         if "images" in params:
             images = params["images"] or []
             if len(images) > 8:
@@ -333,6 +339,10 @@ class Account:
 
         return self.state.list("product", params.get("limit", 10), params.get("created"), params.get("starting_after"), params.get("ending_before"), match)
 
+    def search(self, kind: str, params: dict[str, Any]) -> SearchPage:
+        """`GET /v1/products/search`, `/v1/prices/search`: Stripe's query language (search.py)."""
+        return page_of(self.state.newest_first(kind), params["query"], kind, params.get("limit", 10), params.get("page"))
+
     def check_cursor(self, kind: str, params: dict[str, Any]) -> None:
         if params.get("starting_after") and params.get("ending_before"):
             raise errors.invalid("ending_before", "You may only specify one of these parameters: ending_before, starting_after.")
@@ -375,7 +385,7 @@ class Account:
         if recurring is not None:
             count = recurring.get("interval_count", 1)
             if not 1 <= count <= MAX_INTERVAL_COUNT[recurring["interval"]]:
-                message = "Invalid recurring[interval_count]: the maximum interval allowed is one year (1 year, 12 months, or 52 weeks)."
+                message = "Invalid recurring[interval_count]: the maximum interval allowed is three years (3 years, 36 months, or 156 weeks)."
                 raise errors.invalid(_sub(prefix, "recurring[interval_count]"), message, "parameter_invalid_integer")
             usage = recurring.get("usage_type", "licensed")
             if usage == "metered" and not recurring.get("meter"):

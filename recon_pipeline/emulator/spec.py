@@ -45,29 +45,40 @@ def api_version() -> str:
     return str(spec()["info"]["version"])
 
 
-def accepted_versions() -> tuple[str, ...]:
-    """The `Stripe-Version`s the emulator answers: its own, and the one the `stripe` SDK pins
-    (whose generated types agree with this description on products and prices)."""
-    import stripe
-
-    return tuple(dict.fromkeys((api_version(), str(stripe.api_version))))
+@lru_cache(maxsize=1)
+def published_versions() -> tuple[str, ...]:
+    """Every API version Stripe has published, oldest first (vendored with its sources:
+    stripe_openapi/api_versions.json). A request may name any of them, as on Stripe; the
+    answer is rendered as this description has it (README: what differs between versions)."""
+    return tuple(json.loads((VENDORED / "api_versions.json").read_text())["versions"])
 
 
 def account_version() -> str:
-    """The default API version of a new emulated account: the newest it answers as (the one
-    the `stripe` SDK pins), as Stripe gives a new account the latest. Events are rendered at it."""
-    return accepted_versions()[-1]
+    """The default API version of a new emulated account: the one the `stripe` SDK pins (the
+    newest it knows), as Stripe gives a new account the latest. Events are rendered at it."""
+    import stripe
+
+    return str(stripe.api_version)
 
 
 def check_version(version: str, param: str | None = None) -> str:
-    """`version` if the emulator answers as it; else Stripe's refusal of a version it does not know."""
-    if version in accepted_versions():
+    """`version` if Stripe has published it; else Stripe's refusal, naming the value as sent."""
+    if version in published_versions():
         return version
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}(\.[a-z]+)?", version):
-        message = f"Invalid Stripe API version: {version}"
-    else:
-        message = f"Invalid Stripe API version: {version}. This emulator answers as {' or '.join(accepted_versions())} only."
-    raise errors.StripeApiError(400, message, param=param)
+    raise errors.StripeApiError(400, f"Invalid Stripe API version: {version}", param=param)
+
+
+# Parameters Stripe still takes that its description of today's API leaves out: the `stripe`
+# SDK sends them for older integrations (`type` on a product create: a product is a service
+# unless it is a good; today's product object no longer shows it).
+LEGACY_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/v1/products"): {"type": {"enum": ["good", "service"], "type": "string"}},
+}
+
+
+def _published_version_param() -> dict[str, Any]:
+    """A webhook endpoint may be pinned to any published version (the description's list ends at its own date)."""
+    return {"enum": list(published_versions()), "type": "string"}
 
 
 @cache
@@ -76,7 +87,10 @@ def request_schema(method: str, template: str) -> dict[str, Any]:
     operation = spec()["paths"][template][method.lower()]
     if method.upper() in ("POST",):
         body = operation.get("requestBody", {}).get("content", {}).get("application/x-www-form-urlencoded", {}).get("schema", {})
-        return {"type": "object", "properties": body.get("properties", {}), "required": body.get("required", [])}
+        properties = {**body.get("properties", {}), **LEGACY_PARAMS.get((method.upper(), template), {})}
+        if template == "/v1/webhook_endpoints" and "api_version" in properties:
+            properties["api_version"] = _published_version_param()
+        return {"type": "object", "properties": properties, "required": body.get("required", [])}
     query = [p for p in operation.get("parameters", []) if p["in"] == "query"]
     return {"type": "object", "properties": {p["name"]: p["schema"] for p in query}, "required": [p["name"] for p in query if p.get("required")]}
 

@@ -129,6 +129,11 @@ class EmulatorState:
     def get(self, kind: str, object_id: str) -> dict[str, Any] | None:
         return self._objects[kind].get(object_id)
 
+    def newest_first(self, kind: str) -> Iterator[dict[str, Any]]:
+        """Every object of a kind in list order: newest first."""
+        objects = self._objects[kind]
+        return iter([objects[key[2]] for key in reversed(self._keys[kind])])
+
     def all(self, kind: str) -> Iterator[dict[str, Any]]:
         return iter(list(self._objects[kind].values()))
 

@@ -50,7 +50,8 @@ class Endpoints:
         endpoint = {
             "id": new_id("we"),
             "object": "webhook_endpoint",
-            "api_version": check_version(params["api_version"], "api_version") if "api_version" in params else self.account.api_version,
+            # Without a version of its own, an endpoint follows the account's default (null, as Stripe shows it).
+            "api_version": check_version(params["api_version"], "api_version") if "api_version" in params else None,
             "application": None,
             "created": self.account.now(),
             "description": params.get("description") or None,
@@ -114,8 +115,8 @@ class Deliverer:
             return
         loop = asyncio.get_running_loop()
         for endpoint in endpoints:
-            # Rendered at the endpoint's API version (its own, or the account's when it was made).
-            payload = json.dumps({**event, "api_version": endpoint["api_version"]})
+            # Rendered at the endpoint's API version, or the account's default when the event happened.
+            payload = json.dumps({**event, "api_version": endpoint["api_version"] or event["api_version"]})
             # The loop keeps only a weak reference to a task: hold it until it is done.
             task = loop.create_task(self._deliver(endpoint, payload))
             self._deliveries.add(task)
