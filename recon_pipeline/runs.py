@@ -15,7 +15,9 @@ import pandas as pd
 from recon_pipeline.alerts import CHECK_FAILURE
 from recon_pipeline.defs import step_failures
 from recon_pipeline.demo import DemoData
-from recon_pipeline.reconcile import DRIFT_KINDS
+from recon_pipeline.policies import OrphanPolicy
+from recon_pipeline.reconcile import DRIFT_KINDS, ORPHAN_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE, shortened
+from recon_pipeline.reconcile.diff import PREVIEW_WIDTH
 from recon_pipeline.repair import plan as actions
 from recon_pipeline.settings import Settings
 
@@ -51,10 +53,11 @@ def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict[str, Any]:
     return {key: getattr(value, "value", value) for key, value in event.asset_materialization.metadata.items()}
 
 
-def _table(frame: pd.DataFrame) -> str:
-    """A frame as aligned text, wide characters (CJK) counted as two columns as terminals show them."""
-    with pd.option_context("display.unicode.east_asian_width", True):
-        return frame.to_string(index=False)
+def _table(frame: pd.DataFrame, width: int | None = PREVIEW_WIDTH) -> str:
+    """A frame as aligned text, values longer than `width` shortened (None: whole), wide
+    characters (CJK) counted as two columns as terminals show them."""
+    with pd.option_context("display.unicode.east_asian_width", True, "display.max_colwidth", None):
+        return (frame if width is None else frame.map(lambda value: shortened(value, width))).to_string(index=False)
 
 
 def failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -143,8 +146,10 @@ def _value(result: dg.ExecuteInProcessResult, asset: str) -> Any:
         return None
 
 
-def print_repair(result: dg.ExecuteInProcessResult, when: str = "") -> int:
-    """Print what repair_catalog did; 0 when it succeeded and verified."""
+def print_repair(result: dg.ExecuteInProcessResult, when: str = "", limit: int | None = None) -> int:
+    """Print what repair_catalog did; 0 when it succeeded and verified. When it wrote nothing
+    (a dry run, or the breaker held), the plan itself: each action and what it would change,
+    before -> after (the first `limit` actions, or all)."""
     outcomes = _value(result, "catalog_repair")
     materialization = next(iter(result.get_asset_materialization_events()), None)
     metadata = materialization.materialization.metadata if materialization else {}
@@ -156,22 +161,49 @@ def print_repair(result: dg.ExecuteInProcessResult, when: str = "") -> int:
     for key in ("writes", "retries", "rate_limited", "dead_letters"):
         if key in metadata:
             print(f"  {key.replace('_', ' '):<24} {metadata[key].value:>5}")
+    planned_only = bool(metadata["dry_run"].value) if "dry_run" in metadata else False
+    if planned_only and outcomes is not None and len(outcomes):
+        shown = outcomes.head(limit) if limit is not None else outcomes
+        print(f"\nThe plan ({len(outcomes)} actions, nothing written):")
+        print(_table(shown[["product_id", "lookup_key", "action", "changes"]].fillna(""), width=None))  # each change's values come shortened
+        if len(shown) < len(outcomes):
+            print(f"... and {len(outcomes) - len(shown)} more (--limit {len(outcomes)} shows them all)")
     print("\n".join(check_lines(result) + failure_lines(result)))
+    if planned_only:
+        print(f"  {'catalog_repair.repair_verified':<44} not evaluated: nothing was written")
     return exit_status(result)
 
 
-def print_drift(result: dg.ExecuteInProcessResult, when: str = "", left_alone: int | None = None) -> int:
+def reported_by_policy(settings: Settings) -> tuple[str, ...]:
+    """The drift kinds repair reports and never writes under the settings' orphan policies."""
+    return tuple(kind for kind, policy in ((ORPHAN_IN_STRIPE, settings.orphan_policy), (PRICE_ORPHAN_IN_STRIPE, settings.price_orphan_policy)) if policy == OrphanPolicy.REPORT)
+
+
+def drift_line(drift: pd.DataFrame, reported_kinds: tuple[str, ...] = ()) -> str:
+    """`drift N rows (by kind)`, where N leaves out the rows repair only reports (an orphan under
+    the `report` policy): those are said apart, so a catalog in sync reads `drift 0 rows`."""
+    counts = drift_counts(drift)
+    reported = {kind: counts[kind] for kind in reported_kinds if counts[kind]}
+    parts = [", ".join(f"{kind} {counts[kind]}" for kind in DRIFT_KINDS if counts[kind] and kind not in reported)]
+    if reported:
+        which = next(iter(reported)) if len(reported) == 1 else ", ".join(f"{kind} {count}" for kind, count in reported.items())
+        parts.append(f"{sum(reported.values())} reported by policy: {which}")
+    said = "; ".join(part for part in parts if part)
+    return f"drift {len(drift) - sum(reported.values())} rows" + (f" ({said})" if said else "")
+
+
+def print_drift(result: dg.ExecuteInProcessResult, when: str = "", settings: Settings | None = None, left_alone: int | None = None) -> int:
     """Print catalog_drift of a reconcile_catalog run (its first rows), the checks and why the
-    run failed, if it did; the exit status of `exit_status`. With `left_alone` (the demo after
-    its repair), 1 unless the drift is exactly that many unmanaged prices (reported, never written)."""
+    run failed, if it did; the exit status of `exit_status`. The rows the `settings`' orphan
+    policies only report are counted apart. With `left_alone` (the demo after its repair), 1
+    unless the drift is exactly that many unmanaged prices (reported, never written)."""
     drift = _value(result, "catalog_drift")
     if drift is None:
         print(f"\nreconcile_catalog run {result.run_id}{when} FAILED before catalog_drift:")
         print("\n".join(failure_lines(result) + check_lines(result)))
         return 1
     counts = drift_counts(drift)
-    by_kind = ", ".join(f"{kind} {counts[kind]}" for kind in DRIFT_KINDS if counts[kind])
-    print(f"\nreconcile_catalog run {result.run_id}{when}: drift {len(drift)} rows" + (f" ({by_kind})" if by_kind else ""))
+    print(f"\nreconcile_catalog run {result.run_id}{when}: {drift_line(drift, reported_by_policy(settings or Settings.from_env()))}")
     print("\n".join(check_lines(result)))
     if len(drift):
         print(_table(drift.head(12)))

@@ -51,8 +51,8 @@ DEFAULT_PARTITIONS_START = "2026-01-01-00:00"
 DEFAULT_RECONCILE_CRON = "0 * * * *"
 DEFAULT_UI_URL = "http://127.0.0.1:3000"
 
-# Every variable the project reads; an unknown RECON_ variable is warned about with the
-# closest of these (a typo would otherwise be silently ignored).
+# Every variable the project reads; an unknown RECON_ variable, or a STRIPE_/DAGSTER_/ALERT_
+# one close to these, is warned about with the closest (a typo would otherwise be silently ignored).
 KNOWN_VARIABLES = (
     "RECON_CATALOG_URL",
     "RECON_CATALOG_TABLE",
@@ -516,10 +516,37 @@ def _cron(env: Mapping[str, str]) -> str:
     return raw
 
 
+# Names other projects and Stripe's own examples use for what recon-pipeline reads under another name.
+OTHER_NAMES = {
+    "STRIPE_SECRET_KEY": "STRIPE_API_KEY",
+    "STRIPE_KEY": "STRIPE_API_KEY",
+    "STRIPE_SECRET": "STRIPE_API_KEY",
+    "STRIPE_ENDPOINT_SECRET": "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_VERSION": "RECON_STRIPE_API_VERSION",
+}
+# Prefixes our variables share with other programs' (Stripe's CLI, Dagster): only a name close to ours is a near-miss.
+SHARED_PREFIXES = ("STRIPE_", "DAGSTER_", "ALERT_")
+
+
 def _unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """A warning for each variable that looks meant for recon-pipeline but is not one it reads:
+    any unknown RECON_ name, and a STRIPE_, DAGSTER_ or ALERT_ name close to one of ours
+    (or another project's name for it) while ours is not set."""
     said = []
+    named = set(re.findall(r"=([A-Z][A-Z0-9_]*)", env.get("RECON_STRIPE_ACCOUNTS", "")))  # the accounts' key variables
     for name in sorted(env):
-        if name.startswith("RECON_") and name not in KNOWN_VARIABLES and name not in FOREIGN_VARIABLES:
+        if name in KNOWN_VARIABLES or name in FOREIGN_VARIABLES or name in named or name.startswith(tuple(f"{known}_" for known in KNOWN_VARIABLES)):
+            continue
+        if name.startswith("RECON_"):
             close = difflib.get_close_matches(name, KNOWN_VARIABLES, n=1)
             said.append(f"{name} is not a recon-pipeline setting" + (f"; did you mean {close[0]}?" if close else "; it is ignored."))
+        elif name.startswith(SHARED_PREFIXES):
+            meant = OTHER_NAMES.get(name) or next(iter(difflib.get_close_matches(name, KNOWN_VARIABLES, n=1, cutoff=0.8)), None)
+            if meant and _text(env, meant) is None:
+                said.append(f"{name} is set but recon-pipeline does not read it; did you mean {meant}? ({meant} is not set)")
     return said
+
+
+def emulator_notice(api_base: str) -> str:
+    """What a run says when no STRIPE_API_KEY is set: the bundled emulator stands in for Stripe."""
+    return f"STRIPE_API_KEY is not set, so the bundled Stripe emulator ({api_base}) stands in for Stripe and nothing reaches a Stripe account; set STRIPE_API_KEY to sync with yours."

@@ -24,7 +24,13 @@ from recon_pipeline.testing import one_price, sensor_resources
 US, EU = [f"us_{i}" for i in range(4)], [f"eu_{i}" for i in range(3)]
 
 
+def _connect_eu(emulator) -> None:
+    """acct_eu becomes a connected account of the platform (on Stripe, by onboarding it)."""
+    httpx.post(f"{emulator.url}/_emulator/accounts", json={"id": "acct_eu"}).raise_for_status()
+
+
 def _settings(emulator, catalog_url: str) -> Settings:
+    _connect_eu(emulator)
     return Settings.from_env(
         {
             "RECON_CATALOG_URL": catalog_url,
@@ -42,13 +48,16 @@ def _posts(emulator, account_id: str) -> int:
 
 
 def _names(emulator, account_id: str) -> dict[str, str]:
-    page = httpx.get(f"{emulator.url}/v1/products", params={"limit": 100}, headers={"Authorization": "Bearer sk_test_platform", "Stripe-Account": account_id}).json()
-    return {p["id"]: p["name"] for p in page["data"]}
+    answer = httpx.get(f"{emulator.url}/v1/products", params={"limit": 100}, headers={"Authorization": "Bearer sk_test_platform", "Stripe-Account": account_id})
+    if answer.status_code == 403:  # an account nothing has reached yet: it holds nothing
+        return {}
+    return {p["id"]: p["name"] for p in answer.json()["data"]}
 
 
 def _deployed(monkeypatch: pytest.MonkeyPatch, emulator, tmp_path: Path) -> None:
     """The two accounts' settings in the environment, as a deployment sets them: the resources
     take them as EnvVar, and a run reads an account's key from its variable."""
+    _connect_eu(emulator)
     monkeypatch.setenv("RECON_CATALOG_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
     monkeypatch.setenv("STRIPE_API_BASE", emulator.url)
     monkeypatch.setenv("RECON_STRIPE_ACCOUNTS", "us=KEY_US,eu=acct_eu")

@@ -132,6 +132,18 @@ def test_local_products_and_prices_quarantine_a_bad_row_with_its_reason_and_warn
             ("product", "bad", None),
             ("product", "in_fr", None),
         ]
+        first_held = dict(conn.execute(select(quarantine.c.lookup_key, quarantine.c.at).where(quarantine.c.kind == "price")).all())
+    # The negative amount fixed: the next read releases that price and keeps holding the rest, since when they were first held.
+    with catalog.engine.begin() as conn:
+        conn.execute(text("UPDATE prices SET unit_amount = 700 WHERE lookup_key = 'good_m'"))
+    (tmp_path / "again").mkdir()
+    again = {r.output_name: r for r in read_catalog(CatalogResource(url=catalog_url), stripe, account=None, staging=tmp_path / "again") if isinstance(r, dg.Output)}
+    assert sorted(again["local_prices"].value.frame()["lookup_key"]) == ["good_m", "good_y"]
+    with catalog.engine.connect() as conn:
+        rows = {(r.kind, r.product_id, r.lookup_key): r for r in conn.execute(select(quarantine))}
+    assert sorted(key for key, r in rows.items() if r.released_at is None) == [("price", "bad", "bad_m"), ("product", "bad", None), ("product", "in_fr", None)]
+    assert rows[("price", "good", "good_m")].released_at is not None
+    assert rows[("price", "bad", "bad_m")].at == first_held["bad_m"]
 
 
 def test_the_snapshot_lists_every_stripe_product_and_price_active_and_archived_and_says_so(catalog_url, emulator):
@@ -189,6 +201,28 @@ def test_a_routine_edit_of_a_small_catalog_is_under_the_breakers_floor_and_repai
     output, checks = run(catalog_repair, resources, RepairConfig().model_dump(), catalog_drift=drift, local_products=local, stripe_products=remote, **NO_PRICES)
     assert checks["mass_drift_breaker"].passed and values(checks["mass_drift_breaker"].metadata)["floor"] == 25
     assert list(output.value["status"]) == ["applied"] and not values(output.metadata)["breaker_tripped"]
+
+
+def test_a_dry_run_shows_the_plan_with_each_fields_before_and_after_and_leaves_verification_unevaluated(catalog_url, emulator):
+    products = [CatalogProduct(id="p0", name="Renamed", description="x" * 300), CatalogProduct(id="p1", name="P1")]
+    upsert_products(Catalog.open(catalog_url).engine, products)
+    httpx.post(f"{emulator.url}/_emulator/fixtures", json={"products": [{"id": f"p{i}", "name": f"P{i}", "created": 1_700_000_000} for i in range(2)]}).raise_for_status()
+    drift = pd.DataFrame(
+        {"product_id": ["p0", "p0"], "lookup_key": None, "kind": "field_mismatch", "field": ["name", "description"], "local_value": ["Renamed", "x" * 300], "stripe_value": ["P0", None]}
+    )
+    resources = {
+        "catalog": CatalogResource(url=catalog_url),
+        "stripe": StripeResource(api_key="sk_test_assets", api_base=emulator.url, global_rate=1000, endpoint_rate=1000),
+        "policy": ReconPolicy(),
+    }
+    remote = stripe_products_of({"id": "p0", "name": "P0"}, {"id": "p1", "name": "P1"})
+    output, checks = run(catalog_repair, resources, {"dry_run": True}, catalog_drift=drift, local_products=catalog_rows(*products), stripe_products=remote, **NO_PRICES)
+    [change] = output.value["changes"]
+    assert change.startswith("name: 'P0' -> 'Renamed'; description: (none) -> 'xxx") and change.endswith("(300 chars)'")  # the drift table holds it whole
+    table = values(output.metadata)["actions"]
+    assert "name: 'P0' -> 'Renamed'; description: (none) -> 'xxx" in table and "(300 chars)" in table and "x" * 100 not in table
+    assert "repair_verified" not in checks and checks["mass_drift_breaker"].passed  # nothing written: not evaluated
+    assert httpx.get(f"{emulator.url}/_emulator/stats").json()["endpoints"].get("POST /v1/products/p0", 0) == 0
 
 
 def test_catalog_repair_above_the_breakers_share_plans_but_writes_nothing(catalog_url, emulator):

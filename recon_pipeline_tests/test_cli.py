@@ -45,7 +45,9 @@ def said(done: subprocess.CompletedProcess) -> str:
         ("mysql://root@127.0.0.1:3306/x", "its driver (MySQLdb) is not installed; for MySQL and MariaDB write mysql+pymysql://"),
         ("postgresql+psycopg2://postgres@127.0.0.1:5432/recon_no_such_db", "the database 'recon_no_such_db' does not exist on 127.0.0.1:5432; create it"),
         ("postgresql+psycopg2://postgres@127.0.0.1:1/x", "nothing answers at 127.0.0.1:1"),
+        ("postgresql+psycopg2://postgres@127.0.0.1:5432/recon_no_such_db", "create it (e.g. createdb -h 127.0.0.1 -p 5432 -U postgres recon_no_such_db)"),
         ("mysql+pymysql://root@127.0.0.1:3306/recon_no_such_db", "the database 'recon_no_such_db' does not exist on 127.0.0.1:3306"),
+        ("mysql+pymysql://root@127.0.0.1:3306/recon_no_such_db", "create it (e.g. mariadb -h 127.0.0.1 -P 3306 -u root -e 'CREATE DATABASE `recon_no_such_db`')"),
     ],
 )
 def test_a_catalog_url_that_cannot_work_says_why_and_what_to_do(url, message):
@@ -58,7 +60,7 @@ def test_a_password_in_the_catalog_url_is_never_shown():
     assert done.returncode == 2 and "hunter2secret" not in said(done) and "***" in done.stderr
 
 
-@pytest.mark.parametrize("command", [["dead-letters", "list"], ["audit"]])
+@pytest.mark.parametrize("command", [["dead-letters", "list"], ["audit"], ["quarantine", "list"]])
 def test_commands_that_only_read_never_create_a_catalog(tmp_path: Path, command):
     typo = tmp_path / "catlog.db"
     done = cli(*command, RECON_CATALOG_URL=f"sqlite:///{typo}")
@@ -238,6 +240,15 @@ def test_a_misspelled_variable_is_warned_about_with_the_closest_name(tmp_path: P
     done = cli("init", RECON_CATALOG_URL=f"sqlite:///{tmp_path / 'catalog.db'}", RECON_CONFLICT_POLICI="stripe_wins")
     assert done.returncode == 0
     assert "warning: RECON_CONFLICT_POLICI is not a recon-pipeline setting; did you mean RECON_CONFLICT_POLICY?" in said(done)
+
+
+def test_a_misspelled_stripe_key_is_warned_about_and_the_emulator_standing_in_is_said(tmp_path: Path, emulator):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    assert cli("init", RECON_CATALOG_URL=url).returncode == 0
+    done = cli("dead-letters", "replay", RECON_CATALOG_URL=url, STRIPE_API_BASE=emulator.url, STRIPE_API_KY="sk_live_TYPOKEY000000000000001234")
+    assert done.returncode == 0 and "warning: STRIPE_API_KY is set but recon-pipeline does not read it; did you mean STRIPE_API_KEY?" in said(done)
+    assert f"note: STRIPE_API_KEY is not set, so the bundled Stripe emulator ({emulator.url}) stands in for Stripe" in done.stderr
+    assert "TYPOKEY" not in done.stdout + done.stderr
 
 
 def test_the_projects_dagster_yaml_reaches_its_dagster_home_each_time_it_changes(tmp_path: Path):

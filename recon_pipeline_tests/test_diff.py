@@ -243,3 +243,15 @@ def test_summary_counts_kinds_fields_and_rate_over_all_products():
     assert summary["drift_rate"] == pytest.approx(5 / 5)
     assert summary["field_mismatch_by_field"] == {"active": 1, "name": 1}
     assert summary["price_field_mismatch_by_field"] == {"unit_amount": 1}
+
+
+def test_the_drift_line_counts_apart_what_the_orphan_policies_only_report():
+    from recon_pipeline.runs import drift_line, reported_by_policy
+    from recon_pipeline.settings import Settings
+
+    unmanaged = pd.DataFrame({"kind": ["price_orphan_in_stripe"], "field": [None]})
+    assert drift_line(unmanaged, reported_by_policy(Settings.from_env({}))) == "drift 0 rows (1 reported by policy: price_orphan_in_stripe)"
+    assert drift_line(unmanaged, reported_by_policy(Settings.from_env({"RECON_PRICE_ORPHAN_POLICY": "archive"}))) == "drift 1 rows (price_orphan_in_stripe 1)"
+    mixed = pd.DataFrame({"kind": ["field_mismatch", "orphan_in_stripe", "price_orphan_in_stripe"], "field": ["name", None, None]})
+    assert drift_line(mixed, reported_by_policy(Settings.from_env({}))) == "drift 1 rows (field_mismatch 1; 2 reported by policy: orphan_in_stripe 1, price_orphan_in_stripe 1)"
+    assert drift_line(mixed.iloc[:0]) == "drift 0 rows"

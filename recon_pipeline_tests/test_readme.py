@@ -11,22 +11,26 @@ is checked, so a command that fails, or a README that says something else, fails
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import stripe
 from sqlalchemy import create_engine, text
 
 from recon_pipeline.catalog import Catalog, CatalogProduct, upsert_products
 from recon_pipeline.catalog.schema import dead_letter
+from recon_pipeline.emulator.server import free_port
 from recon_pipeline.testing import wait_until
 from recon_pipeline_tests.conftest import MARIADB_ADMIN_URL
 
@@ -45,7 +49,7 @@ def readme_blocks() -> dict[str, list[str]]:
 
 
 def test_every_tested_block_has_a_test():
-    tested = {name.replace("-", "_") for name in readme_blocks()} | {"python_api"}
+    tested = {name.replace("-", "_") for name in readme_blocks()} | {"python_api", "emulator_fixture"}
     tests = {name.removeprefix("test_readme_") for name in globals() if name.startswith("test_readme_")}
     assert tested == tests, f"blocks without a test: {sorted(tested - tests)}; tests without a block: {sorted(tests - tested)}"
 
@@ -133,6 +137,7 @@ def test_readme_quick_start(shell: Shell):
     done = shell.run(demo)
     assert done.returncode == 0, done.stdout[-3000:]
     assert "The drift found is exactly the drift seeded." in done.stdout and "zero left" in done.stdout
+    assert "after repair: drift 0 rows (1 reported by policy: price_orphan_in_stripe)" in done.stdout  # the unmanaged price: reported, never written
     assert "Warning" not in done.stderr, done.stderr  # no SupersessionWarning or BetaWarning for a new user to wonder about
 
 
@@ -168,6 +173,8 @@ def test_readme_first_sync(shell: Shell, checkout: Path):
     assert first.returncode == 1 and "missing_in_stripe 30" in first.stdout and "drift_rate_below_threshold" in first.stdout and "FAILED (ERROR)" in first.stdout
     planned = shell.run(dry_run)
     assert planned.returncode == 1 and "30   (dry_run)" in planned.stdout and "refusing to auto-repair" in planned.stdout
+    assert "The plan (30 actions, nothing written):" in planned.stdout and planned.stdout.count("create_product") == 10
+    assert "... and 20 more (--limit 30 shows them all)" in planned.stdout and "repair_verified               not evaluated: nothing was written" in planned.stdout
     written = shell.run(override)
     assert written.returncode == 0 and "products created            30   (applied)" in written.stdout
     last = shell.run(again)
@@ -183,6 +190,36 @@ def test_readme_dead_letters(shell: Shell, checkout: Path):
     listed, replayed = (shell.run(line) for line in lines_of("dead-letters"))
     assert listed.returncode == 0 and "#1" in listed.stdout and "sku_001" in listed.stdout and "503 api_error: Stripe is down" in listed.stdout
     assert replayed.returncode == 0 and "resolved" in replayed.stdout and "replayed 1, resolved 1, still failing 0" in replayed.stdout
+
+
+def test_readme_quarantine(shell: Shell, checkout: Path):
+    from recon_pipeline.catalog.quarantine import PRICE, record
+    from recon_pipeline.reconcile.frames import local_price_chunks
+
+    seed_catalog(checkout, 1)
+    catalog = Catalog.open(f"sqlite:///{checkout / 'data' / 'catalog.db'}")
+    with catalog.engine.begin() as conn:  # what an import around our validation could leave
+        conn.execute(
+            text("INSERT INTO prices (lookup_key, product_id, active, currency, unit_amount, billing_scheme, updated_at) VALUES ('sku_000_m', 'sku_000', 1, 'usd', -5, 'per_unit', '2026-12-05')")
+        )
+
+    def read_prices() -> None:  # as local_prices does, in every reconcile_catalog run
+        bad: list[dict] = []
+        for _ in local_price_chunks(catalog, {"sku_000"}, {"sku_000"}, bad):
+            pass
+        record(catalog.engine, bad, PRICE)
+
+    read_prices()
+    (line,) = lines_of("quarantine")
+    listed = shell.run(line)
+    assert listed.returncode == 0 and "sku_000 / sku_000_m" in listed.stdout and "unit_amount=-5" in listed.stdout
+    assert "1 catalog rows quarantined (0 products, 1 prices)" in listed.stdout and "To do: fix each row in the catalog" in listed.stdout
+    with catalog.engine.begin() as conn:
+        conn.execute(text("UPDATE prices SET unit_amount = 500 WHERE lookup_key = 'sku_000_m'"))
+    read_prices()
+    assert "0 catalog rows quarantined" in shell.run(line).stdout
+    every = shell.run(f"{line.split('#')[0].strip()} --all")
+    assert every.returncode == 0 and "released " in every.stdout and "sku_000 / sku_000_m" in every.stdout and "1 released in the last 30 days" in every.stdout
 
 
 def test_readme_backfill_runbook(shell: Shell, checkout: Path):
@@ -283,6 +320,33 @@ def test_readme_python_api(shell: Shell):
     assert dict(zip(*(catalog.price_rows(["sku_42"])[c].tolist() for c in ("lookup_key", "active")), strict=True)) == {"sku_42:monthly": True, "sku_42:yearly": False}
     with catalog.engine.connect() as conn:
         assert [row.change for row in conn.execute(text("SELECT change FROM outbox ORDER BY id"))] == ["create", "update", "add_price", "change_price"]
+
+
+def test_readme_emulator_fixture(tmp_path: Path):
+    """The README's pytest fixture for the emulator, run by pytest as another project would."""
+    code = re.search(r"<!-- tested-python: emulator-fixture -->\n```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert code is not None
+    (tmp_path / "test_with_the_emulator.py").write_text(code.group(1))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", "test_with_the_emulator.py"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_emulator_runs_alone_without_the_rest_of_the_package(tmp_path: Path):
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, recon_pipeline.emulator.cli; print(sorted({m.split('.')[0] if not m.startswith('recon_pipeline') else '.'.join(m.split('.')[:2]) for m in sys.modules}))"],
+        capture_output=True, text=True, timeout=60,
+    ).stdout
+    assert "recon_pipeline.emulator" in imported and not {"dagster", "pandas", "sqlalchemy", "recon_pipeline.catalog", "recon_pipeline.settings"} & set(ast.literal_eval(imported))
+    port = free_port("127.0.0.1")
+    server = subprocess.Popen([sys.executable, "-m", "recon_pipeline.emulator", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: port_answers(f"{url}/_emulator/stats"), timeout=30, interval=0.2, what="python -m recon_pipeline.emulator to answer")
+        client = stripe.StripeClient("sk_test_alone", base_addresses={"api": url}, max_network_retries=0)
+        assert client.v1.products.create(params={"id": "alone", "name": "Alone"}).id == "alone"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_readme_own_catalog_query(shell: Shell, shop: str):

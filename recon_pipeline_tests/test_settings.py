@@ -86,6 +86,19 @@ def test_an_unknown_recon_variable_is_warned_about_with_the_closest_name():
     )
 
 
+def test_a_near_miss_of_a_stripe_or_dagster_variable_is_warned_about_and_others_programs_variables_are_not():
+    env = {"STRIPE_API_KY": "sk_test_typo", "STRIPE_ENDPOINT_SECRET": "whsec_x", "DAGSTER_HOM": "/tmp/d", "STRIPE_DEVICE_NAME": "laptop", "DAGSTER_GRPC_TIMEOUT_SECONDS": "60"}
+    assert Settings.from_env(env).warnings == (
+        "DAGSTER_HOM is set but recon-pipeline does not read it; did you mean DAGSTER_HOME? (DAGSTER_HOME is not set)",
+        "STRIPE_API_KY is set but recon-pipeline does not read it; did you mean STRIPE_API_KEY? (STRIPE_API_KEY is not set)",
+        "STRIPE_ENDPOINT_SECRET is set but recon-pipeline does not read it; did you mean STRIPE_WEBHOOK_SECRET? (STRIPE_WEBHOOK_SECRET is not set)",
+    )
+    # Another program's name beside ours, both set, or an account's own key variable: nothing to say.
+    assert Settings.from_env({"STRIPE_SECRET_KEY": "sk_test_app", "STRIPE_API_KEY": "sk_test_ours"}).warnings == ()
+    accounts = {"RECON_STRIPE_ACCOUNTS": "us=STRIPE_API_KEY_US,eu=STRIPE_KEY_EU", "STRIPE_API_KEY_US": "sk_test_us", "STRIPE_KEY_EU": "sk_test_eu", "STRIPE_API_KEY": "sk_test_p"}
+    assert Settings.from_env(accounts).warnings == ()
+
+
 def test_secrets_are_not_in_the_repr():
     settings = Settings.from_env(
         {"ALERT_WEBHOOK_URL": "https://hooks.example/T0/SECRETTOKEN", "STRIPE_WEBHOOK_SECRET": "whsec_hidden", "RECON_CATALOG_URL": "postgresql://u:pw123@h/db"}
@@ -112,3 +125,10 @@ def test_a_malformed_setting_fails_the_code_locations_load_naming_it(name, value
         [sys.executable, "-c", "import recon_pipeline.definitions"], env=environment_for_children(**{name: value}), capture_output=True, text=True, timeout=120
     )
     assert done.returncode != 0 and message in done.stderr
+
+
+def test_the_emulators_own_defaults_are_the_settings_ones():
+    from recon_pipeline.emulator.cli import HOST, PORT
+    from recon_pipeline.settings import EMULATOR_HOST, EMULATOR_PORT
+
+    assert (HOST, PORT) == (EMULATOR_HOST, EMULATOR_PORT)

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
 from recon_pipeline.names import SettingsError
@@ -68,7 +68,7 @@ def _explain(url: str, error: Exception) -> str:
     lowered = text.lower()
     host = f"{parsed.host or 'localhost'}:{parsed.port or ''}".rstrip(":")
     if ("does not exist" in lowered and "database" in lowered) or "unknown database" in lowered:
-        return f"{where}: the database {parsed.database!r} does not exist on {host}; create it (e.g. createdb -h {parsed.host} -U {parsed.username} {parsed.database})."
+        return f"{where}: the database {parsed.database!r} does not exist on {host}; create it (e.g. {_create_database(parsed)})."
     if "connection refused" in lowered or "can't connect" in lowered or "could not connect" in lowered or "timeout" in lowered:
         return f"{where}: nothing answers at {host} ({text}); is the server running, and is the host and port right?"
     if "password" in lowered or "access denied" in lowered or "authentication" in lowered:
@@ -89,3 +89,13 @@ def reachable(url: str) -> Iterator[None]:
         if "database" not in str(error).lower():
             raise
         raise CatalogUnavailable(_explain(url, error)) from None
+
+
+def _create_database(parsed: URL) -> str:
+    """The command that creates the URL's database, in that database's own client."""
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        port = f" -P {parsed.port}" if parsed.port else ""
+        password = " -p" if parsed.password else ""  # asks for it: never shown here
+        return f"mariadb -h {parsed.host or 'localhost'}{port} -u {parsed.username}{password} -e 'CREATE DATABASE `{parsed.database}`'"
+    port = f" -p {parsed.port}" if parsed.port else ""
+    return f"createdb -h {parsed.host or 'localhost'}{port} -U {parsed.username} {parsed.database}"

@@ -3,9 +3,10 @@
 A bad row (a NULL or duplicated id, a negative or fractional amount, an unknown currency,
 a name or metadata beyond Stripe's limits, text that is not UTF-8) must not block the rest
 of the catalog, and must not be half-synced. `split_valid` keeps the good rows and
-returns each bad one with a reason naming the value; `record` stores the current set in
-the `quarantine` table, where `catalog_drift` also finds them, so a quarantined product
-is never mistaken for an orphan in Stripe.
+returns each bad one with a reason naming the value; `record` brings the `quarantine` table
+up to date with the current set (and releases the rows fixed since), where `catalog_drift`
+also finds them, so a quarantined product is never mistaken for an orphan in Stripe.
+`recon-pipeline quarantine list` shows them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, delete, insert, select, text
+from sqlalchemy import Engine, delete, insert, select, text, update
 
 from recon_pipeline.catalog.prices import PRICE_COLUMNS, CatalogPrice, InvalidPrice, validate_price
 from recon_pipeline.catalog.products import PRODUCT_COLUMNS, CatalogProduct, InvalidProduct, validate_product
@@ -194,25 +195,51 @@ def split_valid_prices(rows: pd.DataFrame, product_ids: set[str]) -> tuple[pd.Da
     return rows.iloc[keep].reset_index(drop=True), bad
 
 
+RELEASED_KEPT = dt.timedelta(days=30)  # how long a released row stays listed (`quarantine list --all`)
+
+
 def record(engine: Engine, bad: list[dict[str, Any]], kind: str = PRODUCT) -> None:
-    """Replace the quarantine of one kind of row (product or price) with the current set of bad rows."""
+    """Bring the quarantine of one kind of row (product or price) up to date with the current set
+    of bad rows: a row held already keeps the time it was first set aside, a new one comes in,
+    and a held row no longer bad (fixed or removed in the catalog) is released, now."""
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":  # runs of several accounts' partitions rewrite it at once: one at a time
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUARANTINE_LOCK})
-        conn.execute(delete(quarantine).where(quarantine.c.kind == kind))
+        held: dict[tuple, list[int]] = {}
+        for r in conn.execute(select(quarantine.c.id, quarantine.c.product_id, quarantine.c.lookup_key, quarantine.c.reason).where(quarantine.c.kind == kind, quarantine.c.released_at.is_(None))):
+            held.setdefault((r.product_id, r.lookup_key, r.reason), []).append(r.id)
         for item in bad:
             lookup_key = (item.get("row") or {}).get("lookup_key") if kind == PRICE else None
-            conn.execute(insert(quarantine).values(at=now, kind=kind, lookup_key=None if lookup_key is None else str(lookup_key), **item))
+            lookup_key = None if lookup_key is None else str(lookup_key)
+            still = held.get((item["product_id"], lookup_key, item["reason"]))
+            if still:
+                still.pop()
+            else:
+                conn.execute(insert(quarantine).values(at=now, kind=kind, lookup_key=lookup_key, **item))
+        released = [row_id for ids in held.values() for row_id in ids]
+        for start in range(0, len(released), 500):
+            conn.execute(update(quarantine).where(quarantine.c.id.in_(released[start : start + 500])).values(released_at=now))
+        conn.execute(delete(quarantine).where(quarantine.c.kind == kind, quarantine.c.released_at < now - RELEASED_KEPT))
+
+
+def listed(engine: Engine, include_released: bool = False) -> list[dict[str, Any]]:
+    """The quarantine's rows, products before prices, oldest first: the held ones, or every one."""
+    query = select(quarantine.c.id, quarantine.c.at, quarantine.c.kind, quarantine.c.product_id, quarantine.c.lookup_key, quarantine.c.reason, quarantine.c.released_at)
+    if not include_released:
+        query = query.where(quarantine.c.released_at.is_(None))
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query.order_by(quarantine.c.kind.desc(), quarantine.c.at, quarantine.c.id))]
+    return rows
 
 
 def quarantined_ids(engine: Engine) -> set[str]:
     """The products held back from sync (their Stripe side is left alone, not an orphan)."""
     with engine.connect() as conn:
-        return {r.product_id for r in conn.execute(select(quarantine.c.product_id).where(quarantine.c.kind == PRODUCT)) if r.product_id}
+        return {r.product_id for r in conn.execute(select(quarantine.c.product_id).where(quarantine.c.kind == PRODUCT, quarantine.c.released_at.is_(None))) if r.product_id}
 
 
 def quarantined_lookup_keys(engine: Engine) -> set[str]:
     """The prices held back from sync, by lookup key (their Stripe price is left alone)."""
     with engine.connect() as conn:
-        return {r.lookup_key for r in conn.execute(select(quarantine.c.lookup_key).where(quarantine.c.kind == PRICE)) if r.lookup_key}
+        return {r.lookup_key for r in conn.execute(select(quarantine.c.lookup_key).where(quarantine.c.kind == PRICE, quarantine.c.released_at.is_(None))) if r.lookup_key}

@@ -230,8 +230,9 @@ asset_partitions = Table(
     _moment("stored_at"),
 )
 
-# Catalog rows the pipeline will not sync until they are fixed, with the reason (the
-# current set: rewritten by each local_products materialization).
+# Catalog rows the pipeline will not sync until they are fixed, with the reason. Each
+# local_products (local_prices) materialization brings the held products (prices) up to date:
+# new bad rows come in, fixed ones get `released_at` and are kept 30 days.
 quarantine = Table(
     "quarantine",
     metadata,
@@ -242,6 +243,7 @@ quarantine = Table(
     Column("row", JSON, nullable=True),
     Column("kind", String(16), nullable=False, server_default="product", comment="product | price"),
     Column("lookup_key", String(200), nullable=True, comment="A quarantined price's lookup key"),
+    Column("released_at", DateTime(timezone=True), nullable=True, comment="When the row left the quarantine (fixed or removed in the catalog); NULL while it is held"),
 )
 
 # API keys Stripe refused (401/403), by a digest of the key (never the key): while the key

@@ -46,8 +46,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # one bad row can be quarantined with its reason.
     dbapi_connection.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")  # first: switching to WAL itself waits for a writer's lock
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 

@@ -6,6 +6,7 @@
     recon-pipeline dev                       the Dagster UI on 127.0.0.1:3000 with the emulator
     recon-pipeline serve                     production: dagster-webserver + dagster-daemon on deploy/dagster.yaml
     recon-pipeline dead-letters list|replay  what exhausted its retries; replay it now
+    recon-pipeline quarantine list [--all]   catalog rows set aside, with the reason of each
     recon-pipeline edit ID [--name ...]      change a catalog product (and queue it for Stripe)
     recon-pipeline audit [PRODUCT]           who changed what, before and after, and why
     recon-pipeline reconcile [--account A]   run reconcile_catalog once (per Stripe account, with several)

@@ -292,8 +292,11 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
         catalog = open_catalog(settings, read_only=True)
         letters = list_dead_letters(catalog.engine, include_resolved=args.all)
         for letter in letters:
-            state = f"resolved {letter['resolved_at']:%Y-%m-%d %H:%M}" if letter["resolved_at"] else "open"
-            print(f"#{letter['id']:<5} {letter['product_id']:<24} {letter['action']:<16} attempts={letter['attempts']:<3} {state}: {letter['reason']}")
+            line = f"#{letter['id']:<5} {letter['product_id']:<24} {letter['action']:<16} attempts={letter['attempts']:<3}"
+            if letter["resolved_at"]:
+                print(f"{line} resolved {letter['resolved_at']:%Y-%m-%d %H:%M} by {letter['resolution']} (it had failed: {letter['reason']})")
+            else:
+                print(f"{line} open: {letter['reason']}")
         print(f"{len(letters)} dead letters" + ("" if args.all else " open"))
         return 0
     catalog = open_catalog(settings)
@@ -320,6 +323,23 @@ def cmd_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
     still = sum(not r.resolved for r in results)
     print(f"replayed {len(results)}, resolved {len(results) - still}, still failing {still}")
     return 1 if still else 0
+
+
+def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> int:
+    from recon_pipeline.catalog.quarantine import RELEASED_KEPT, listed
+
+    rows = listed(open_catalog(settings, read_only=True).engine, include_released=args.all)
+    for row in rows:
+        which = row["product_id"] if row["kind"] == "product" else f"{row['product_id']} / {row['lookup_key']}"
+        state = f"released {row['released_at']:%Y-%m-%d %H:%M}" if row["released_at"] else f"held since {row['at']:%Y-%m-%d %H:%M}"
+        print(f"{row['kind']:<8} {which!s:<32} {state}: {row['reason']}")
+    held = [row for row in rows if not row["released_at"]]
+    products = sum(row["kind"] == "product" for row in held)
+    print(f"{len(held)} catalog rows quarantined ({products} products, {len(held) - products} prices) as of the last reconcile_catalog run"
+          + (f", {len(rows) - len(held)} released in the last {RELEASED_KEPT.days} days" if args.all else ""))
+    if held:
+        print("To do: fix each row in the catalog as its reason says (or remove it); the next reconcile_catalog run syncs it and releases it from the quarantine.")
+    return 0
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
@@ -367,6 +387,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     audit.add_argument("--since", help="a date or time (2026-11-24, 2026-11-24T10:00, UTC) or an age (30m, 6h, 7d)")
     audit.add_argument("--limit", type=int, default=200, help="the newest entries shown at most")
     audit.set_defaults(func=cmd_audit)
+
+    held = commands.add_parser("quarantine", help="the catalog rows set aside because Stripe would refuse them, with the reason of each")
+    held.add_argument("action", choices=["list"], help="list them")
+    held.add_argument("--all", action="store_true", help="list the rows released lately (fixed or removed in the catalog) too")
+    held.set_defaults(func=cmd_quarantine)
 
     letters = commands.add_parser("dead-letters", help="list or replay what exhausted its retries")
     letters.add_argument("action", choices=["list", "replay"], help="list them, or replay them now")

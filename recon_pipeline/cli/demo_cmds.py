@@ -39,7 +39,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         )
         repair = {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}
         status |= print_repair(run_job("repair_catalog", repair, instance=instance, quiet=True, settings=demo))
-        status |= print_drift(run_job("reconcile_catalog", instance=instance, quiet=True, settings=demo), " after repair", left_alone=len(data.unmanaged))
+        status |= print_drift(run_job("reconcile_catalog", instance=instance, quiet=True, settings=demo), " after repair", demo, left_alone=len(data.unmanaged))
         for price in unmanaged_prices(url, data):
             state = "still active" if price["active"] else "ARCHIVED"
             print(f"\nThe unmanaged price {price['id']} of {price['product']} ({price.get('nickname')}) is {state}:")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from recon_pipeline.settings import DATA_DIR, EMULATOR_HOST, EMULATOR_PORT, PROJECT_ROOT, Settings, SettingsError, emulator_url
+from recon_pipeline.settings import DATA_DIR, EMULATOR_HOST, EMULATOR_PORT, PROJECT_ROOT, Settings, SettingsError, emulator_notice, emulator_url
 
 EMULATOR_STATE = DATA_DIR / "stripe-emulator.db"
 STOP_GRACE_S = 5.0  # how long children get to stop on their own after Ctrl-C, before the rest is killed
@@ -81,12 +81,24 @@ def running_emulator(port: int, state_path: Path = EMULATOR_STATE) -> Iterator[s
         yield server.url
 
 
+def connect_accounts(url: str, settings: Settings) -> None:
+    """On the bundled emulator, the connected accounts RECON_STRIPE_ACCOUNTS names (acct_...) are
+    connected to the platform, as they are on the user's Stripe (the emulator refuses others)."""
+    for account in settings.accounts:
+        if account.connected_id:
+            httpx.post(f"{url}/_emulator/accounts", json={"id": account.connected_id}, timeout=5).raise_for_status()
+
+
 def with_stripe(settings: Settings, stack: contextlib.ExitStack) -> Settings:
     """The settings a command calls Stripe with: on the embedded default (no key, no
     STRIPE_API_BASE), the bundled emulator, started in this process if none runs."""
-    if not settings.uses_emulator or "STRIPE_API_BASE" in settings.set_in_env:
+    if not settings.uses_emulator:
         return settings
-    return dataclasses.replace(settings, stripe_api_base=stack.enter_context(running_emulator(EMULATOR_PORT)))
+    if "STRIPE_API_BASE" not in settings.set_in_env:
+        settings = dataclasses.replace(settings, stripe_api_base=stack.enter_context(running_emulator(EMULATOR_PORT)))
+        connect_accounts(settings.stripe_api_base, settings)
+    print(f"recon-pipeline: note: {emulator_notice(settings.stripe_api_base)}", file=sys.stderr, flush=True)
+    return settings
 
 
 class Supervisor:

@@ -47,7 +47,7 @@ def _for_account(account: str | None) -> str:
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from recon_pipeline.runs import print_drift
 
-    return max(print_drift(_run(settings, "reconcile_catalog", partition_key=account), _for_account(account)) for account in _accounts(args, settings))
+    return max(print_drift(_run(settings, "reconcile_catalog", partition_key=account), _for_account(account), settings) for account in _accounts(args, settings))
 
 
 def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,7 +60,7 @@ def cmd_repair(args: argparse.Namespace, settings: Settings) -> int:
         config["max_write_share"] = args.max_write_share
     print("repair_catalog plans from the latest catalog_drift: run `recon-pipeline reconcile` first if it is old.")
     run_config = {"ops": {"catalog_repair": {"config": config}}}
-    return max(print_repair(_run(settings, "repair_catalog", run_config, partition_key=account), _for_account(account)) for account in _accounts(args, settings))
+    return max(print_repair(_run(settings, "repair_catalog", run_config, partition_key=account), _for_account(account), args.limit) for account in _accounts(args, settings))
 
 
 def _hour(value: str, name: str, settings: Settings) -> dt.datetime:
@@ -104,13 +104,20 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     return status
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of actions (1 or more)")
+    return int(text)
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     reconcile = commands.add_parser("reconcile", help="run reconcile_catalog once: snapshot both sides, derive catalog_drift, run its checks")
     reconcile.add_argument("--account", help="with several Stripe accounts (RECON_STRIPE_ACCOUNTS): only this one (default: each in turn)")
     reconcile.set_defaults(func=cmd_reconcile)
 
     repair = commands.add_parser("repair", help="run repair_catalog once from the latest catalog_drift", formatter_class=DEFAULTS)
-    repair.add_argument("--dry-run", action="store_true", help="plan and report, write nothing")
+    repair.add_argument("--dry-run", action="store_true", help="plan and report, write nothing: the plan's actions, each with its fields before -> after")
+    repair.add_argument("--limit", type=_positive_int, metavar="N", help="show only the first N actions of the plan (default: all)")
     repair.add_argument("--orphan-policy", choices=["report", "archive", "adopt"], help="what to do with products only Stripe has (default: RECON_ORPHAN_POLICY)")
     repair.add_argument("--max-write-share", type=float, help="the mass-drift breaker's share (default: RECON_MAX_REPAIR_SHARE)")
     repair.add_argument("--override-breaker", action="store_true", help="repair even above the breaker: a person's decision (the first sync of a new account)")

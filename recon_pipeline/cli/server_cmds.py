@@ -7,23 +7,16 @@ import sys
 from pathlib import Path
 
 from recon_pipeline.cli.catalog_cmds import open_catalog
-from recon_pipeline.cli.processes import Supervisor, instance_home, port_in_use
-from recon_pipeline.settings import EMULATOR_HOST, EMULATOR_PORT, PROJECT_ROOT, Settings, SettingsError, environment_for_children
+from recon_pipeline.cli.processes import Supervisor, connect_accounts, instance_home, port_in_use
+from recon_pipeline.settings import EMULATOR_PORT, PROJECT_ROOT, Settings, SettingsError, emulator_notice, environment_for_children
 
 DEFAULTS = argparse.ArgumentDefaultsHelpFormatter
 
 
 def cmd_emulator(args: argparse.Namespace, settings: Settings) -> int:
-    from recon_pipeline.emulator import Faults, serve
-    from recon_pipeline.emulator.faults import FAULT_FIELDS
+    from recon_pipeline.emulator.cli import run
 
-    # Each fault flag is named after its Faults field (--drop-rate -> drop_rate).
-    faults = Faults(**{name: getattr(args, name) for name in FAULT_FIELDS if hasattr(args, name)})
-    if args.state:
-        Path(args.state).parent.mkdir(parents=True, exist_ok=True)
-    print(f"Stripe emulator on http://{args.host}:{args.port} (state: {args.state or 'in memory'})", flush=True)
-    serve(host=args.host, port=args.port, state_path=args.state, faults=faults)
-    return 0
+    return run(args)
 
 
 def _ready_to_serve(settings: Settings, host: str, port: int, command: str) -> None:
@@ -55,6 +48,8 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
     supervisor = Supervisor()
     if settings.uses_emulator:
         env["STRIPE_API_BASE"] = supervisor.start_emulator(args.emulator_port, env)
+        connect_accounts(env["STRIPE_API_BASE"], settings)
+        print(f"dev: {emulator_notice(env['STRIPE_API_BASE'])}", flush=True)
     _webserver_and_daemon(supervisor, args, env, home)
     print(f"dev: the UI on http://{args.host}:{args.port}, the daemon, DAGSTER_HOME={home}; Ctrl-C stops them all", flush=True)
     return supervisor.wait()
@@ -68,27 +63,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     home = instance_home(settings)
     env = environment_for_children(DAGSTER_HOME=str(home))
     supervisor = Supervisor()
-    if settings.uses_emulator and "STRIPE_API_BASE" not in settings.set_in_env:
-        env["STRIPE_API_BASE"] = supervisor.start_emulator(args.emulator_port, env)
+    if settings.uses_emulator:
+        if "STRIPE_API_BASE" not in settings.set_in_env:
+            env["STRIPE_API_BASE"] = supervisor.start_emulator(args.emulator_port, env)
+            connect_accounts(env["STRIPE_API_BASE"], settings)
+        print(f"serving: {emulator_notice(env.get('STRIPE_API_BASE', settings.stripe_api_base))}", flush=True)
     _webserver_and_daemon(supervisor, args, env, home)
     print(f"serving: webserver http://{args.host}:{args.port}, daemon, DAGSTER_HOME={home}", flush=True)
     return supervisor.wait()
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    emulator = commands.add_parser("emulator", help="run the bundled Stripe emulator", formatter_class=DEFAULTS)
-    emulator.add_argument("--host", default=EMULATOR_HOST, help="address to bind")
-    emulator.add_argument("--port", type=int, default=EMULATOR_PORT, help="port to listen on")
-    emulator.add_argument("--state", help="SQLite file that keeps the emulator's state across restarts (default: in memory)")
-    emulator.add_argument("--rate-limit", type=float, help="global requests/s before answering 429 (default: none)")
-    emulator.add_argument("--endpoint-rate-limit", type=float, help="requests/s per endpoint before answering 429 (default: none)")
-    emulator.add_argument("--failure-rate", type=float, default=0.0, help="fraction of requests answered 500")
-    emulator.add_argument("--latency-ms", type=int, default=0, help="latency added to every API request")
-    emulator.add_argument("--slow-rate", type=float, default=0.0, help="fraction of requests that take --slow-ms longer")
-    emulator.add_argument("--slow-ms", type=int, default=5000, help="how much longer a slow request takes")
-    emulator.add_argument("--drop-rate", type=float, default=0.0, help="fraction of requests whose connection is cut (before or after the work)")
-    emulator.add_argument("--outage", action="store_true", help="answer every API request 503")
-    emulator.add_argument("--retry-after", type=float, help="send Retry-After (seconds) with 429s")
+    from recon_pipeline.emulator.cli import add_arguments
+
+    emulator = add_arguments(commands.add_parser("emulator", help="run the bundled Stripe emulator (alone: python -m recon_pipeline.emulator)", formatter_class=DEFAULTS))
     emulator.set_defaults(func=cmd_emulator)
 
     dev = commands.add_parser("dev", help="the Dagster UI with the emulator running", formatter_class=DEFAULTS)

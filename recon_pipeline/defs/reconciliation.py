@@ -28,11 +28,11 @@ from recon_pipeline.defs import account_of, chosen_dagster_mechanisms, per_accou
 from recon_pipeline.defs.parquet_io import as_file
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.progress import Progress
-from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, summarize_drift
+from recon_pipeline.reconcile import COMPARED_FIELDS, DRIFT_KINDS, PRICE_COMPARED_FIELDS, shortened, summarize_drift
 from recon_pipeline.reconcile.diff import Side, find_drift
 from recon_pipeline.reconcile.frames import STRIPE_PRICE_SCHEMA, STRIPE_PRODUCT_SCHEMA, local_price_chunks, local_product_chunks
 from recon_pipeline.reconcile.snapshot import PAGE, Snapshot, fetch_prices_snapshot, fetch_products_snapshot
-from recon_pipeline.reconcile.tables import ParquetTable, TableWriter
+from recon_pipeline.reconcile.tables import ParquetTable, TableWriter, give_back_memory
 from recon_pipeline.settings import DEFAULT_ACCOUNT, Settings
 from recon_pipeline.sync.credentials import refusal
 
@@ -376,11 +376,13 @@ def drift_metadata(drift: pd.DataFrame, summary: dict) -> dict[str, dg.MetadataV
 
 
 def _preview(drift: pd.DataFrame) -> str:
-    """The first rows of each kind (so price rows show beside product rows), as a table."""
+    """The first rows of each kind (so price rows show beside product rows), as a table; long
+    values (tiers, currency options) shortened: the asset itself keeps them whole."""
     if not len(drift):
         return "_No drift: both sides agree._"
     per_kind = max(2, PREVIEW_ROWS // max(1, drift["kind"].nunique()))
-    return drift.groupby("kind", sort=False).head(per_kind).head(PREVIEW_ROWS).to_markdown(index=False)
+    rows = drift.groupby("kind", sort=False).head(per_kind).head(PREVIEW_ROWS)
+    return rows.assign(**{column: rows[column].map(shortened) for column in ("local_value", "stripe_value")}).to_markdown(index=False)
 
 
 @dg.asset(
@@ -415,6 +417,7 @@ def catalog_drift(
     database's `drift_history` table (with the run, the time and the account; kept
     RECON_DRIFT_HISTORY_DAYS), for "what drifted, when, and for how long" in SQL.
     """
+    give_back_memory()  # what the snapshot freed, before DuckDB takes its share (in one process, the peak is here)
     # A quarantined product or price is not synced, and not an orphan either: leave its Stripe side alone.
     engine = catalog.engine()
     held, held_keys = quarantined_ids(engine), quarantined_lookup_keys(engine)

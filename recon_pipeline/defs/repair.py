@@ -18,9 +18,11 @@ from recon_pipeline.catalog import CatalogReadOnly
 from recon_pipeline.defs import account_of, per_account, run_id_of
 from recon_pipeline.defs.resources import CatalogResource, ReconPolicy, StripeResource
 from recon_pipeline.policies import OrphanPolicy
-from recon_pipeline.reconcile import ORPHAN_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE
+from recon_pipeline.reconcile import ORPHAN_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE, shortened
+from recon_pipeline.reconcile.diff import PREVIEW_WIDTH
 from recon_pipeline.repair import ACTION_ORDER, APPLIED, DEAD_LETTER, Sides, WriteSource, converge
 from recon_pipeline.repair.dead_letters import open_dead_letters
+from recon_pipeline.repair.plan import FieldChanges
 from recon_pipeline.settings import Settings
 
 GROUP = "repair"
@@ -51,16 +53,31 @@ def _check(name: str, passed: bool, description: str | None, severity=dg.AssetCh
     return dg.AssetCheckResult(check_name=name, asset_key="catalog_repair", passed=passed, severity=severity, description=description, metadata=metadata)
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"stripe"},
+REPAIR_DESCRIPTION = """The writes that bring Stripe back to the catalog, one row per action, in Stripe's order.
+
+Plan from `catalog_drift`: create missing products (ids derived from the catalog) and
+prices (with their lookup keys), update mismatched product fields and mutable price
+fields in place, replace a price whose terms changed (the replacement takes its lookup
+key, then the default moves, then exactly the replaced price is archived), and handle
+orphan products and unmanaged prices by policy. Every write is idempotent and recorded in
+`sync_ledger`; a product that still fails after retries goes to `dead_letter` and the run
+goes on. Then the drift of the touched products is re-derived and must be zero.
+"""
+
+
+# A multi-asset of one, because only those may leave a check without a result (can_subset):
+# repair_verified is not evaluated when nothing was written, and the UI shows it skipped.
+@dg.multi_asset(
+    outs={"catalog_repair": dg.AssetOut(group_name=GROUP, kinds={"stripe"}, description=REPAIR_DESCRIPTION)},
     pool="stripe_api",
     retry_policy=dg.RetryPolicy(max_retries=3, delay=2.0, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS),
+    can_subset=True,
     check_specs=[
         dg.AssetCheckSpec(
             "repair_verified",
             asset="catalog_repair",
-            description="After the writes, drift re-derived from fresh reads of the touched products is zero.",
+            description="After the writes, drift re-derived from fresh reads of the touched products is zero. "
+            "Not evaluated when nothing was written (a dry run, or the breaker held).",
         ),
         dg.AssetCheckSpec(
             "mass_drift_breaker",
@@ -90,16 +107,7 @@ def catalog_repair(
     local_prices: pd.DataFrame,
     stripe_prices: pd.DataFrame,
 ):
-    """The writes that bring Stripe back to the catalog, one row per action, in Stripe's order.
-
-    Plan from `catalog_drift`: create missing products (ids derived from the catalog) and
-    prices (with their lookup keys), update mismatched product fields and mutable price
-    fields in place, replace a price whose terms changed (the replacement takes its lookup
-    key, then the default moves, then exactly the replaced price is archived), and handle
-    orphan products and unmanaged prices by policy. Every write is idempotent and recorded in
-    `sync_ledger`; a product that still fails after retries goes to `dead_letter` and the run
-    goes on. Then the drift of the touched products is re-derived and must be zero.
-    """
+    """catalog_repair: the plan from catalog_drift applied to Stripe, then verified (see the asset's description)."""
     started = time.perf_counter()
     share = policy.max_repair_share if config.max_write_share is None else config.max_write_share
     floor = policy.breaker_floor if config.breaker_floor is None else config.breaker_floor
@@ -133,10 +141,12 @@ def catalog_repair(
     if converged.breaker_tripped:
         context.log.error(breaker_note)
 
+    changes = FieldChanges(catalog_drift)
     outcomes = pd.DataFrame(
-        [(o.product_id, o.lookup_key, o.action, o.status, o.writes, o.detail, o.error or "") for o in result.outcomes],
-        columns=["product_id", "lookup_key", "action", "status", "writes", "detail", "error"],
+        [(o.product_id, o.lookup_key, o.action, changes.of(o.product_id, o.action, o.lookup_key, o.fields) or o.detail, o.status, o.writes, o.detail, o.error or "") for o in result.outcomes],
+        columns=["product_id", "lookup_key", "action", "changes", "status", "writes", "detail", "error"],
     )
+    held = config.dry_run or converged.breaker_tripped  # planned, nothing written
     # A summary, never a line per write: each write is in sync_ledger, the first rows in `actions`.
     by_status = outcomes.groupby(["status", "action"]).size() if len(outcomes) else pd.Series(dtype=int)
     context.log.info("repair: " + (", ".join(f"{action} {status} {n}" for (status, action), n in by_status.items()) or "nothing to write"))
@@ -147,6 +157,7 @@ def catalog_repair(
         context.log.warning(f"... and {len(failed) - FAILURES_LOGGED} more in dead_letter (recon-pipeline dead-letters list)")
     yield dg.Output(
         outcomes,
+        output_name="catalog_repair",
         metadata={
             **{f"actions/{name}": dg.MetadataValue.int(result.count(APPLIED, name)) for name in ACTION_ORDER},
             "planned": dg.MetadataValue.int(len(plan.actions)),
@@ -156,10 +167,10 @@ def catalog_repair(
             "retries": dg.MetadataValue.int(int(stats.get("retries", 0))),
             "rate_limited": dg.MetadataValue.int(int(stats.get("rate_limited", 0))),
             "throttle_wait_s": dg.MetadataValue.float(round(float(stats.get("throttle_wait_s", 0.0)), 3)),
-            "dry_run": dg.MetadataValue.bool(config.dry_run or converged.breaker_tripped),
+            "dry_run": dg.MetadataValue.bool(held),
             "breaker_tripped": dg.MetadataValue.bool(converged.breaker_tripped),
             "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
-            "actions": dg.MetadataValue.md(outcomes.head(PREVIEW_ROWS).to_markdown(index=False) if len(outcomes) else "_Nothing to repair._"),
+            "actions": dg.MetadataValue.md(_actions_table(outcomes, plan_only=held)),
         },
     )
 
@@ -181,6 +192,9 @@ def catalog_repair(
         severity=dg.AssetCheckSeverity.WARN,
         open_dead_letters=dg.MetadataValue.int(letters),
     )
+    if held:  # nothing was written, so there is nothing to verify: the check is not evaluated (the UI shows it skipped)
+        context.log.info("repair_verified not evaluated: " + ("the breaker held the repair" if converged.breaker_tripped else "a dry run") + ", nothing was written")
+        return
     remaining = converged.remaining
     yield _check(
         "repair_verified",
@@ -196,6 +210,20 @@ def catalog_repair(
             metadata={"remaining": dg.MetadataValue.md(remaining.head(PREVIEW_ROWS).to_markdown(index=False))},
             allow_retries=False,
         )
+
+
+def _actions_table(outcomes: pd.DataFrame, plan_only: bool) -> str:
+    """The first PREVIEW_ROWS actions as a Markdown table, long values shortened: what each
+    changes, before -> after (what it is about where it changes no field), and how it went, unless
+    the plan was not applied (a dry run, the breaker held)."""
+    if not len(outcomes):
+        return "_Nothing to repair._"
+    columns = ["product_id", "lookup_key", "action", "changes"] + ([] if plan_only else ["status", "writes", "error"])
+    shown = outcomes.head(PREVIEW_ROWS)[columns]  # each change's values come shortened
+    if "error" in shown:
+        shown = shown.assign(error=shown["error"].map(lambda text: shortened(text, 2 * PREVIEW_WIDTH)))
+    more = f"\n\n_The first {PREVIEW_ROWS} of {len(outcomes)}; `recon-pipeline repair --dry-run` lists them all._" if len(outcomes) > PREVIEW_ROWS else ""
+    return shown.to_markdown(index=False) + more
 
 
 repair_catalog = dg.define_asset_job(

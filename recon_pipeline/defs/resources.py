@@ -19,7 +19,7 @@ from recon_pipeline.catalog import Catalog
 from recon_pipeline.catalog.source import CatalogSource, price_rows, product_rows
 from recon_pipeline.policies import ConflictPolicy, OrphanPolicy
 from recon_pipeline.reconcile.snapshot import CONCURRENCY
-from recon_pipeline.settings import CATALOG_TAG, EMULATOR_API_KEY, Settings, StripeAccount, account_key_and_rate, catalog_fingerprint, cron_interval_s, parse_accounts
+from recon_pipeline.settings import CATALOG_TAG, EMULATOR_API_KEY, Settings, StripeAccount, account_key_and_rate, catalog_fingerprint, cron_interval_s, emulator_notice, parse_accounts
 from recon_pipeline.stripe_api import CredentialsRefused, RetryPolicy, StripeGateway, budget_for
 from recon_pipeline.sync.credentials import record_refusal, refusal
 
@@ -100,6 +100,8 @@ class StripeResource(dg.ConfigurableResource):
             return self._gateways
 
     def _build_gateways(self) -> dict[str, StripeGateway]:
+        if self.api_key == EMULATOR_API_KEY:  # said in each run's log, so nobody mistakes the emulator's answers for Stripe's
+            dg.get_dagster_logger().warning(emulator_notice(self.api_base))
         gateways = {}
         for account in parse_accounts(self.accounts or None, None, emulator=self.api_key == EMULATOR_API_KEY):
             api_key, global_rate = account_key_and_rate(account, self.api_key, self.global_rate, self.rate_limit_set)

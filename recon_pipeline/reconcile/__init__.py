@@ -13,6 +13,7 @@ from recon_pipeline.reconcile.diff import (
     DuplicateProductIds,
     diff_catalog,
     empty_drift,
+    shortened,
     summarize_drift,
     syncable_defaults,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "empty_drift",
     "local_frame",
     "local_price_frame",
+    "shortened",
     "stripe_frame",
     "stripe_price_frame",
     "stripe_product_id",

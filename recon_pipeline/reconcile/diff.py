@@ -50,6 +50,14 @@ PRICE_ORPHAN_IN_STRIPE = "price_orphan_in_stripe"
 PRICE_FIELD_MISMATCH = "price_field_mismatch"
 DRIFT_KINDS = (MISSING_IN_STRIPE, ORPHAN_IN_STRIPE, FIELD_MISMATCH, PRICE_MISSING_IN_STRIPE, PRICE_ORPHAN_IN_STRIPE, PRICE_FIELD_MISMATCH)
 DRIFT_COLUMNS = ("product_id", "lookup_key", "kind", "field", "local_value", "stripe_value")
+PREVIEW_WIDTH = 40  # characters of a value in a preview (the UI's, the CLI's); the tables keep values whole
+
+
+def shortened(value: object, width: int = PREVIEW_WIDTH) -> object:
+    """A value as a preview shows it: text longer than `width` cut, with an ellipsis and its length."""
+    if not isinstance(value, str) or len(value) <= width:
+        return value
+    return f"{value[: width - 12]}… ({len(value)} chars)"
 
 
 class DuplicateProductIds(ValueError):

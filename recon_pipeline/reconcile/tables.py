@@ -9,6 +9,9 @@ or any Parquet reader on the file the IO manager keeps).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import io
 import tempfile
 import threading
@@ -25,6 +28,15 @@ import pyarrow.parquet as pq
 
 ROW_GROUP_ROWS = 16_384  # rows buffered before a row group is written (pages are 100 rows; 4 MB of prices)
 DUCKDB_MEMORY = "256MB"  # DuckDB's working memory for a query over the sides; above it, it spills to disk
+
+
+def give_back_memory() -> None:
+    """Hand freed memory back to the system before a step that needs its own (catalog_drift after
+    the snapshot): Python's collector, Arrow's pool, then glibc's free lists (malloc_trim)."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @contextmanager

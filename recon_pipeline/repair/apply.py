@@ -83,6 +83,8 @@ class Outcome:
     detail: str = ""
     error: str | None = None
     lookup_key: str | None = None
+    attempts: int = 0  # requests sent for the write that failed (a dead letter's `attempts`)
+    fields: tuple[str, ...] = ()  # the fields the action writes
 
 
 @dataclass
@@ -204,20 +206,20 @@ class Repairer:
         if action.action == REPORT_ORPHAN:
             return Outcome(action.product_id, action.action, REPORTED, 0, "in Stripe, not in the catalog (orphan policy: report)")
         if action.action == REPORT_PRICE_ORPHAN:
-            return Outcome(action.product_id, action.action, REPORTED, 0, action.describe(), lookup_key=action.lookup_key)
+            return Outcome(action.product_id, action.action, REPORTED, 0, action.describe(), lookup_key=action.lookup_key, fields=action.fields)
         try:
             writes = handler[action.action](action)
-            return Outcome(action.product_id, action.action, APPLIED, writes, action.describe(), lookup_key=action.lookup_key)
+            return Outcome(action.product_id, action.action, APPLIED, writes, action.describe(), lookup_key=action.lookup_key, fields=action.fields)
         except (stripe.StripeError, PriceNotFound) as exc:
             reason = error_text(exc) if isinstance(exc, stripe.StripeError) else str(exc)
-            return Outcome(action.product_id, action.action, DEAD_LETTER, 0, action.describe(), reason, action.lookup_key)
+            return Outcome(action.product_id, action.action, DEAD_LETTER, 0, action.describe(), reason, action.lookup_key, StripeGateway.attempts_of(exc), action.fields)
 
-    def dead_letter(self, action: RepairAction, reason: str) -> None:
-        """Park a failed action in dead_letter with the reason, replayable later."""
+    def dead_letter(self, action: RepairAction, reason: str, attempts: int) -> None:
+        """Park a failed action in dead_letter with the reason and the requests it sent, replayable later."""
         log.warning("dead letter: %s %s: %s", action.action, action.product_id, reason)
         payload = {"product_id": action.product_id, "action": action.action, "fields": list(action.fields), "lookup_key": action.lookup_key}
         with self.engine.begin() as conn:
-            record_dead_letter(conn, self.source, action.product_id, action.action, payload, reason, self.gateway.retry.max_attempts, self.gateway.account)
+            record_dead_letter(conn, self.source, action.product_id, action.action, payload, reason, attempts, self.gateway.account)
 
     @staticmethod
     def _stripe_id(action: RepairAction) -> str:
@@ -331,7 +333,7 @@ class Repairer:
         `dead_letters`, is parked in dead_letter; the outbox keeps its own retries instead.
         """
         if dry_run:
-            return RepairResult([Outcome(a.product_id, a.action, DRY_RUN, 0, a.describe()) for a in plan.actions])
+            return RepairResult([Outcome(a.product_id, a.action, DRY_RUN, 0, a.describe(), lookup_key=a.lookup_key, fields=a.fields) for a in plan.actions])
         by_product: dict[str, list[RepairAction]] = {}
         for action in plan.actions:
             by_product.setdefault(action.product_id, []).append(action)
@@ -343,7 +345,7 @@ class Repairer:
                 outcomes.append(outcome)
                 if outcome.status == DEAD_LETTER:
                     if dead_letters:
-                        self.dead_letter(action, outcome.error or "")
+                        self.dead_letter(action, outcome.error or "", outcome.attempts)
                     if progress:
                         progress(len(actions) - done + 1)  # the product's later actions are not attempted: count them done
                     break  # later actions of this product depend on this one

@@ -57,9 +57,9 @@ def resolve(engine: Engine, letter_id: int, resolution: str) -> None:
         conn.execute(update(dead_letter).where(dead_letter.c.id == letter_id).values(resolved_at=_now(), resolution=resolution))
 
 
-def still_failing(engine: Engine, letter_id: int, reason: str) -> None:
-    """One more failed attempt at a letter, with the newest reason."""
+def still_failing(engine: Engine, letter_id: int, reason: str, attempts: int = 1) -> None:
+    """A replay that failed again: the requests it sent added to the letter's, with the newest reason."""
     with engine.begin() as conn:
         conn.execute(
-            update(dead_letter).where(dead_letter.c.id == letter_id).values(attempts=dead_letter.c.attempts + 1, reason=reason, failed_at=_now())
+            update(dead_letter).where(dead_letter.c.id == letter_id).values(attempts=dead_letter.c.attempts + attempts, reason=reason, failed_at=_now())
         )

@@ -40,8 +40,10 @@ from recon_pipeline.reconcile import (
     PRICE_FIELD_MISMATCH,
     PRICE_MISSING_IN_STRIPE,
     PRICE_ORPHAN_IN_STRIPE,
+    shortened,
     syncable_defaults,
 )
+from recon_pipeline.reconcile.diff import PREVIEW_WIDTH
 
 # Action names, in the order they are applied to one product.
 CREATE_PRODUCT = "create_product"
@@ -246,6 +248,38 @@ class RepairPlan:
             [(a.product_id, a.lookup_key, a.action, a.describe()) for a in self.actions],
             columns=["product_id", "lookup_key", "action", "detail"],
         )
+
+
+class FieldChanges:
+    """Each mismatched field's value in Stripe and in the catalog, from the drift table: what a
+    planned update or replacement changes, before -> after."""
+
+    def __init__(self, drift: pd.DataFrame):
+        mismatched = drift[drift["kind"].isin([FIELD_MISMATCH, PRICE_FIELD_MISMATCH])]
+        self._values = {
+            (str(product), str(key) if kind == PRICE_FIELD_MISMATCH else "", str(name)): (stripe_value, local_value)
+            for product, key, kind, name, local_value, stripe_value in zip(
+                mismatched["product_id"], mismatched["lookup_key"], mismatched["kind"], mismatched["field"], mismatched["local_value"], mismatched["stripe_value"], strict=True
+            )
+        }
+
+    def of(self, product_id: str, action: str, lookup_key: str | None, fields: tuple[str, ...], width: int = 2 * PREVIEW_WIDTH) -> str:
+        """`field: before -> after; ...` for an action's fields, each value cut to `width`
+        characters (the drift table holds them whole)."""
+        key = (lookup_key or "") if action in PRICE_ACTIONS else ""
+        said = []
+        for name in fields:
+            before, after = self._values.get((product_id, key, name), (None, None))
+            if before is None and after is None:
+                said.append(name)
+                continue
+            before, after = (shortened(value, width) for value in (before, after))
+            said.append(f"{name}: {_shown(before)} -> {_shown(after)}")
+        return "; ".join(said)
+
+
+def _shown(value: Any) -> str:
+    return "(none)" if value is None or value == "" or (isinstance(value, float) and pd.isna(value)) else repr(value) if isinstance(value, str) else str(value)
 
 
 # -- canonical frame rows back to values ------------------------------------------------

@@ -227,12 +227,18 @@ class StripeGateway:
                 elif error.http_status and error.http_status >= 500:
                     count("server_errors")
                 if attempt + 1 >= self.retry.max_attempts or not should_retry(error):
+                    error.recon_attempts = attempt + 1  # type: ignore[attr-defined]  # what a dead letter records: the requests sent
                     raise
                 delay = self.retry.backoff.delay(attempt, retry_after(error))
                 log.info("%s answered %s (%s); retry %d in %.2fs", endpoint, error.http_status, error.code, attempt + 1, delay)
                 count("retries")
                 time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def attempts_of(error: BaseException) -> int:
+        """How many requests a failed call sent (retries included); 1 for a failure it did not send."""
+        return int(getattr(error, "recon_attempts", 1))
 
     def list_all(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         """Every object of a list endpoint, following has_more/starting_after."""

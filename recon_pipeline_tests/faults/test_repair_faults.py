@@ -13,11 +13,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from recon_pipeline.catalog import CatalogProduct, make_engine, upsert_products
+from recon_pipeline.catalog import Catalog, CatalogProduct, make_engine, upsert_products
 from recon_pipeline.catalog.schema import dead_letter, sync_ledger
 from recon_pipeline.demo import DemoData, plan_demo, seed_demo, unmanaged_prices
 from recon_pipeline.reconcile import PRICE_ORPHAN_IN_STRIPE
+from recon_pipeline.repair.replay import replay_dead_letters
 from recon_pipeline.runs import latest_metadata, run_job
+from recon_pipeline.stripe_api import StripeGateway
 from recon_pipeline.testing import assert_no_duplicates, wait_until
 
 REPAIR_ARCHIVE = {"ops": {"catalog_repair": {"config": {"orphan_policy": "archive"}}}}
@@ -151,9 +153,20 @@ def test_a_product_stripe_refuses_goes_to_dead_letter_and_the_rest_is_repaired(s
         assert not checks["dead_letters_empty"].passed
         assert checks["dead_letters_empty"].severity == dg.AssetCheckSeverity.WARN
         with engine.connect() as conn:
-            letters = conn.execute(select(dead_letter.c.product_id, dead_letter.c.reason)).all()
+            letters = conn.execute(select(dead_letter.c.product_id, dead_letter.c.reason, dead_letter.c.attempts)).all()
         assert [letter.product_id for letter in letters] == ["sku_refused"]
         assert "400 resource_refused" in letters[0].reason
+        assert letters[0].attempts == 1  # a 400 is not retried: sent once, as the summary's retries 0 says
         # Everything else was repaired: only the refused product still drifts.
         drift = run_job("reconcile_catalog", instance=instance).asset_value("catalog_drift")
         assert set(drift.loc[drift["kind"] != PRICE_ORPHAN_IN_STRIPE, "product_id"]) == {"sku_refused"}
+    # Stripe takes it now: the replay resolves the letter and records by which replay and what it wrote.
+    set_faults(emulator, refuse_paths=[])
+    [replayed] = replay_dead_letters(Catalog.open(url), StripeGateway("sk_test_replay", emulator.url))
+    assert replayed.resolved
+    with engine.connect() as conn:
+        letter = conn.execute(select(dead_letter)).one()
+        replay_id = letter.resolution.split(":")[0]
+        written = conn.execute(select(sync_ledger.c.path, sync_ledger.c.status).where(sync_ledger.c.run_id == replay_id)).all()
+    assert letter.resolved_at is not None and letter.resolution.startswith("replay-") and "update_product (name): applied" in letter.resolution
+    assert ("/v1/products/sku_refused", 200) in written and letter.attempts == 1 and "400 resource_refused" in letter.reason
